@@ -1,0 +1,29 @@
+"""The one URL table of the service."""
+from handlers.api.auth import DefaultAdminOnceHandler
+from handlers.base import ApiFallbackHandler
+from handlers.health import HealthHandler
+from handlers.registry.base import RegistryFallbackHandler
+from handlers.registry.blobs import BlobHandler
+from handlers.registry.listings import BaseV2Handler, CatalogHandler, ReferrersHandler, TagsHandler
+from handlers.registry.manifests import ManifestHandler
+from handlers.registry.token import TokenHandler
+from handlers.registry.uploads import UploadHandler, UploadStartHandler
+
+_NAME = r"(?P<name>.+?)"
+
+ROUTES = [
+    (r"/health", HealthHandler),
+    (r"/api/health", HealthHandler),
+    (r"/api/v1/auth/default-admin-once", DefaultAdminOnceHandler),
+    (r"/api/.*", ApiFallbackHandler),
+    (r"/auth/token", TokenHandler),
+    (r"/v2/?", BaseV2Handler),
+    (r"/v2/_catalog", CatalogHandler),
+    (rf"/v2/{_NAME}/tags/list", TagsHandler),
+    (rf"/v2/{_NAME}/manifests/(?P<reference>[^/]+)", ManifestHandler),
+    (rf"/v2/{_NAME}/blobs/uploads/?", UploadStartHandler),
+    (rf"/v2/{_NAME}/blobs/uploads/(?P<upload_id>[^/]+)", UploadHandler),
+    (rf"/v2/{_NAME}/blobs/(?P<digest>[^/]+)", BlobHandler),
+    (rf"/v2/{_NAME}/referrers/(?P<digest>[^/]+)", ReferrersHandler),
+    (r"/v2/.*", RegistryFallbackHandler),
+]

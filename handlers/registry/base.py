@@ -1,0 +1,126 @@
+"""RegistryHandler: the /v2/ base handler; authorizes every request from its bearer token."""
+import base64
+import binascii
+
+from handlers.base import BaseHandler, RegistryErrorsMixin
+from services import access
+from services.errors import RegistryError
+from services.names import check_repository_name
+from services.tokens import InvalidToken, granted
+
+ACTION_BY_METHOD = {"GET": "pull", "HEAD": "pull", "POST": "push", "PATCH": "push", "PUT": "push", "DELETE": "delete"}
+# Uploads and manifests can be large or slow; the per-request limit is raised where a body streams.
+UNLIMITED_BODY = 1 << 50
+
+
+def parse_basic_auth(header):
+    """``(username, password)`` from an HTTP Basic header, or None."""
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        username, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (username, password) if sep else None
+
+
+class RegistryHandler(RegistryErrorsMixin, BaseHandler):
+    """Checks the bearer token against the action the request needs on its repository."""
+
+    # Registry-wide resources (the catalog) name their scope here instead of a repository.
+    resource_scope = None
+
+    def set_default_headers(self):
+        super().set_default_headers()
+        self.set_header("Docker-Distribution-Api-Version", "registry/2.0")
+
+    @property
+    def repo(self):
+        return self.path_kwargs.get("name")
+
+    def required_action(self):
+        return ACTION_BY_METHOD.get(self.request.method, "pull")
+
+    def challenge_scope(self):
+        if self.resource_scope:
+            return self.resource_scope
+        if self.repo is None:
+            return None
+        action = self.required_action()
+        actions = "pull,push" if action == "push" else action
+        return f"repository:{self.repo}:{actions}"
+
+    def realm(self):
+        base = self.config["public_url"].rstrip("/") or f"{self.request.protocol}://{self.request.host}"
+        return f"{base}/auth/token"
+
+    def set_challenge(self, error):
+        parts = [f'realm="{self.realm()}"', f'service="{self.config["registry_service"]}"']
+        scope = self.challenge_scope()
+        if scope:
+            parts.append(f'scope="{scope}"')
+        if error.detail and error.detail.get("reason") == "insufficient_scope":
+            parts.append('error="insufficient_scope"')
+        self.set_header("WWW-Authenticate", "Bearer " + ",".join(parts))
+
+    def token_claims(self):
+        """The verified claims of the request's bearer token; None when there is no token."""
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            return self.tokens.verify(token.strip())
+        except InvalidToken:
+            raise RegistryError("UNAUTHORIZED", "invalid or expired token", detail={"reason": "invalid_token"})
+
+    async def token_user(self, claims):
+        """The live, enabled user behind a token (None for anonymous)."""
+        if not claims or not claims.get("uid"):
+            return None
+        user = await self.collections.users.get(claims["uid"])
+        return user if user and not user.get("disabled") else None
+
+    async def prepare(self):
+        await super().prepare()
+        if self.repo is not None:
+            check_repository_name(self.repo)
+        self.claims = self.token_claims()
+        if self.resource_scope is None and self.repo is None:
+            if self.claims is None:
+                raise RegistryError("UNAUTHORIZED")
+            return
+        await self.authorize(self.required_action())
+
+    def holds(self, action, name=None):
+        if self.claims is None:
+            return False
+        if name is None and self.resource_scope:
+            kind, name, _ = self.resource_scope.split(":")
+            return action in granted(self.claims, kind, name)
+        return action in granted(self.claims, "repository", name or self.repo)
+
+    async def authorize(self, action):
+        """Pass, or 401 (fetch a token) / 403 (the user may never do this) / NAME_UNKNOWN."""
+        if self.holds(action):
+            return
+        user = await self.token_user(self.claims)
+        if user is None:
+            raise RegistryError("UNAUTHORIZED", detail={"reason": "insufficient_scope"} if self.claims else None)
+        if self.repo is not None and action in await access.repository_actions(self.collections, user, self.repo):
+            raise RegistryError("UNAUTHORIZED", "token does not grant this action; request a new one",
+                                detail={"reason": "insufficient_scope"})
+        project_name = (self.repo or "").split("/", 1)[0]
+        if self.repo is not None and await self.collections.projects.get_by_name(project_name) is None:
+            raise RegistryError("NAME_UNKNOWN", f"project {project_name} does not exist",
+                                detail={"project": project_name})
+        raise RegistryError("DENIED", f"user {user['username']} may not {action} {self.repo or self.resource_scope}")
+
+
+class RegistryFallbackHandler(RegistryHandler):
+    """Anything under /v2/ that no route matches."""
+
+    async def prepare(self):
+        await BaseHandler.prepare(self)
+        raise RegistryError("NAME_INVALID", "no such registry endpoint; repository names are <project>/<name>",
+                            detail={"path": self.request.path}, status=404)

@@ -1,0 +1,74 @@
+"""Blob reads (GET/HEAD with Range) and deletes."""
+import re
+
+from tornado.iostream import StreamClosedError
+
+from handlers.registry.base import RegistryHandler
+from services.errors import RegistryError
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header, size):
+    """``(start, length)`` for a single byte range, None without one; RANGE_INVALID when unsatisfiable."""
+    if not header:
+        return None
+    match = _RANGE_RE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        raise RegistryError("RANGE_INVALID", "only a single bytes=start-end range is supported",
+                            detail={"range": header})
+    first, last = match.groups()
+    if first == "":
+        length = min(int(last), size)
+        return size - length, length
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        raise RegistryError("RANGE_INVALID", f"range not satisfiable for a blob of {size} bytes",
+                            detail={"range": header, "size": size})
+    return start, end - start + 1
+
+
+class BlobHandler(RegistryHandler):
+    async def head(self, name, digest):
+        await self.get(name, digest, send_body=False)
+
+    async def get(self, name, digest, send_body=True):
+        blob = await self.registry.blob(name, digest)
+        size = blob["size"]
+        try:
+            byte_range = parse_range(self.request.headers.get("Range"), size)
+        except RegistryError:
+            self.set_header("Content-Range", f"bytes */{size}")
+            raise
+        start, length = byte_range or (0, size)
+        if byte_range:
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {start}-{start + length - 1}/{size}")
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Length", length)
+        self.set_header("Docker-Content-Digest", digest)
+        self.set_header("ETag", f'"{digest}"')
+        self.set_header("Accept-Ranges", "bytes")
+        self.set_header("Cache-Control", "max-age=31536000")
+        if send_body:
+            await self.stream(blob["ref"], start, length)
+        self.finish()
+
+    async def stream(self, ref, start, length):
+        """Write the blob piece by piece, flushing each so memory stays flat whatever its size."""
+        pieces = self.blob_store.read(ref, start, length)
+        try:
+            async for piece in pieces:
+                self.write(bytes(piece))
+                await self.flush()
+        except StreamClosedError:
+            return
+        finally:
+            await pieces.aclose()
+
+    async def delete(self, name, digest):
+        await self.registry.unlink_blob(name, digest)
+        self.set_status(202)
+        self.set_header("Content-Length", 0)
+        self.finish()

@@ -1,0 +1,67 @@
+"""Manifests by tag or digest: GET/HEAD with Accept negotiation, PUT (byte-exact), DELETE."""
+import tornado.web
+
+from handlers.registry.base import RegistryHandler
+from services.errors import RegistryError
+from services.manifests import MAX_MANIFEST_BYTES, accepts
+
+
+def _too_large():
+    return RegistryError("SIZE_INVALID", f"manifest exceeds the limit of {MAX_MANIFEST_BYTES} bytes",
+                         detail={"limit": MAX_MANIFEST_BYTES}, status=413)
+
+
+@tornado.web.stream_request_body
+class ManifestHandler(RegistryHandler):
+    async def prepare(self):
+        self.body = bytearray()
+        self.oversize = False
+        await super().prepare()
+        if self.request.method == "PUT":
+            length = self.request.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > MAX_MANIFEST_BYTES:
+                raise _too_large()
+            self.request.connection.set_max_body_size(1 << 40)
+
+    def data_received(self, chunk):
+        # Past the limit the rest of the body is read and dropped, so the client still gets its answer.
+        if not self.oversize:
+            self.body += chunk
+            if len(self.body) > MAX_MANIFEST_BYTES:
+                self.oversize = True
+                self.body = bytearray()
+
+    async def head(self, name, reference):
+        await self.get(name, reference, send_body=False)
+
+    async def get(self, name, reference, send_body=True):
+        doc = await self.registry.manifest(name, reference)
+        if not accepts(self.request.headers.get("Accept"), doc["media_type"]):
+            raise RegistryError("MANIFEST_UNKNOWN", f"manifest is {doc['media_type']}, which the Accept header excludes",
+                                detail={"media_type": doc["media_type"]})
+        self.set_header("Content-Type", doc["media_type"])
+        self.set_header("Docker-Content-Digest", doc["digest"])
+        self.set_header("ETag", f'"{doc["digest"]}"')
+        self.set_header("Content-Length", doc["size"])
+        if send_body:
+            self.write(bytes(doc["content"]))
+        self.finish()
+
+    async def put(self, name, reference):
+        if self.oversize:
+            raise _too_large()
+        parsed = await self.registry.put_manifest(name, reference, bytes(self.body),
+                                                  self.request.headers.get("Content-Type"))
+        self.set_status(201)
+        self.set_header("Location", f"/v2/{name}/manifests/{parsed.digest}")
+        self.set_header("Docker-Content-Digest", parsed.digest)
+        if parsed.subject:
+            self.set_header("OCI-Subject", parsed.subject)
+        self.set_header("Content-Length", 0)
+        self.finish()
+
+    async def delete(self, name, reference):
+        await self.registry.delete_manifest(name, reference)
+        self.set_status(202)
+        self.set_header("Content-Length", 0)
+        self.finish()

@@ -1,0 +1,158 @@
+"""Blob uploads: start (monolithic, session or cross-repository mount), PATCH chunks, PUT to finish, status, cancel."""
+import re
+
+import tornado.ioloop
+import tornado.web
+
+from handlers.registry.base import UNLIMITED_BODY, RegistryHandler
+from services.digests import parse_digest
+from services.errors import RegistryError
+
+_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?$")
+
+
+def upload_location(name, upload_id):
+    return f"/v2/{name}/blobs/uploads/{upload_id}"
+
+
+def range_header(size):
+    # The distribution spec's inclusive "0-<last byte>"; an empty upload reports 0-0 as the reference does.
+    return f"0-{max(size - 1, 0)}"
+
+
+class StreamingUploadMixin:
+    """Streams a request body into an UploadSession; storage errors are kept until the method runs."""
+
+    session = None
+    stream_error = None
+
+    def start_streaming(self, session):
+        self.session = session
+        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+
+    async def data_received(self, chunk):
+        if self.session is None or self.stream_error is not None:
+            return
+        try:
+            await self.session.write(chunk)
+        except Exception as exc:  # raised from the handler method, where errors are answered
+            self.stream_error = exc
+
+    def raise_stream_error(self):
+        if self.stream_error is not None:
+            raise self.stream_error
+
+    def release_session(self):
+        """Give back the lease of a request that did not save its session (an error, or the client left)."""
+        if self.session is not None:
+            session, self.session = self.session, None
+            tornado.ioloop.IOLoop.current().add_callback(session.release)
+
+    def on_finish(self):
+        super().on_finish()
+        self.release_session()
+
+    def on_connection_close(self):
+        super().on_connection_close()
+        self.release_session()
+
+    def answer_created(self, name, digest):
+        self.session = None
+        self.set_status(201)
+        self.set_header("Location", f"/v2/{name}/blobs/{digest}")
+        self.set_header("Docker-Content-Digest", digest)
+        self.set_header("Content-Length", 0)
+        self.finish()
+
+    def answer_progress(self, name, upload_id, size):
+        self.set_status(202)
+        self.set_header("Location", upload_location(name, upload_id))
+        self.set_header("Docker-Upload-UUID", upload_id)
+        self.set_header("Range", range_header(size))
+        self.set_header("Content-Length", 0)
+        self.finish()
+
+
+@tornado.web.stream_request_body
+class UploadStartHandler(StreamingUploadMixin, RegistryHandler):
+    async def prepare(self):
+        await super().prepare()
+        self.mounted = None
+        mount, source = self.get_query_argument("mount", None), self.get_query_argument("from", None)
+        if mount and source and self.holds("pull", source):
+            if await self.registry.mount_blob(self.repo, mount, source):
+                self.mounted = mount
+                return
+        await self.registry.project_for_push(self.repo, await self.token_user(self.claims))
+        digest = self.get_query_argument("digest", None)
+        if digest:
+            algorithm, _ = parse_digest(digest)
+            doc = await self.uploads.start(self.repo, algorithm)
+            self.start_streaming(await self.uploads.open(self.repo, doc["_id"], start=0))
+
+    async def post(self, name):
+        if self.mounted:
+            return self.answer_created(name, self.mounted)
+        if self.session is not None:
+            self.raise_stream_error()
+            digest = self.get_query_argument("digest")
+            await self.session.finish(digest)
+            return self.answer_created(name, digest)
+        doc = await self.uploads.start(name)
+        self.answer_progress(name, doc["_id"], 0)
+
+
+@tornado.web.stream_request_body
+class UploadHandler(StreamingUploadMixin, RegistryHandler):
+    async def prepare(self):
+        await super().prepare()
+        if self.request.method not in ("PATCH", "PUT"):
+            return
+        start = self.claimed_start()
+        self.start_streaming(await self.uploads.open(self.repo, self.path_kwargs["upload_id"], start=start))
+
+    def claimed_start(self):
+        """The offset a PATCH's Content-Range claims (checked against Content-Length when both are sent)."""
+        header = self.request.headers.get("Content-Range")
+        if self.request.method != "PATCH" or not header:
+            return None
+        match = _CONTENT_RANGE_RE.match(header.strip())
+        if not match:
+            raise RegistryError("RANGE_INVALID", "Content-Range must be <start>-<end>", detail={"range": header})
+        start, end = int(match.group(1)), int(match.group(2))
+        length = self.request.headers.get("Content-Length")
+        if end < start or (length is not None and int(length) != end - start + 1):
+            raise RegistryError("RANGE_INVALID", "Content-Range does not match Content-Length",
+                                detail={"range": header, "length": length})
+        return start
+
+    async def get(self, name, upload_id):
+        doc = await self.uploads.status(name, upload_id)
+        self.set_status(204)
+        self.set_header("Location", upload_location(name, upload_id))
+        self.set_header("Docker-Upload-UUID", upload_id)
+        self.set_header("Range", range_header(doc["size"]))
+        self.finish()
+
+    async def patch(self, name, upload_id):
+        self.raise_stream_error()
+        size = await self.session.save()
+        self.session = None
+        self.answer_progress(name, upload_id, size)
+
+    async def put(self, name, upload_id):
+        digest = self.get_query_argument("digest", None)
+        if not digest:
+            raise RegistryError("DIGEST_INVALID", "the digest query parameter is required to finish an upload")
+        self.raise_stream_error()
+        await self.session.finish(digest)
+        self.answer_created(name, digest)
+
+    async def delete(self, name, upload_id):
+        await self.uploads.cancel(name, upload_id)
+        self.set_status(204)
+        self.finish()
+
+    def required_action(self):
+        # Cancelling an upload is part of pushing, not a delete of stored content.
+        return "push"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install into .venv and start CYP-Registry; without CYP_MONGO_URI it runs an embedded SecantusDB.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+exec .venv/bin/python server.py "$@"

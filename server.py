@@ -1,0 +1,164 @@
+"""CYP-Registry entry point: load config, connect, serve, stop cleanly on SIGTERM."""
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+
+import tornado.httpserver
+import tornado.web
+
+from config import SettingsError, load_settings
+from handlers import ROUTES
+from handlers.base import ApiFallbackHandler
+from services.bootstrap import ensure_bootstrap_admin
+from services.logs import configure_logging
+from services.registry import RegistryService
+from services.tokens import RegistryTokens
+from services.uploads import BlobUploads, sweep_forever
+from storage.embedded_mongo import EmbeddedMongo
+from storage.gridfs_store import GridFSBlobStore
+from storage.mongo import Collections, create_client
+
+log = logging.getLogger("cyp.server")
+access_log = logging.getLogger("cyp.access")
+
+# Bodies that are not streamed (API JSON, token forms) stay small; upload handlers raise it per request.
+MAX_BUFFERED_BODY = 8 * 1024 * 1024
+# Read request bodies in MiB-sized pieces: fewer Python calls per GiB on the upload path.
+BODY_CHUNK_SIZE = 1024 * 1024
+
+
+class RequestTracker:
+    """Counts requests in flight so shutdown can wait for them."""
+
+    def __init__(self):
+        self.active = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def enter(self):
+        self.active += 1
+        self.idle.clear()
+
+    def leave(self):
+        self.active -= 1
+        if self.active <= 0:
+            self.active = 0
+            self.idle.set()
+
+
+def log_request(handler):
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.ERROR
+    access_log.log(level, "%s %s %d", handler.request.method, handler.request.path, status, extra={
+        "trace_id": getattr(handler, "trace_id", None), "status": status, "method": handler.request.method,
+        "path": handler.request.path, "remote_ip": handler.request.remote_ip,
+        "duration_ms": round(handler.request.request_time() * 1000, 1),
+    })
+
+
+def make_app(config, collections, blob_store, tokens, bootstrap_hint=None):
+    registry = RegistryService(collections, blob_store)
+    return tornado.web.Application(
+        ROUTES,
+        default_handler_class=ApiFallbackHandler,
+        log_function=log_request,
+        config=config,
+        collections=collections,
+        blob_store=blob_store,
+        registry=registry,
+        uploads=BlobUploads(collections, blob_store, registry, config["upload_expiry_seconds"]),
+        tokens=tokens,
+        tracker=RequestTracker(),
+        bootstrap_hint=bootstrap_hint,
+    )
+
+
+def announce_bootstrap_admin(hint):
+    if hint and hint["password"]:
+        print(f"\n  CYP-Registry first start: administrator '{hint['username']}' created with the one-time "
+              f"password: {hint['password']}\n  It is shown only this once; change it after logging in.\n",
+              flush=True)
+
+
+async def wait_for_signal():
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve(config):
+    embedded = None
+    uri = config["mongo_uri"]
+    if not uri:
+        embedded = EmbeddedMongo(config["data_dir"])
+        await embedded.start()
+        uri = embedded.uri
+    client = create_client(uri)
+    try:
+        db = client[config["mongo_db"]]
+        collections = Collections(db)
+        await collections.ensure_indexes()
+        blob_store = GridFSBlobStore(db, config["gridfs_chunk_size"])
+        await blob_store.ensure_indexes()
+        signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
+        tokens = RegistryTokens(signing_key, config["registry_service"], config["registry_token_ttl_seconds"])
+        hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
+        announce_bootstrap_admin(hint)
+        app = make_app(config, collections, blob_store, tokens, hint)
+        server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BUFFERED_BODY,
+                                               chunk_size=BODY_CHUNK_SIZE)
+        server.listen(config["port"], config["host"])
+        sweeper = asyncio.create_task(sweep_forever(app.settings["uploads"], config["upload_sweep_interval_seconds"]))
+        log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],
+                 extra={"url": f"http://{config['host']}:{config['port']}", "storage": blob_store.name})
+        await wait_for_signal()
+        log.info("shutting down: no new connections; waiting for requests in flight")
+        server.stop()
+        try:
+            await asyncio.wait_for(app.settings["tracker"].idle.wait(), config["shutdown_grace_seconds"])
+        except asyncio.TimeoutError:
+            log.warning("requests still in flight after the grace period",
+                        extra={"active": app.settings["tracker"].active})
+        sweeper.cancel()
+        await server.close_all_connections()
+    finally:
+        await client.close()
+        if embedded:
+            await embedded.stop()
+    log.info("stopped")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="CYP-Registry: an OCI / Docker container registry.")
+    parser.add_argument("--host", help="address to listen on (CYP_HOST; default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port to listen on (CYP_PORT; default 5000)")
+    parser.add_argument("--data-dir", help="data directory (CYP_DATA_DIR; default ./data)")
+    parser.add_argument("--config", metavar="FILE", help="configuration file, JSON or TOML (CYP_CONFIG)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        config = load_settings(args.config or os.environ.get("CYP_CONFIG"),
+                               overrides={"host": args.host, "port": args.port, "data_dir": args.data_dir})
+    except SettingsError as exc:
+        print(f"cyp-registry: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config["log_level"])
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Manifest parsing and validation: Docker schema2, Docker manifest lists, OCI manifests and indexes."""
+import json
+from dataclasses import dataclass, field
+
+from services.digests import digest_bytes, parse_digest
+from services.errors import RegistryError
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+IMAGE_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
+INDEX_TYPES = (DOCKER_MANIFEST_LIST, OCI_INDEX)
+SUPPORTED_TYPES = IMAGE_TYPES + INDEX_TYPES
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class ParsedManifest:
+    digest: str
+    media_type: str
+    blobs: list = field(default_factory=list)
+    children: list = field(default_factory=list)
+    subject: str = None
+    artifact_type: str = None
+    annotations: dict = None
+
+    @property
+    def references(self):
+        return self.blobs + self.children
+
+
+def _invalid(message, **detail):
+    return RegistryError("MANIFEST_INVALID", message, detail=detail or None)
+
+
+def _descriptor(value, where):
+    if not isinstance(value, dict):
+        raise _invalid(f"{where} must be a descriptor object")
+    media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
+    if not isinstance(media_type, str) or not media_type:
+        raise _invalid(f"{where}.mediaType must be a non-empty string")
+    if not isinstance(digest, str):
+        raise _invalid(f"{where}.digest must be a string")
+    try:
+        parse_digest(digest)
+    except RegistryError:
+        raise _invalid(f"{where}.digest is not a valid digest", digest=digest) from None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise _invalid(f"{where}.size must be a non-negative integer")
+    return value
+
+
+def _descriptors(body, key, required):
+    items = body.get(key)
+    if items is None and not required:
+        return []
+    if not isinstance(items, list):
+        raise _invalid(f"{key} must be an array")
+    return [_descriptor(item, f"{key}[{i}]") for i, item in enumerate(items)]
+
+
+def _media_type(body, content_type):
+    declared = body.get("mediaType")
+    content_type = (content_type or "").split(";")[0].strip()
+    if declared is not None and not isinstance(declared, str):
+        raise _invalid("mediaType must be a string")
+    if declared and content_type and content_type != declared and content_type in SUPPORTED_TYPES:
+        raise _invalid("Content-Type does not match the manifest's mediaType",
+                       content_type=content_type, media_type=declared)
+    media_type = declared or (content_type if content_type in SUPPORTED_TYPES else None)
+    if media_type is None:
+        media_type = OCI_INDEX if "manifests" in body else OCI_MANIFEST
+    if media_type not in SUPPORTED_TYPES:
+        raise _invalid(f"unsupported manifest media type {media_type}", media_type=media_type)
+    return media_type
+
+
+def parse_manifest(content, content_type, algorithm="sha256"):
+    """Validate a manifest's bytes; the digest is of exactly these bytes."""
+    if len(content) > MAX_MANIFEST_BYTES:
+        raise RegistryError("SIZE_INVALID", f"manifest is larger than {MAX_MANIFEST_BYTES} bytes", status=413)
+    try:
+        body = json.loads(content.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _invalid(f"manifest is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _invalid("manifest must be a JSON object")
+    if body.get("schemaVersion") != 2:
+        raise _invalid("only schemaVersion 2 manifests are supported")
+    media_type = _media_type(body, content_type)
+    annotations = body.get("annotations")
+    if annotations is not None and not (isinstance(annotations, dict)
+                                        and all(isinstance(v, str) for v in annotations.values())):
+        raise _invalid("annotations must map strings to strings")
+    artifact_type = body.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise _invalid("artifactType must be a string")
+    subject = _descriptor(body["subject"], "subject")["digest"] if body.get("subject") is not None else None
+    parsed = ParsedManifest(digest=digest_bytes(content, algorithm), media_type=media_type, subject=subject,
+                            annotations=annotations)
+    if media_type in IMAGE_TYPES:
+        config = _descriptor(body.get("config"), "config")
+        layers = _descriptors(body, "layers", required=media_type == DOCKER_MANIFEST)
+        # Foreign (non-distributable) layers live at their URLs, not in this registry.
+        parsed.blobs = [config["digest"]] + [layer["digest"] for layer in layers if not layer.get("urls")]
+        parsed.artifact_type = artifact_type or config["mediaType"]
+    else:
+        parsed.children = [item["digest"] for item in _descriptors(body, "manifests", required=True)]
+        parsed.artifact_type = artifact_type
+    return parsed
+
+
+def accepts(accept_header, media_type):
+    """Whether a client's Accept header admits ``media_type`` (no header admits everything)."""
+    if not accept_header:
+        return True
+    offered = {part.split(";")[0].strip() for part in accept_header.split(",")}
+    return bool(offered & {media_type, "*/*", "application/*"}) or not (offered & set(SUPPORTED_TYPES))

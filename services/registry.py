@@ -1,0 +1,131 @@
+"""Repository-level registry operations: projects on push, blob links, manifests, tags, referrers, catalog."""
+from services.digests import is_digest, parse_digest
+from services.errors import RegistryError
+from services.manifests import OCI_INDEX, parse_manifest
+from services.names import check_repository_name, is_valid_tag
+
+
+class RegistryService:
+    def __init__(self, collections, store):
+        self.collections = collections
+        self.store = store
+
+    async def project_for_push(self, name, user):
+        """The project a push into ``name`` lands in; an administrator's first push creates it (private)."""
+        project_name, _ = check_repository_name(name)
+        project = await self.collections.projects.get_by_name(project_name)
+        if project is None:
+            if not (user and user.get("is_admin")):
+                raise RegistryError("NAME_UNKNOWN", f"project {project_name} does not exist",
+                                    detail={"project": project_name})
+            project = await self.collections.projects.create(project_name, owner_id=user["_id"])
+        return project
+
+    async def _ensure_repository(self, name):
+        project = await self.collections.projects.get_by_name(name.split("/", 1)[0])
+        if project is None:
+            raise RegistryError("NAME_UNKNOWN", detail={"name": name})
+        await self.collections.repositories.ensure(name, project["_id"])
+
+    async def require_repository(self, name):
+        if not await self.collections.repositories.exists(name):
+            raise RegistryError("NAME_UNKNOWN", detail={"name": name})
+
+    async def link_blob(self, name, digest):
+        await self._ensure_repository(name)
+        await self.collections.blobs.link(name, digest)
+
+    async def blob(self, name, digest):
+        """The blob document of ``digest`` when linked to ``name``; BLOB_UNKNOWN otherwise."""
+        parse_digest(digest)
+        blob = await self.collections.blobs.linked(name, digest)
+        if blob is None:
+            raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
+        return blob
+
+    async def unlink_blob(self, name, digest):
+        parse_digest(digest)
+        if not await self.collections.blobs.unlink(name, digest):
+            raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
+
+    async def mount_blob(self, name, digest, source):
+        """Link a blob of ``source`` into ``name``; False when it is not there to mount."""
+        parse_digest(digest)
+        if await self.collections.blobs.linked(source, digest) is None:
+            return False
+        await self.link_blob(name, digest)
+        return True
+
+    async def resolve(self, name, reference):
+        """The digest a tag or digest reference names; MANIFEST_UNKNOWN when there is none."""
+        if is_digest(reference):
+            parse_digest(reference)
+            return reference
+        digest = await self.collections.manifests.resolve_tag(name, reference)
+        if digest is None:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference})
+        return digest
+
+    async def manifest(self, name, reference):
+        await self.require_repository(name)
+        digest = await self.resolve(name, reference)
+        doc = await self.collections.manifests.get(name, digest)
+        if doc is None:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": digest})
+        return doc
+
+    async def put_manifest(self, name, reference, content, content_type):
+        """Validate and store a manifest under a tag or its digest; answers the ParsedManifest."""
+        if is_digest(reference):
+            algorithm, _ = parse_digest(reference)
+        else:
+            if not is_valid_tag(reference):
+                raise RegistryError("TAG_INVALID", "tag must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}",
+                                    detail={"tag": reference})
+            algorithm = "sha256"
+        parsed = parse_manifest(content, content_type, algorithm)
+        if is_digest(reference) and parsed.digest != reference:
+            raise RegistryError("DIGEST_INVALID", "manifest digest does not match its content",
+                                detail={"expected": reference, "computed": parsed.digest})
+        missing = await self.collections.blobs.missing_links(name, parsed.blobs)
+        present = await self.collections.manifests.existing_digests(name, parsed.children)
+        missing += [child for child in parsed.children if child not in present]
+        if missing:
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": missing})
+        await self._ensure_repository(name)
+        await self.collections.manifests.put(name, parsed, content)
+        if not is_digest(reference):
+            await self.collections.manifests.set_tag(name, reference, parsed.digest)
+        return parsed
+
+    async def delete_manifest(self, name, reference):
+        """By digest: the manifest and its tags go; by tag: only the tag."""
+        await self.require_repository(name)
+        if is_digest(reference):
+            parse_digest(reference)
+            if not await self.collections.manifests.delete(name, reference):
+                raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": reference})
+        elif not await self.collections.manifests.delete_tag(name, reference):
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference})
+
+    async def tags(self, name, last, limit):
+        await self.require_repository(name)
+        return await self.collections.manifests.list_tags(name, last, limit)
+
+    async def referrers(self, name, digest, artifact_type=None):
+        """An OCI index of the manifests whose subject is ``digest`` (empty, never 404)."""
+        check_repository_name(name)
+        parse_digest(digest)
+        docs = await self.collections.manifests.referrers(name, digest, artifact_type)
+        manifests = []
+        for doc in docs:
+            descriptor = {"mediaType": doc["media_type"], "digest": doc["digest"], "size": doc["size"]}
+            if doc.get("artifact_type"):
+                descriptor["artifactType"] = doc["artifact_type"]
+            if doc.get("annotations"):
+                descriptor["annotations"] = doc["annotations"]
+            manifests.append(descriptor)
+        return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+
+    async def catalog(self, last, limit):
+        return await self.collections.repositories.names(last, limit)

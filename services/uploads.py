@@ -1,0 +1,141 @@
+"""Blob uploads: sessions that stream into the BlobStore while hashing, resumable on any node."""
+import asyncio
+import logging
+import time
+
+from services.digests import new_hasher, parse_digest, restore_hasher
+from services.errors import RegistryError
+
+log = logging.getLogger("cyp.uploads")
+
+# A request holds its upload's lease this long and renews it while the body streams.
+LEASE_SECONDS = 60
+
+
+class UploadSession:
+    """One request's exclusive write access to an upload."""
+
+    def __init__(self, uploads, doc, writer, hasher):
+        self.uploads = uploads
+        self.doc = doc
+        self.writer = writer
+        self.hasher = hasher
+        self.size = doc["size"]
+        self.lease_token = doc["lease_token"]
+        self.renewed_at = time.monotonic()
+
+    @property
+    def id(self):
+        return self.doc["_id"]
+
+    async def write(self, data):
+        self.hasher.update(data)
+        await self.writer.write(data)
+        self.size += len(data)
+        if time.monotonic() - self.renewed_at > LEASE_SECONDS / 3:
+            self.renewed_at = time.monotonic()
+            if not await self.uploads.collections.uploads.renew(self.id, self.lease_token, LEASE_SECONDS):
+                raise RegistryError("BLOB_UPLOAD_INVALID", "upload was taken over by another request")
+
+    async def save(self):
+        """Make the appended bytes durable and release the upload for the next request."""
+        state = await self.writer.checkpoint()
+        saved = await self.uploads.collections.uploads.save_progress(
+            self.id, self.lease_token, self.size, self.hasher.serialize(), state, self.uploads.expiry_seconds)
+        if not saved:
+            raise RegistryError("BLOB_UPLOAD_INVALID", "upload was taken over by another request")
+        return self.size
+
+    async def release(self):
+        """Give the lease back without recording anything (the request died mid-stream)."""
+        await self.uploads.collections.uploads.release(self.id, self.lease_token)
+
+    async def finish(self, digest):
+        """Commit the upload as ``digest`` and link it to the repository; DIGEST_INVALID leaves nothing."""
+        algorithm, _ = parse_digest(digest)
+        store = self.uploads.store
+        blobs = self.uploads.collections.blobs
+        if algorithm == self.doc["algorithm"] and f"{algorithm}:{self.hasher.finalize()}" != digest:
+            await self.abort()
+            raise RegistryError("DIGEST_INVALID", detail={"digest": digest})
+        ref = await self.writer.commit(digest)
+        if algorithm != self.doc["algorithm"] and await self.uploads.digest_stored(ref, self.size, algorithm) != digest:
+            await store.delete(ref)
+            await self.uploads.collections.uploads.delete(self.id)
+            raise RegistryError("DIGEST_INVALID", detail={"digest": digest})
+        if not await blobs.add(digest, self.size, ref):
+            await store.delete(ref)
+        await self.uploads.registry.link_blob(self.doc["repo"], digest)
+        await self.uploads.collections.uploads.delete(self.id)
+        return self.size
+
+    async def abort(self):
+        await self.uploads.store.abort(self.doc["store_state"])
+        await self.uploads.collections.uploads.delete(self.id)
+
+
+class BlobUploads:
+    def __init__(self, collections, store, registry, expiry_seconds):
+        self.collections = collections
+        self.store = store
+        self.registry = registry
+        self.expiry_seconds = expiry_seconds
+
+    async def start(self, repo, algorithm="sha256"):
+        return await self.collections.uploads.create(
+            repo, algorithm, self.store.new_upload_state(), new_hasher(algorithm).serialize(), self.expiry_seconds)
+
+    async def status(self, repo, upload_id):
+        doc = await self.collections.uploads.get(upload_id, repo)
+        if doc is None:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id})
+        return doc
+
+    async def open(self, repo, upload_id, start=None):
+        """Lease the upload for one request; ``start`` is the Content-Range start the client claims."""
+        doc = await self.collections.uploads.acquire(upload_id, repo, LEASE_SECONDS)
+        if doc is None:
+            current = await self.status(repo, upload_id)
+            raise RegistryError("BLOB_UPLOAD_INVALID", "upload is busy with another request",
+                                detail={"uuid": upload_id, "size": current["size"]}, status=409)
+        if start is not None and start != doc["size"]:
+            await self.collections.uploads.release(upload_id, doc["lease_token"])
+            raise RegistryError("RANGE_INVALID", f"chunk must start at offset {doc['size']}, not {start}",
+                                detail={"uuid": upload_id, "size": doc["size"]})
+        try:
+            writer = await self.store.open_writer(doc["store_state"])
+        except Exception:
+            await self.collections.uploads.release(upload_id, doc["lease_token"])
+            raise
+        return UploadSession(self, doc, writer, restore_hasher(doc["algorithm"], doc["hash_state"]))
+
+    async def cancel(self, repo, upload_id):
+        doc = await self.status(repo, upload_id)
+        await self.store.abort(doc["store_state"])
+        await self.collections.uploads.delete(upload_id)
+
+    async def digest_stored(self, ref, size, algorithm):
+        """Hash a committed blob by reading it back (when the client's algorithm differs from the one hashed)."""
+        hasher = new_hasher(algorithm)
+        async for piece in self.store.read(ref, 0, size):
+            hasher.update(bytes(piece))
+        return f"{algorithm}:{hasher.finalize()}"
+
+    async def sweep_expired(self):
+        """Delete expired uploads and their partial data; returns how many went."""
+        count = 0
+        while (doc := await self.collections.uploads.claim_expired()) is not None:
+            await self.store.abort(doc["store_state"])
+            count += 1
+        if count:
+            log.info("expired uploads removed", extra={"count": count})
+        return count
+
+
+async def sweep_forever(uploads, interval_seconds):
+    while True:
+        try:
+            await uploads.sweep_expired()
+        except Exception:
+            log.exception("upload sweep failed")
+        await asyncio.sleep(interval_seconds)

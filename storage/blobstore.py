@@ -1,0 +1,55 @@
+"""The BlobStore contract every storage backend implements.
+
+An upload is resumable across requests and nodes: its backend state is a small dict kept in
+the upload's MongoDB document. A committed blob is addressed by the ``ref`` dict that
+``commit`` returns, which the blob's document keeps.
+"""
+from abc import ABC, abstractmethod
+
+
+class StorageUnavailable(Exception):
+    """The backend cannot be reached or refused the operation."""
+
+
+class UploadWriter(ABC):
+    """Appends bytes to one upload; lives for one request."""
+
+    @abstractmethod
+    async def write(self, data):
+        """Append ``data``; awaiting it is the request's backpressure."""
+
+    @abstractmethod
+    async def checkpoint(self):
+        """Make everything written durable and return the state to resume from."""
+
+    @abstractmethod
+    async def commit(self, digest):
+        """Finish the upload as the blob ``digest``; return the blob's ref."""
+
+
+class BlobStore(ABC):
+    name = "abstract"
+
+    @abstractmethod
+    def new_upload_state(self):
+        """The state of an empty upload."""
+
+    @abstractmethod
+    async def open_writer(self, state):
+        """A writer continuing the upload described by ``state``."""
+
+    @abstractmethod
+    async def abort(self, state):
+        """Discard an unfinished upload's data."""
+
+    @abstractmethod
+    def read(self, ref, start, length):
+        """Async iterator over ``length`` bytes of the blob from offset ``start``."""
+
+    @abstractmethod
+    async def delete(self, ref):
+        """Remove a committed blob's data."""
+
+    @abstractmethod
+    async def ping(self):
+        """Raise StorageUnavailable when the backend cannot serve."""

@@ -1,0 +1,135 @@
+"""GridFS blob store whose uploads resume on any node.
+
+Chunks are written to ``fs.chunks`` as the body streams in (``files_id`` = the upload's file
+id, every chunk exactly ``chunk_size`` bytes); the tail shorter than a chunk is kept in the
+upload state; ``commit`` writes the last chunk and the ``fs.files`` document, after which the
+blob is an ordinary GridFS file.
+"""
+import datetime
+
+from bson import Binary, ObjectId
+from pymongo.errors import PyMongoError
+
+from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter
+
+# Chunks sent per insert_many: fewer round trips without holding much in memory.
+CHUNKS_PER_WRITE_MIB = 4
+# Bytes fetched per cursor batch when reading.
+READ_BATCH_BYTES = 8 * 1024 * 1024
+
+
+def _storage_errors(func):
+    async def wrapper(*args, **kwargs):
+        try:
+            return await func(*args, **kwargs)
+        except PyMongoError as exc:
+            raise StorageUnavailable(f"GridFS: {exc}") from exc
+    return wrapper
+
+
+class GridFSWriter(UploadWriter):
+    def __init__(self, store, state):
+        self.store = store
+        self.file_id = state["file_id"]
+        self.next_n = state["chunks"]
+        self.buffer = bytearray(state["tail"])
+        self.batch_bytes = max(1, CHUNKS_PER_WRITE_MIB * 1024 * 1024 // store.chunk_size) * store.chunk_size
+
+    async def write(self, data):
+        self.buffer += data
+        if len(self.buffer) >= self.batch_bytes:
+            await self._flush_full_chunks()
+
+    @_storage_errors
+    async def _flush_full_chunks(self, include_tail=False):
+        size = self.store.chunk_size
+        whole = len(self.buffer) // size * size
+        end = len(self.buffer) if include_tail else whole
+        if end == 0:
+            return
+        docs = []
+        for offset in range(0, end, size):
+            docs.append({"files_id": self.file_id, "n": self.next_n, "data": Binary(bytes(self.buffer[offset:offset + size]))})
+            self.next_n += 1
+        await self.store.chunks.insert_many(docs, ordered=True)
+        del self.buffer[:end]
+
+    async def checkpoint(self):
+        await self._flush_full_chunks()
+        return {"file_id": self.file_id, "chunks": self.next_n, "tail": Binary(bytes(self.buffer))}
+
+    @_storage_errors
+    async def commit(self, digest):
+        length = (self.next_n * self.store.chunk_size) + len(self.buffer)
+        await self._flush_full_chunks(include_tail=True)
+        await self.store.files.insert_one({
+            "_id": self.file_id, "length": length, "chunkSize": self.store.chunk_size,
+            "uploadDate": datetime.datetime.now(datetime.timezone.utc), "filename": digest,
+            "metadata": {"digest": digest},
+        })
+        return {"file_id": self.file_id, "chunk_size": self.store.chunk_size}
+
+
+class GridFSBlobStore(BlobStore):
+    name = "gridfs"
+
+    def __init__(self, db, chunk_size, bucket="fs"):
+        self.db = db
+        self.chunk_size = chunk_size
+        self.chunks = db[f"{bucket}.chunks"]
+        self.files = db[f"{bucket}.files"]
+
+    async def ensure_indexes(self):
+        await self.chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
+        await self.files.create_index([("filename", 1), ("uploadDate", 1)])
+
+    def new_upload_state(self):
+        return {"file_id": ObjectId(), "chunks": 0, "tail": Binary(b"")}
+
+    @_storage_errors
+    async def open_writer(self, state):
+        # Chunks past the recorded count belong to a request that died mid-stream.
+        await self.chunks.delete_many({"files_id": state["file_id"], "n": {"$gte": state["chunks"]}})
+        return GridFSWriter(self, state)
+
+    @_storage_errors
+    async def abort(self, state):
+        await self.chunks.delete_many({"files_id": state["file_id"]})
+
+    async def read(self, ref, start, length):
+        if length <= 0:
+            return
+        size = ref["chunk_size"]
+        first, last = start // size, (start + length - 1) // size
+        skip = start - first * size
+        remaining = length
+        expected_n = first
+        cursor = self.chunks.find(
+            {"files_id": ref["file_id"], "n": {"$gte": first, "$lte": last}},
+            sort=[("n", 1)], batch_size=max(1, READ_BATCH_BYTES // size),
+        )
+        try:
+            async for chunk in cursor:
+                if chunk["n"] != expected_n:
+                    raise StorageUnavailable(f"GridFS: chunk {expected_n} of {ref['file_id']} missing")
+                data = chunk["data"]
+                piece = data[skip:skip + remaining] if skip or remaining < len(data) else data
+                skip = 0
+                remaining -= len(piece)
+                expected_n += 1
+                yield piece
+        except PyMongoError as exc:
+            raise StorageUnavailable(f"GridFS: {exc}") from exc
+        finally:
+            await cursor.close()
+        if remaining:
+            raise StorageUnavailable(f"GridFS: blob {ref['file_id']} is {remaining} bytes short")
+
+    @_storage_errors
+    async def delete(self, ref):
+        await self.files.delete_one({"_id": ref["file_id"]})
+        await self.chunks.delete_many({"files_id": ref["file_id"]})
+
+    @_storage_errors
+    async def ping(self):
+        await self.db.command("ping")

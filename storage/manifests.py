@@ -1,0 +1,72 @@
+"""Manifests, stored byte-exact per repository, and the tags that point at them."""
+import datetime
+
+from bson import Binary
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class Manifests:
+    def __init__(self, db):
+        self.collection = db["manifests"]
+        self.tags = db["tags"]
+
+    async def ensure_indexes(self):
+        await self.collection.create_index([("repo", 1), ("digest", 1)], unique=True)
+        await self.collection.create_index([("repo", 1), ("subject", 1)])
+        await self.tags.create_index([("repo", 1), ("tag", 1)], unique=True)
+        await self.tags.create_index([("repo", 1), ("digest", 1)])
+
+    async def put(self, repo, parsed, content):
+        """Store a parsed manifest (services.manifests.ParsedManifest) with its exact bytes."""
+        await self.collection.update_one(
+            {"repo": repo, "digest": parsed.digest},
+            {"$setOnInsert": {
+                "media_type": parsed.media_type, "size": len(content), "content": Binary(content),
+                "subject": parsed.subject, "artifact_type": parsed.artifact_type,
+                "annotations": parsed.annotations, "references": parsed.references, "created_at": _now(),
+            }},
+            upsert=True,
+        )
+
+    async def get(self, repo, digest):
+        return await self.collection.find_one({"repo": repo, "digest": digest})
+
+    async def existing_digests(self, repo, digests):
+        return set(await self.collection.distinct("digest", {"repo": repo, "digest": {"$in": list(digests)}}))
+
+    async def delete(self, repo, digest):
+        """Delete a manifest and every tag pointing at it; False when it did not exist."""
+        result = await self.collection.delete_one({"repo": repo, "digest": digest})
+        await self.tags.delete_many({"repo": repo, "digest": digest})
+        return result.deleted_count == 1
+
+    async def referrers(self, repo, subject, artifact_type=None):
+        query = {"repo": repo, "subject": subject}
+        if artifact_type:
+            query["artifact_type"] = artifact_type
+        cursor = self.collection.find(query, {"content": 0}).sort("digest", 1)
+        return await cursor.to_list(None)
+
+    async def set_tag(self, repo, tag, digest):
+        await self.tags.update_one({"repo": repo, "tag": tag},
+                                   {"$set": {"digest": digest, "updated_at": _now()}}, upsert=True)
+
+    async def resolve_tag(self, repo, tag):
+        doc = await self.tags.find_one({"repo": repo, "tag": tag})
+        return doc["digest"] if doc else None
+
+    async def list_tags(self, repo, last=None, limit=None):
+        query = {"repo": repo}
+        if last:
+            query["tag"] = {"$gt": last}
+        cursor = self.tags.find(query, {"tag": 1}).sort("tag", 1)
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return [doc["tag"] async for doc in cursor]
+
+    async def delete_tag(self, repo, tag):
+        result = await self.tags.delete_one({"repo": repo, "tag": tag})
+        return result.deleted_count == 1

@@ -1,0 +1,83 @@
+"""Upload sessions: their whole state lives here so that any node can continue one.
+
+A request that writes to an upload first takes its lease; the lease makes concurrent
+requests on one upload fail cleanly instead of interleaving bytes.
+"""
+import datetime
+import uuid
+
+from bson import Binary
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class Uploads:
+    def __init__(self, db):
+        self.collection = db["uploads"]
+
+    async def ensure_indexes(self):
+        await self.collection.create_index("expires_at")
+
+    async def create(self, repo, algorithm, store_state, hash_state, expiry_seconds):
+        now = _now()
+        doc = {
+            "_id": str(uuid.uuid4()), "repo": repo, "size": 0, "algorithm": algorithm,
+            "hash_state": Binary(hash_state), "store_state": store_state,
+            "created_at": now, "updated_at": now,
+            "expires_at": now + datetime.timedelta(seconds=expiry_seconds),
+            "lease_token": None, "lease_until": None,
+        }
+        await self.collection.insert_one(doc)
+        return doc
+
+    async def get(self, upload_id, repo):
+        return await self.collection.find_one({"_id": upload_id, "repo": repo, "expires_at": {"$gt": _now()}})
+
+    async def acquire(self, upload_id, repo, lease_seconds):
+        """Take the upload's lease; None when it is unknown, expired, or busy with another request."""
+        now = _now()
+        token = uuid.uuid4().hex
+        doc = await self.collection.find_one_and_update(
+            {"_id": upload_id, "repo": repo, "expires_at": {"$gt": now},
+             "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
+            {"$set": {"lease_token": token, "lease_until": now + datetime.timedelta(seconds=lease_seconds)}},
+            return_document=True,
+        )
+        return doc
+
+    async def is_busy(self, upload_id):
+        doc = await self.collection.find_one({"_id": upload_id}, {"lease_until": 1})
+        return bool(doc and doc.get("lease_until") and doc["lease_until"] > _now())
+
+    async def renew(self, upload_id, token, lease_seconds):
+        result = await self.collection.update_one(
+            {"_id": upload_id, "lease_token": token},
+            {"$set": {"lease_until": _now() + datetime.timedelta(seconds=lease_seconds)}},
+        )
+        return result.matched_count == 1
+
+    async def save_progress(self, upload_id, token, size, hash_state, store_state, expiry_seconds):
+        """Record what a request appended and release its lease."""
+        now = _now()
+        result = await self.collection.update_one(
+            {"_id": upload_id, "lease_token": token},
+            {"$set": {"size": size, "hash_state": Binary(hash_state), "store_state": store_state,
+                      "updated_at": now, "expires_at": now + datetime.timedelta(seconds=expiry_seconds),
+                      "lease_token": None, "lease_until": None}},
+        )
+        return result.matched_count == 1
+
+    async def release(self, upload_id, token):
+        await self.collection.update_one({"_id": upload_id, "lease_token": token},
+                                         {"$set": {"lease_token": None, "lease_until": None}})
+
+    async def delete(self, upload_id):
+        await self.collection.delete_one({"_id": upload_id})
+
+    async def claim_expired(self):
+        """Remove and return one expired, idle upload, or None (safe with several nodes sweeping)."""
+        now = _now()
+        return await self.collection.find_one_and_delete(
+            {"expires_at": {"$lt": now}, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]})
