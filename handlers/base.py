@@ -107,11 +107,13 @@ class RegistryErrorsMixin:
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         error = self.registry_error_for(exc) or RegistryError("UNKNOWN", status=status_code)
-        if isinstance(exc, RegistryError) and exc.status == 401:
-            self.set_challenge(exc)
+        if error.status == 401:
+            self.set_challenge(error)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
         self.set_status(error.status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(error.body()))
+        self.finish(json.dumps(error.body(), separators=(",", ":")))
 
     def set_challenge(self, error):
         """Overridden where a 401 must carry WWW-Authenticate."""
@@ -143,7 +145,7 @@ class ApiHandler(BaseHandler):
             error = ApiError(50001)
         self.set_status(error.status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(self.envelope(error.code, error.message, None)))
+        self.finish(json.dumps(self.envelope(error.code, error.message, None), separators=(",", ":")))
 
 
 class ApiFallbackHandler(ApiHandler):

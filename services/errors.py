@@ -26,13 +26,15 @@ REGISTRY_ERRORS = {
 class RegistryError(Exception):
     """An error answered under /v2/ as ``{"errors": [{"code", "message", "detail"}]}``."""
 
-    def __init__(self, code, message=None, detail=None, status=None):
+    def __init__(self, code, message=None, detail=None, status=None, headers=None):
         default_status, default_message = REGISTRY_ERRORS[code]
         super().__init__(message or default_message)
         self.code = code
         self.message = message or default_message
         self.detail = detail
         self.status = status or default_status
+        # Response headers that belong to the error (an error response starts with cleared headers).
+        self.headers = headers or {}
 
     def body(self):
         return {"errors": [{"code": self.code, "message": self.message, "detail": self.detail}]}

@@ -12,6 +12,11 @@ log = logging.getLogger("cyp.uploads")
 LEASE_SECONDS = 60
 
 
+def range_header(size):
+    """The spec's inclusive ``0-<last byte>``; an empty upload reports 0-0 as the reference registry does."""
+    return f"0-{max(size - 1, 0)}"
+
+
 class UploadSession:
     """One request's exclusive write access to an upload."""
 
@@ -101,7 +106,8 @@ class BlobUploads:
         if start is not None and start != doc["size"]:
             await self.collections.uploads.release(upload_id, doc["lease_token"])
             raise RegistryError("RANGE_INVALID", f"chunk must start at offset {doc['size']}, not {start}",
-                                detail={"uuid": upload_id, "size": doc["size"]})
+                                detail={"uuid": upload_id, "size": doc["size"]},
+                                headers={"Range": range_header(doc["size"]), "Docker-Upload-UUID": upload_id})
         try:
             writer = await self.store.open_writer(doc["store_state"])
         except Exception:

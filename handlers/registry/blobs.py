@@ -16,7 +16,7 @@ def parse_range(header, size):
     match = _RANGE_RE.match(header.strip())
     if not match or match.groups() == ("", ""):
         raise RegistryError("RANGE_INVALID", "only a single bytes=start-end range is supported",
-                            detail={"range": header})
+                            detail={"range": header}, headers={"Content-Range": f"bytes */{size}"})
     first, last = match.groups()
     if first == "":
         length = min(int(last), size)
@@ -25,7 +25,7 @@ def parse_range(header, size):
     end = min(int(last), size - 1) if last else size - 1
     if start >= size or end < start:
         raise RegistryError("RANGE_INVALID", f"range not satisfiable for a blob of {size} bytes",
-                            detail={"range": header, "size": size})
+                            detail={"range": header, "size": size}, headers={"Content-Range": f"bytes */{size}"})
     return start, end - start + 1
 
 
@@ -36,11 +36,7 @@ class BlobHandler(RegistryHandler):
     async def get(self, name, digest, send_body=True):
         blob = await self.registry.blob(name, digest)
         size = blob["size"]
-        try:
-            byte_range = parse_range(self.request.headers.get("Range"), size)
-        except RegistryError:
-            self.set_header("Content-Range", f"bytes */{size}")
-            raise
+        byte_range = parse_range(self.request.headers.get("Range"), size)
         start, length = byte_range or (0, size)
         if byte_range:
             self.set_status(206)
@@ -60,7 +56,7 @@ class BlobHandler(RegistryHandler):
         pieces = self.blob_store.read(ref, start, length)
         try:
             async for piece in pieces:
-                self.write(bytes(piece))
+                self.write(piece)
                 await self.flush()
         except StreamClosedError:
             return

@@ -7,17 +7,13 @@ import tornado.web
 from handlers.registry.base import UNLIMITED_BODY, RegistryHandler
 from services.digests import parse_digest
 from services.errors import RegistryError
+from services.uploads import range_header
 
 _CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?$")
 
 
 def upload_location(name, upload_id):
     return f"/v2/{name}/blobs/uploads/{upload_id}"
-
-
-def range_header(size):
-    # The distribution spec's inclusive "0-<last byte>"; an empty upload reports 0-0 as the reference does.
-    return f"0-{max(size - 1, 0)}"
 
 
 class StreamingUploadMixin:
