@@ -5,7 +5,9 @@ id, every chunk exactly ``chunk_size`` bytes); the tail shorter than a chunk is 
 upload state; ``commit`` writes the last chunk and the ``fs.files`` document, after which the
 blob is an ordinary GridFS file.
 """
+import asyncio
 import datetime
+import functools
 
 from bson import Binary, ObjectId
 from pymongo.errors import PyMongoError
@@ -15,10 +17,11 @@ from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter
 # Chunks sent per insert_many: fewer round trips without holding much in memory.
 CHUNKS_PER_WRITE_MIB = 4
 # Bytes fetched per cursor batch when reading.
-READ_BATCH_BYTES = 8 * 1024 * 1024
+READ_BATCH_BYTES = 4 * 1024 * 1024
 
 
 def _storage_errors(func):
+    @functools.wraps(func)
     async def wrapper(*args, **kwargs):
         try:
             return await func(*args, **kwargs)
@@ -28,40 +31,51 @@ def _storage_errors(func):
 
 
 class GridFSWriter(UploadWriter):
+    """Writes whole chunks in batches; one batch is inserted while the next one fills."""
+
     def __init__(self, store, state):
         self.store = store
         self.file_id = state["file_id"]
         self.next_n = state["chunks"]
         self.buffer = bytearray(state["tail"])
         self.batch_bytes = max(1, CHUNKS_PER_WRITE_MIB * 1024 * 1024 // store.chunk_size) * store.chunk_size
+        self.pending = None
 
     async def write(self, data):
         self.buffer += data
         if len(self.buffer) >= self.batch_bytes:
-            await self._flush_full_chunks()
+            await self._send_chunks()
 
-    @_storage_errors
-    async def _flush_full_chunks(self, include_tail=False):
+    async def _send_chunks(self, include_tail=False):
         size = self.store.chunk_size
-        whole = len(self.buffer) // size * size
-        end = len(self.buffer) if include_tail else whole
+        end = len(self.buffer) if include_tail else len(self.buffer) // size * size
         if end == 0:
             return
         docs = []
         for offset in range(0, end, size):
-            docs.append({"files_id": self.file_id, "n": self.next_n, "data": Binary(bytes(self.buffer[offset:offset + size]))})
+            docs.append({"files_id": self.file_id, "n": self.next_n,
+                         "data": Binary(bytes(self.buffer[offset:offset + size]))})
             self.next_n += 1
-        await self.store.chunks.insert_many(docs, ordered=True)
         del self.buffer[:end]
+        await self._drain()
+        self.pending = asyncio.ensure_future(self.store.chunks.insert_many(docs, ordered=True))
+
+    @_storage_errors
+    async def _drain(self):
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            await pending
 
     async def checkpoint(self):
-        await self._flush_full_chunks()
+        await self._send_chunks()
+        await self._drain()
         return {"file_id": self.file_id, "chunks": self.next_n, "tail": Binary(bytes(self.buffer))}
 
     @_storage_errors
     async def commit(self, digest):
         length = (self.next_n * self.store.chunk_size) + len(self.buffer)
-        await self._flush_full_chunks(include_tail=True)
+        await self._send_chunks(include_tail=True)
+        await self._drain()
         await self.store.files.insert_one({
             "_id": self.file_id, "length": length, "chunkSize": self.store.chunk_size,
             "uploadDate": datetime.datetime.now(datetime.timezone.utc), "filename": digest,
@@ -101,26 +115,26 @@ class GridFSBlobStore(BlobStore):
             return
         size = ref["chunk_size"]
         first, last = start // size, (start + length - 1) // size
-        skip = start - first * size
-        remaining = length
-        expected_n = first
-        cursor = self.chunks.find(
-            {"files_id": ref["file_id"], "n": {"$gte": first, "$lte": last}},
-            sort=[("n", 1)], batch_size=max(1, READ_BATCH_BYTES // size),
-        )
+        skip, remaining, expected_n = start - first * size, length, first
+        per_batch = max(1, READ_BATCH_BYTES // size)
+        cursor = self.chunks.find({"files_id": ref["file_id"], "n": {"$gte": first, "$lte": last}},
+                                  sort=[("n", 1)], batch_size=per_batch)
+        # One batch is fetched ahead while the previous one is being sent.
+        pending = asyncio.ensure_future(cursor.to_list(per_batch))
         try:
-            async for chunk in cursor:
-                if chunk["n"] != expected_n:
-                    raise StorageUnavailable(f"GridFS: chunk {expected_n} of {ref['file_id']} missing")
-                data = chunk["data"]
-                piece = data[skip:skip + remaining] if skip or remaining < len(data) else data
-                skip = 0
-                remaining -= len(piece)
-                expected_n += 1
-                yield piece
+            while docs := await pending:
+                pending = asyncio.ensure_future(cursor.to_list(per_batch))
+                for chunk in docs:
+                    if chunk["n"] != expected_n:
+                        raise StorageUnavailable(f"GridFS: chunk {expected_n} of {ref['file_id']} missing")
+                    data = chunk["data"]
+                    piece = data[skip:skip + remaining] if skip or remaining < len(data) else data
+                    skip, remaining, expected_n = 0, remaining - len(piece), expected_n + 1
+                    yield piece
         except PyMongoError as exc:
             raise StorageUnavailable(f"GridFS: {exc}") from exc
         finally:
+            pending.cancel()
             await cursor.close()
         if remaining:
             raise StorageUnavailable(f"GridFS: blob {ref['file_id']} is {remaining} bytes short")

@@ -1,0 +1,171 @@
+"""Shared helpers for the /v2/ behaviour tests: digests, scopes, error bodies, blob pushes and manifests."""
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+EMPTY_JSON = b"{}"
+EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+API_VERSION_HEADER = ("Docker-Distribution-Api-Version", "registry/2.0")
+
+
+# -- digests and scopes ---------------------------------------------------------------------------
+
+def sha256(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def sha512(data):
+    return "sha512:" + hashlib.sha512(data).hexdigest()
+
+
+def random_bytes(size):
+    return os.urandom(size)
+
+
+def pull(repo):
+    return f"repository:{repo}:pull"
+
+
+def push(repo):
+    return f"repository:{repo}:pull,push"
+
+
+def delete(repo):
+    return f"repository:{repo}:pull,delete"
+
+
+def bearer(client, *scopes):
+    """An Authorization header carrying one token for several scopes."""
+    return {"Authorization": f"Bearer {client.token(*scopes)}"}
+
+
+def jwt_payload(token):
+    """The claims of a JWT, read without verifying its signature."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+# -- error bodies ---------------------------------------------------------------------------------
+
+def assert_error(response, status, code):
+    """The spec's ``{"errors": [{"code", "message", "detail"}]}`` body with ``code`` among the errors."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["Content-Type"].startswith("application/json")
+    errors = response.json()["errors"]
+    assert errors and all({"code", "message", "detail"} <= set(error) for error in errors)
+    assert code in [error["code"] for error in errors], errors
+    return errors
+
+
+# -- blobs ----------------------------------------------------------------------------------------
+
+def push_blob(client, repo, data, media_type=OCI_LAYER):
+    """Push ``data`` monolithically into ``repo``; returns its descriptor."""
+    digest = sha256(data)
+    response = client.push_blob(repo, data, digest)
+    assert response.status_code == 201, response.text
+    return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+
+def start_upload(client, repo, **params):
+    """Open an upload session; returns the POST response (202 with Location)."""
+    response = client.request("POST", f"/v2/{repo}/blobs/uploads/", push(repo), params=params or None,
+                              headers={"Content-Length": "0"})
+    assert response.status_code == 202, response.text
+    return response
+
+
+def patch_chunk(client, repo, location, data, start):
+    """PATCH one chunk to an upload URL with its inclusive Content-Range; returns the response."""
+    headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{start}-{start + len(data) - 1}"}
+    return client.request("PATCH", location, push(repo), data=data, headers=headers)
+
+
+def blob_url(repo, digest):
+    return f"/v2/{repo}/blobs/{digest}"
+
+
+# -- manifests ------------------------------------------------------------------------------------
+
+@dataclass
+class Pushed:
+    """A manifest as sent: its exact bytes, digest and media type."""
+    body: bytes
+    digest: str
+    media_type: str
+
+    @property
+    def descriptor(self):
+        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.body)}
+
+
+def encode(document):
+    return json.dumps(document).encode()
+
+
+def image_manifest(config, layers, media_type=OCI_MANIFEST, **fields):
+    return {"schemaVersion": 2, "mediaType": media_type, "config": config, "layers": layers, **fields}
+
+
+def index_manifest(children, media_type=OCI_INDEX, **fields):
+    return {"schemaVersion": 2, "mediaType": media_type, "manifests": children, **fields}
+
+
+def put_manifest(client, repo, reference, body, media_type):
+    """PUT ``body`` (bytes, or a document to encode) and require 201; returns a Pushed."""
+    body = body if isinstance(body, bytes) else encode(body)
+    response = client.put_manifest(repo, reference, body, media_type)
+    assert response.status_code == 201, response.text
+    return Pushed(body, sha256(body), media_type)
+
+
+def image_blobs(client, repo, config_type=OCI_CONFIG, layer_type=OCI_LAYER):
+    """Push a unique config and one layer; returns their descriptors."""
+    config = push_blob(client, repo, encode({"architecture": "amd64", "os": "linux", "nonce": os.urandom(8).hex()}),
+                       config_type)
+    layer = push_blob(client, repo, random_bytes(64), layer_type)
+    return config, [layer]
+
+
+def push_image(client, repo, reference="latest", media_type=OCI_MANIFEST, **fields):
+    """Push blobs and an image manifest referencing them; returns the Pushed manifest."""
+    docker = media_type == DOCKER_MANIFEST
+    config, layers = image_blobs(client, repo, DOCKER_CONFIG if docker else OCI_CONFIG,
+                                 DOCKER_LAYER if docker else OCI_LAYER)
+    return put_manifest(client, repo, reference, image_manifest(config, layers, media_type, **fields), media_type)
+
+
+def push_artifact(client, repo, subject=None, artifact_type="application/vnd.example.sbom.v1", annotations=None,
+                  reference=None):
+    """Push an OCI artifact (empty config, one layer, optional subject); by digest unless ``reference``."""
+    push_blob(client, repo, EMPTY_JSON, OCI_EMPTY)
+    layer = push_blob(client, repo, random_bytes(32), "application/vnd.example.data")
+    fields = {"artifactType": artifact_type}
+    if subject is not None:
+        fields["subject"] = subject
+    if annotations is not None:
+        fields["annotations"] = annotations
+    document = image_manifest({"mediaType": OCI_EMPTY, "digest": EMPTY_JSON_DIGEST, "size": 2}, [layer], **fields)
+    body = encode(document)
+    return put_manifest(client, repo, reference or sha256(body), body, OCI_MANIFEST)
+
+
+def get_manifest(client, repo, reference, accept=None, method="GET"):
+    headers = {"Accept": accept} if accept else {}
+    return client.request(method, f"/v2/{repo}/manifests/{reference}", pull(repo), headers=headers)
+
+
+def list_tags(client, repo, **params):
+    return client.request("GET", f"/v2/{repo}/tags/list", pull(repo), params=params or None)
