@@ -9,6 +9,7 @@ import sys
 
 import tornado.httpserver
 import tornado.web
+from pymongo.errors import PyMongoError
 
 from config import SettingsError, load_settings
 from handlers import ROUTES
@@ -154,7 +155,10 @@ def main(argv=None):
     configure_logging(config["log_level"])
     try:
         asyncio.run(serve(config))
-    except OSError as exc:
+    except PyMongoError as exc:
+        log.error("cannot start: the database is unavailable: %s", exc)
+        return 1
+    except (OSError, RuntimeError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0
