@@ -13,12 +13,14 @@ from pymongo.errors import PyMongoError
 
 from config import SettingsError, load_settings
 from handlers import ROUTES
-from handlers.base import ApiFallbackHandler
+from handlers.api.base import ApiFallbackHandler
+from services.auth import AuthService
 from services.bootstrap import ensure_bootstrap_admin
 from services.logs import configure_logging
 from services.registry import RegistryService
-from services.tokens import RegistryTokens
+from services.tokens import JwtCodec, RegistryTokens
 from services.uploads import BlobUploads, sweep_forever
+from services.users import UserService
 from storage.embedded_mongo import EmbeddedMongo
 from storage.gridfs_store import GridFSBlobStore
 from storage.mongo import Collections, create_client
@@ -61,7 +63,7 @@ def log_request(handler):
     })
 
 
-def make_app(config, collections, blob_store, tokens, bootstrap_hint=None):
+def make_app(config, collections, blob_store, codec, tokens, bootstrap_hint=None):
     registry = RegistryService(collections, blob_store)
     return tornado.web.Application(
         ROUTES,
@@ -73,6 +75,8 @@ def make_app(config, collections, blob_store, tokens, bootstrap_hint=None):
         registry=registry,
         uploads=BlobUploads(collections, blob_store, registry, config["upload_expiry_seconds"]),
         tokens=tokens,
+        auth=AuthService(collections, codec, config),
+        users=UserService(collections, blob_store),
         tracker=RequestTracker(),
         bootstrap_hint=bootstrap_hint,
     )
@@ -108,10 +112,11 @@ async def serve(config):
         blob_store = GridFSBlobStore(db, config["gridfs_chunk_size"])
         await blob_store.ensure_indexes()
         signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
-        tokens = RegistryTokens(signing_key, config["registry_service"], config["registry_token_ttl_seconds"])
+        codec = JwtCodec(signing_key)
+        tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
         hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
         announce_bootstrap_admin(hint)
-        app = make_app(config, collections, blob_store, tokens, hint)
+        app = make_app(config, collections, blob_store, codec, tokens, hint)
         server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BUFFERED_BODY,
                                                chunk_size=BODY_CHUNK_SIZE)
         server.listen(config["port"], config["host"])

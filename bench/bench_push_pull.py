@@ -146,8 +146,7 @@ class Children:
         self.procs = []  # (name, Popen), in start order
 
     def start(self, name, argv, **popen_kwargs):
-        log = open(self.log_dir / f"{name}.log", "wb")
-        with log:
+        with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -159,13 +158,11 @@ class Children:
         self.procs.append((name, proc))
         return proc
 
-    def log_tail(self, name, lines=20):
-        text = (self.log_dir / f"{name}.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def print_log_tails(self):
+    def print_log_tails(self, lines=20):
         for name, _ in self.procs:
-            print(f"--- last lines of {name} log ---\n{self.log_tail(name)}", file=sys.stderr)
+            text = (self.log_dir / f"{name}.log").read_text(errors="replace")
+            tail = "\n".join(text.splitlines()[-lines:])
+            print(f"--- last lines of {name} log ---\n{tail}", file=sys.stderr)
 
     def stop_all(self):
         """SIGTERM each child (last started first) and wait for it to exit."""
@@ -187,17 +184,16 @@ def stop_process_group(proc):
         proc.wait()
 
 
-def wait_until_ready(children, name, proc, is_ready):
+def wait_until_ready(name, proc, is_ready):
+    """Poll is_ready(); the caller prints the child's log if this raises."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BenchError(
-                f"{name} exited with code {proc.returncode} while starting:\n{children.log_tail(name)}"
-            )
+            raise BenchError(f"{name} exited with code {proc.returncode} while starting")
         if is_ready():
             return
         time.sleep(0.1)
-    raise BenchError(f"{name} not ready after {STARTUP_TIMEOUT_S} s:\n{children.log_tail(name)}")
+    raise BenchError(f"{name} not ready after {STARTUP_TIMEOUT_S} s")
 
 
 def http_answers(url, status):
@@ -252,7 +248,7 @@ def start_secantusdb(children, run_dir):
         cwd=run_dir,  # so it does not pick up a ./secantusd.toml from the caller's cwd
     )
     uri = f"mongodb://127.0.0.1:{port}/"
-    wait_until_ready(children, "secantusd", proc, lambda: mongo_pings(uri))
+    wait_until_ready("secantusd", proc, lambda: mongo_pings(uri))
     return proc, uri
 
 
@@ -273,7 +269,7 @@ def start_cyp(children, run_dir, mongo_uri):
         env=env,
     )
     base_url = f"http://127.0.0.1:{port}"
-    wait_until_ready(children, "cyp", proc, lambda: http_answers(base_url + "/health", 200))
+    wait_until_ready("cyp", proc, lambda: http_answers(base_url + "/health", 200))
     return Registry("cyp", base_url, proc.pid, (ADMIN_USER, password))
 
 
@@ -297,7 +293,7 @@ def start_reference(children, run_dir):
     config.write_text(reference_config(run_dir / "reference-data", port))
     proc = children.start("reference", [REFERENCE_REGISTRY, "serve", str(config)], cwd=run_dir)
     base_url = f"http://127.0.0.1:{port}"
-    wait_until_ready(children, "reference", proc, lambda: http_answers(base_url + "/v2/", 200))
+    wait_until_ready("reference", proc, lambda: http_answers(base_url + "/v2/", 200))
     return Registry("reference", base_url, proc.pid)
 
 

@@ -1,6 +1,9 @@
 """The one URL table of the service."""
-from handlers.api.auth import DefaultAdminOnceHandler
-from handlers.base import ApiFallbackHandler
+from handlers.api.auth import DefaultAdminOnceHandler, LoginHandler, LogoutHandler, RefreshHandler
+from handlers.api.base import ApiFallbackHandler
+from handlers.api.users import (AvatarHandler, AvatarUploadHandler, MeHandler, NotificationSettingsHandler,
+                                PasswordHandler, PatHandler, PatListHandler, TokenInfoHandler, UserHandler,
+                                UserListHandler)
 from handlers.health import HealthHandler
 from handlers.registry.base import RegistryFallbackHandler
 from handlers.registry.blobs import BlobHandler
@@ -14,7 +17,20 @@ _NAME = r"(?P<name>.+?)"
 ROUTES = [
     (r"/health", HealthHandler),
     (r"/api/health", HealthHandler),
+    (r"/api/v1/auth/login", LoginHandler),
+    (r"/api/v1/auth/refresh", RefreshHandler),
+    (r"/api/v1/auth/logout", LogoutHandler),
     (r"/api/v1/auth/default-admin-once", DefaultAdminOnceHandler),
+    (r"/api/v1/users/me", MeHandler),
+    (r"/api/v1/users/me/password", PasswordHandler),
+    (r"/api/v1/users/me/avatar", AvatarUploadHandler),
+    (r"/api/v1/users/me/token-info", TokenInfoHandler),
+    (r"/api/v1/users/me/notification-settings", NotificationSettingsHandler),
+    (r"/api/v1/users/me/pat", PatListHandler),
+    (r"/api/v1/users/me/pat/(?P<pat_id>[^/]+)", PatHandler),
+    (r"/api/v1/users", UserListHandler),
+    (r"/api/v1/users/(?P<user_id>[^/]+)", UserHandler),
+    (r"/api/v1/users/(?P<user_id>[^/]+)/avatar", AvatarHandler),
     (r"/api/.*", ApiFallbackHandler),
     (r"/auth/token", TokenHandler),
     (r"/v2/?", BaseV2Handler),

@@ -2,12 +2,11 @@
 import json
 import logging
 import re
-import time
 import uuid
 
 import tornado.web
 
-from services.api_errors import SUCCESS, ApiError
+from services.api_errors import ApiError
 from services.errors import RegistryError
 from services.logs import trace_id_var
 from storage.blobstore import StorageUnavailable
@@ -51,12 +50,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self):
         incoming = self.request.headers.get("X-Request-Id", "")
         self.trace_id = incoming if _TRACE_ID_RE.match(incoming) else uuid.uuid4().hex[:16]
-        self.started = time.monotonic()
+        self.set_header("X-Trace-Id", self.trace_id)
         self._tracked = False
 
     async def prepare(self):
         trace_id_var.set(self.trace_id)
-        self.set_header("X-Trace-Id", self.trace_id)
         self.tracker.enter()
         self._tracked = True
 
@@ -77,8 +75,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(value, separators=(",", ":")))
 
     def set_default_headers(self):
+        # Also runs when an error clears the headers, so the trace id survives into error answers.
         self.set_header("X-Content-Type-Options", "nosniff")
         self.clear_header("Server")
+        if getattr(self, "trace_id", None):
+            self.set_header("X-Trace-Id", self.trace_id)
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, (RegistryError, ApiError)) or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
@@ -118,39 +119,3 @@ class RegistryErrorsMixin:
     def set_challenge(self, error):
         """Overridden where a 401 must carry WWW-Authenticate."""
 
-
-class ApiHandler(BaseHandler):
-    """/api/v1: every answer is the envelope ``{code, message, data, timestamp, trace_id}``."""
-
-    def envelope(self, code, message, data):
-        return {"code": code, "message": message, "data": data, "timestamp": int(time.time()),
-                "trace_id": self.trace_id}
-
-    def write_data(self, data, status=200):
-        self.write_json(self.envelope(SUCCESS, "success", data), status=status)
-
-    def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            error = exc
-        elif isinstance(exc, StorageUnavailable):
-            error = ApiError(50003, "storage backend unavailable")
-        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code == 405:
-            error = ApiError(20004, f"method {self.request.method} not allowed")
-        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code == 404:
-            error = ApiError(20001, "no such endpoint")
-        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
-            error = ApiError(10001, exc.log_message or "bad request")
-        else:
-            error = ApiError(50001)
-        self.set_status(error.status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(self.envelope(error.code, error.message, None), separators=(",", ":")))
-
-
-class ApiFallbackHandler(ApiHandler):
-    """Unknown /api/ routes answer in the envelope too."""
-
-    async def prepare(self):
-        await super().prepare()
-        raise ApiError(20001, f"no such endpoint: {self.request.method} {self.request.path}")

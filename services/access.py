@@ -20,15 +20,15 @@ async def repository_actions(collections, user, name):
     return frozenset({"pull"}) if project.get("is_public") else frozenset()
 
 
-async def grant(collections, user, requested):
-    """Narrow each requested Scope to what the user holds; scopes granting nothing are dropped."""
+async def grant(collections, user, requested, limit=ALL_ACTIONS):
+    """Narrow each requested Scope to what the user holds (and ``limit``, a PAT's reach); empty ones are dropped."""
     result = []
     for scope in requested:
         if scope.type == "repository":
             allowed = await repository_actions(collections, user, scope.name)
-            actions = expand(scope.actions) & allowed
+            actions = expand(scope.actions) & allowed & limit
         elif scope.type == "registry" and scope.name == "catalog":
-            actions = frozenset(scope.actions) if user and user.get("is_admin") else frozenset()
+            actions = frozenset(scope.actions) if user and user.get("is_admin") and "pull" in limit else frozenset()
         else:
             actions = frozenset()
         if actions:

@@ -25,3 +25,16 @@ async def verify_password(password, password_hash):
 
 def generate_password():
     return secrets.token_urlsafe(18)
+
+
+def password_problem(password, username):
+    """Why ``password`` is too weak, or None: at least 8 characters, 3 kinds of character, not the username."""
+    if len(password) < 8:
+        return "password must be at least 8 characters"
+    kinds = sum([any(c.islower() for c in password), any(c.isupper() for c in password),
+                 any(c.isdigit() for c in password), any(not c.isalnum() for c in password)])
+    if kinds < 3:
+        return "password must mix at least three of: lowercase, uppercase, digits, symbols"
+    if username and username.lower() in password.lower():
+        return "password must not contain the username"
+    return None

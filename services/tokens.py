@@ -1,4 +1,8 @@
-"""Registry bearer tokens (Docker token-auth spec): short-lived HS256 JWTs carrying an ``access`` list."""
+"""Signed tokens: registry bearer tokens (Docker token-auth spec) and the API's access/refresh tokens.
+
+All are HS256 JWTs signed with the key every node reads from MongoDB; only HS256 is accepted,
+so ``alg: none`` and tokens signed with any other key are refused.
+"""
 import time
 import uuid
 from dataclasses import dataclass
@@ -6,10 +10,31 @@ from dataclasses import dataclass
 import jwt
 
 ALL_ACTIONS = frozenset({"pull", "push", "delete"})
+ISSUER = "cyp-registry"
 
 
 class InvalidToken(Exception):
     pass
+
+
+class JwtCodec:
+    def __init__(self, key, issuer=ISSUER):
+        self.key = key
+        self.issuer = issuer
+
+    def encode(self, audience, ttl_seconds, **claims):
+        """Sign ``claims`` with iss/aud/iat/nbf/exp/jti filled in; answers ``(token, claims)``."""
+        now = int(time.time())
+        full = {"iss": self.issuer, "aud": audience, "iat": now, "nbf": now - 5, "exp": now + ttl_seconds,
+                "jti": uuid.uuid4().hex, **claims}
+        return jwt.encode(full, self.key, algorithm="HS256"), full
+
+    def decode(self, token, audience, required=()):
+        try:
+            return jwt.decode(token, self.key, algorithms=["HS256"], audience=audience, issuer=self.issuer,
+                              options={"require": ["exp", "iat", "jti", *required]})
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -39,28 +64,20 @@ def expand(actions):
 
 
 class RegistryTokens:
-    def __init__(self, key, service, ttl_seconds, issuer="cyp-registry"):
-        self.key = key
+    def __init__(self, codec, service, ttl_seconds):
+        self.codec = codec
         self.service = service
         self.ttl = ttl_seconds
-        self.issuer = issuer
 
-    def issue(self, subject, user_id, access):
+    def issue(self, subject, user_id, access, pat_id=None):
         """``access`` is a list of Scope; answers ``(token, expires_in, issued_at_epoch)``."""
-        now = int(time.time())
-        claims = {
-            "iss": self.issuer, "sub": subject or "", "aud": self.service, "iat": now, "nbf": now - 5,
-            "exp": now + self.ttl, "jti": uuid.uuid4().hex, "uid": user_id,
-            "access": [{"type": s.type, "name": s.name, "actions": sorted(s.actions)} for s in access],
-        }
-        return jwt.encode(claims, self.key, algorithm="HS256"), self.ttl, now
+        token, claims = self.codec.encode(
+            self.service, self.ttl, sub=subject or "", uid=user_id, pat=pat_id,
+            access=[{"type": s.type, "name": s.name, "actions": sorted(s.actions)} for s in access])
+        return token, self.ttl, claims["iat"]
 
     def verify(self, token):
-        try:
-            return jwt.decode(token, self.key, algorithms=["HS256"], audience=self.service, issuer=self.issuer,
-                              options={"require": ["exp", "iat", "sub", "access"]})
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(str(exc)) from None
+        return self.codec.decode(token, self.service, required=("sub", "access"))
 
 
 def granted(claims, kind, name):

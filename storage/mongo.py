@@ -2,9 +2,12 @@
 from pymongo import AsyncMongoClient
 
 from storage.blobs import Blobs
+from storage.login_attempts import LoginAttempts
 from storage.manifests import Manifests
 from storage.meta import Meta
+from storage.pats import PersonalAccessTokens
 from storage.repositories import Projects, Repositories
+from storage.sessions import Sessions
 from storage.uploads import Uploads
 from storage.users import Users
 
@@ -25,9 +28,13 @@ class Collections:
         self.projects = Projects(db)
         self.users = Users(db)
         self.meta = Meta(db)
+        self.sessions = Sessions(db)
+        self.pats = PersonalAccessTokens(db)
+        self.login_attempts = LoginAttempts(db)
 
     async def ensure_indexes(self):
-        for part in (self.uploads, self.blobs, self.manifests, self.repositories, self.projects, self.users):
+        for part in (self.uploads, self.blobs, self.manifests, self.repositories, self.projects, self.users,
+                     self.sessions, self.pats, self.login_attempts):
             await part.ensure_indexes()
 
     async def ping(self):

@@ -1,8 +1,20 @@
 """User accounts."""
 import datetime
+import re
 import uuid
 
 from pymongo.errors import DuplicateKeyError
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+DEFAULT_NOTIFICATIONS = {
+    "email_enabled": False,
+    "events": {"push": True, "delete": True, "quota_warning": True, "quota_exceeded": True,
+               "import_completed": True, "import_failed": True},
+}
 
 
 class Users:
@@ -21,13 +33,39 @@ class Users:
     async def get_by_username(self, username):
         return await self.collection.find_one({"username": username})
 
-    async def create(self, username, password_hash, is_admin=False):
+    async def create(self, username, password_hash, is_admin=False, email=None, display_name=None):
         """Insert a user; None when the username is taken."""
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = _now()
         doc = {"_id": str(uuid.uuid4()), "username": username, "password_hash": password_hash,
-               "is_admin": is_admin, "disabled": False, "created_at": now, "updated_at": now}
+               "email": email, "display_name": display_name or username, "bio": "", "is_admin": is_admin,
+               "disabled": False, "avatar": None, "notification_settings": DEFAULT_NOTIFICATIONS,
+               "created_at": now, "updated_at": now, "last_login_at": None}
         try:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:
             return None
         return doc
+
+    async def update(self, user_id, fields):
+        """Set ``fields``; answers the updated user (None when it does not exist)."""
+        return await self.collection.find_one_and_update(
+            {"_id": user_id}, {"$set": {**fields, "updated_at": _now()}}, return_document=True)
+
+    async def touch_login(self, user_id):
+        await self.collection.update_one({"_id": user_id}, {"$set": {"last_login_at": _now()}})
+
+    async def page(self, search, skip, limit):
+        query = {}
+        if search:
+            pattern = {"$regex": re.escape(search), "$options": "i"}
+            query = {"$or": [{"username": pattern}, {"email": pattern}, {"display_name": pattern}]}
+        total = await self.collection.count_documents(query)
+        cursor = self.collection.find(query).sort("username", 1).skip(skip).limit(limit)
+        return await cursor.to_list(None), total
+
+    async def other_enabled_admins(self, user_id):
+        return await self.collection.count_documents({"is_admin": True, "disabled": False, "_id": {"$ne": user_id}})
+
+    async def delete(self, user_id):
+        result = await self.collection.delete_one({"_id": user_id})
+        return result.deleted_count == 1

@@ -326,3 +326,14 @@ def test_mounting_a_blob_the_source_lacks_falls_back_to_an_upload_session(admin,
     assert "/blobs/uploads/" in response.headers["Location"]
     assert upload_status(admin, repo, response.headers["Location"]).status_code == 204
     assert head_blob(admin, repo, digest).status_code == 404
+
+
+def test_mounting_without_pull_access_to_the_source_does_not_link_the_blob(admin, repo):
+    source = f"{repo}-source"
+    digest = push_blob(admin, source, random_bytes(128))["digest"]
+
+    response = admin.request("POST", f"/v2/{repo}/blobs/uploads/", push(repo),
+                             params={"mount": digest, "from": source}, headers={"Content-Length": "0"})
+
+    assert response.status_code == 202
+    assert head_blob(admin, repo, digest).status_code == 404

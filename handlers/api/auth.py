@@ -1,10 +1,51 @@
-"""/api/v1/auth: the one-time default administrator hint."""
-from handlers.base import ApiHandler
+"""/api/v1/auth: login, refresh, logout, and the one-time default administrator hint."""
+from handlers.api.base import ApiHandler
 from services.api_errors import ApiError
+from services.auth import AccountDisabled, AuthFailed, Throttled
 from services.bootstrap import HINT_KEY
 
 
+class LoginHandler(ApiHandler):
+    auth_required = False
+
+    async def post(self):
+        body = self.json_body("login")
+        try:
+            tokens = await self.auth.login(body["username"], body["password"], self.request.remote_ip)
+        except Throttled as exc:
+            raise ApiError(30004, str(exc)) from None
+        except AccountDisabled as exc:
+            raise ApiError(30003, str(exc)) from None
+        except AuthFailed as exc:
+            raise ApiError(30001, str(exc)) from None
+        self.write_data(tokens)
+
+
+class RefreshHandler(ApiHandler):
+    auth_required = False
+
+    async def post(self):
+        body = self.json_body("refresh")
+        try:
+            tokens = await self.auth.refresh(body["refresh_token"])
+        except AccountDisabled as exc:
+            raise ApiError(30003, str(exc)) from None
+        except AuthFailed as exc:
+            raise ApiError(30002, str(exc)) from None
+        self.write_data(tokens)
+
+
+class LogoutHandler(ApiHandler):
+    async def post(self):
+        if self.principal.kind != "session":
+            raise ApiError(10001, "a personal access token is revoked with DELETE /api/v1/users/me/pat/:id")
+        await self.auth.logout(self.principal)
+        self.write_data(None)
+
+
 class DefaultAdminOnceHandler(ApiHandler):
+    auth_required = False
+
     async def get(self):
         hint = self.settings.get("bootstrap_hint")
         # Only the node that created the administrator knows the password; the flag in MongoDB

@@ -4,6 +4,7 @@ import binascii
 
 from handlers.base import BaseHandler, RegistryErrorsMixin
 from services import access
+from services.auth import registry_actions_for
 from services.errors import RegistryError
 from services.names import check_repository_name
 from services.tokens import InvalidToken, granted
@@ -81,11 +82,25 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
         user = await self.collections.users.get(claims["uid"])
         return user if user and not user.get("disabled") else None
 
+    async def check_still_valid(self, claims):
+        """A token outlives nothing it came from: its user disabled or deleted, or its PAT revoked, ends it."""
+        if claims.get("uid") and await self.token_user(claims) is None:
+            raise RegistryError("UNAUTHORIZED", "the token's account is disabled or gone",
+                                detail={"reason": "invalid_token"})
+        if claims.get("pat"):
+            self.pat = await self.collections.pats.usable(claims["pat"])
+            if self.pat is None:
+                raise RegistryError("UNAUTHORIZED", "the token's personal access token was revoked",
+                                    detail={"reason": "invalid_token"})
+
     async def prepare(self):
+        self.pat = None
         await super().prepare()
         if self.repo is not None:
             check_repository_name(self.repo)
         self.claims = self.token_claims()
+        if self.claims is not None:
+            await self.check_still_valid(self.claims)
         if self.resource_scope is None and self.repo is None:
             if self.claims is None:
                 raise RegistryError("UNAUTHORIZED")
@@ -107,6 +122,9 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
         user = await self.token_user(self.claims)
         if user is None:
             raise RegistryError("UNAUTHORIZED", detail={"reason": "insufficient_scope"} if self.claims else None)
+        if self.pat is not None and action not in registry_actions_for(self.pat["scopes"]):
+            raise RegistryError("DENIED", f"personal access token {self.pat['name']!r} does not allow {action}; "
+                                          "it needs the registry:push scope")
         if self.repo is not None and action in await access.repository_actions(self.collections, user, self.repo):
             raise RegistryError("UNAUTHORIZED", "token does not grant this action; request a new one",
                                 detail={"reason": "insufficient_scope"})

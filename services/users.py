@@ -1,0 +1,134 @@
+"""User accounts: profiles, passwords, avatars and administration."""
+import datetime
+
+from services.digests import digest_bytes
+from services.passwords import hash_password, password_problem, verify_password
+
+AVATAR_TYPES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+)
+
+
+class UserError(Exception):
+    """A refused user operation; ``kind`` is 'invalid', 'conflict', 'not_found' or 'forbidden'."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+def _iso(value):
+    return value.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+
+
+def public_user(doc):
+    """What any answer may show of a user: never the password hash."""
+    return {
+        "id": doc["_id"], "username": doc["username"], "email": doc.get("email"),
+        "display_name": doc.get("display_name"), "bio": doc.get("bio", ""), "is_admin": doc.get("is_admin", False),
+        "disabled": doc.get("disabled", False),
+        "avatar_url": f"/api/v1/users/{doc['_id']}/avatar" if doc.get("avatar") else None,
+        "created_at": _iso(doc.get("created_at")), "updated_at": _iso(doc.get("updated_at")),
+        "last_login_at": _iso(doc.get("last_login_at")),
+    }
+
+
+def public_pat(doc):
+    return {"id": doc["_id"], "name": doc["name"], "scopes": doc["scopes"], "prefix": doc.get("prefix"),
+            "expires_at": _iso(doc.get("expires_at")), "created_at": _iso(doc.get("created_at")),
+            "last_used_at": _iso(doc.get("last_used_at"))}
+
+
+def avatar_type(data):
+    """The image type by magic bytes (PNG, JPEG, WebP), or None."""
+    for magic, media_type in AVATAR_TYPES:
+        if data.startswith(magic):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+class UserService:
+    def __init__(self, collections, blob_store):
+        self.collections = collections
+        self.blob_store = blob_store
+
+    async def get(self, user_id):
+        user = await self.collections.users.get(user_id)
+        if user is None:
+            raise UserError("not_found", "user not found")
+        return user
+
+    async def create(self, fields):
+        problem = password_problem(fields["password"], fields["username"])
+        if problem:
+            raise UserError("invalid", problem)
+        user = await self.collections.users.create(
+            fields["username"], await hash_password(fields["password"]), is_admin=fields.get("is_admin", False),
+            email=fields.get("email"), display_name=fields.get("display_name"))
+        if user is None:
+            raise UserError("conflict", f"username {fields['username']} is taken")
+        return user
+
+    async def change_password(self, user, old_password, new_password, keep_session):
+        """Check the old password, store the new one, and end every other session of the user."""
+        if not await verify_password(old_password, user.get("password_hash")):
+            raise UserError("forbidden", "old_password is wrong")
+        if old_password == new_password:
+            raise UserError("invalid", "new_password must differ from old_password")
+        problem = password_problem(new_password, user["username"])
+        if problem:
+            raise UserError("invalid", f"new_password: {problem}")
+        await self.collections.users.update(user["_id"], {"password_hash": await hash_password(new_password)})
+        await self.collections.sessions.revoke_for_user(user["_id"], keep=keep_session)
+
+    async def admin_update(self, user_id, fields):
+        user = await self.get(user_id)
+        losing_admin = user.get("is_admin") and not user.get("disabled") and (
+            fields.get("is_admin") is False or fields.get("disabled") is True)
+        if losing_admin and await self.collections.users.other_enabled_admins(user_id) == 0:
+            raise UserError("conflict", "the last administrator cannot be demoted or disabled")
+        changes = {k: v for k, v in fields.items() if k != "password"}
+        if "password" in fields:
+            problem = password_problem(fields["password"], user["username"])
+            if problem:
+                raise UserError("invalid", f"password: {problem}")
+            changes["password_hash"] = await hash_password(fields["password"])
+        updated = await self.collections.users.update(user_id, changes)
+        if fields.get("disabled") or "password" in fields:
+            await self.collections.sessions.revoke_for_user(user_id)
+        return updated
+
+    async def delete(self, user_id):
+        user = await self.get(user_id)
+        if user.get("is_admin") and not user.get("disabled") and \
+                await self.collections.users.other_enabled_admins(user_id) == 0:
+            raise UserError("conflict", "the last administrator cannot be deleted")
+        await self.collections.sessions.revoke_for_user(user_id)
+        await self.collections.pats.revoke_for_user(user_id)
+        await self.collections.users.delete(user_id)
+        if user.get("avatar"):
+            await self.blob_store.delete(user["avatar"]["ref"])
+
+    async def set_avatar(self, user, data):
+        media_type = avatar_type(data)
+        if media_type is None:
+            raise UserError("invalid", "avatar must be a PNG, JPEG or WebP image")
+        digest = digest_bytes(data)
+        writer = await self.blob_store.open_writer(self.blob_store.new_upload_state())
+        await writer.write(data)
+        ref = await writer.commit(digest)
+        await self.collections.users.update(user["_id"], {"avatar": {
+            "ref": ref, "digest": digest, "size": len(data), "media_type": media_type}})
+        if user.get("avatar"):
+            await self.blob_store.delete(user["avatar"]["ref"])
+
+    async def update_notifications(self, user, fields):
+        settings = {**user.get("notification_settings", {})}
+        if "email_enabled" in fields:
+            settings["email_enabled"] = fields["email_enabled"]
+        settings["events"] = {**settings.get("events", {}), **fields.get("events", {})}
+        updated = await self.collections.users.update(user["_id"], {"notification_settings": settings})
+        return updated["notification_settings"]

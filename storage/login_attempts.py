@@ -1,0 +1,43 @@
+"""Failed-login counters per user and per address, shared by every node, expiring by TTL."""
+import datetime
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class LoginAttempts:
+    def __init__(self, db):
+        self.collection = db["login_attempts"]
+
+    async def ensure_indexes(self):
+        await self.collection.create_index("expires_at", expireAfterSeconds=0)
+
+    async def locked_until(self, keys):
+        """The latest lock among ``keys`` still in force, or None."""
+        now = _now()
+        docs = await self.collection.find({"_id": {"$in": keys}, "locked_until": {"$gt": now}}).to_list(None)
+        return max((doc["locked_until"] for doc in docs), default=None)
+
+    async def failures(self, keys):
+        docs = await self.collection.find({"_id": {"$in": keys}, "expires_at": {"$gt": _now()}}).to_list(None)
+        return max((doc["count"] for doc in docs), default=0)
+
+    async def record_failure(self, keys, window_seconds, max_failures, lock_seconds):
+        """Count a failure against every key; a key reaching ``max_failures`` is locked."""
+        now = _now()
+        for key in keys:
+            doc = await self.collection.find_one_and_update(
+                {"_id": key, "expires_at": {"$gt": now}},
+                {"$inc": {"count": 1}}, return_document=True)
+            if doc is None:
+                await self.collection.replace_one(
+                    {"_id": key},
+                    {"count": 1, "expires_at": now + datetime.timedelta(seconds=window_seconds)}, upsert=True)
+                continue
+            if doc["count"] >= max_failures:
+                until = now + datetime.timedelta(seconds=lock_seconds)
+                await self.collection.update_one({"_id": key}, {"$set": {"locked_until": until, "expires_at": until}})
+
+    async def clear(self, keys):
+        await self.collection.delete_many({"_id": {"$in": keys}})

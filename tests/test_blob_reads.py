@@ -1,0 +1,168 @@
+"""Pulling blobs: GET/HEAD headers, byte ranges (across storage chunks), unknown blobs, deletes."""
+import pytest
+
+from tests.support.manifests import assert_error, blob_url, delete, pull, push_blob, random_bytes, sha256
+
+STORAGE_CHUNK = 1024 * 1024
+
+
+def get_blob(client, repo, digest, method="GET", byte_range=None):
+    headers = {"Range": byte_range} if byte_range else {}
+    return client.request(method, blob_url(repo, digest), pull(repo), headers=headers)
+
+
+@pytest.fixture
+def small_blob(admin, repo):
+    data = random_bytes(100)
+    return data, push_blob(admin, repo, data)["digest"]
+
+
+def test_get_returns_the_blob_with_its_digest_etag_and_length(admin, repo, small_blob):
+    data, digest = small_blob
+
+    response = get_blob(admin, repo, digest)
+
+    assert response.status_code == 200
+    assert response.content == data
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert response.headers["Content-Length"] == "100"
+    assert digest in response.headers["ETag"]
+
+
+def test_head_answers_the_headers_of_get_without_a_body(admin, repo, small_blob):
+    _, digest = small_blob
+
+    response = get_blob(admin, repo, digest, method="HEAD")
+
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert response.headers["Content-Length"] == "100"
+    assert digest in response.headers["ETag"]
+
+
+def test_a_byte_range_answers_206_with_those_bytes(admin, repo, small_blob):
+    data, digest = small_blob
+
+    response = get_blob(admin, repo, digest, byte_range="bytes=10-19")
+
+    assert response.status_code == 206
+    assert response.content == data[10:20]
+    assert response.headers["Content-Range"] == "bytes 10-19/100"
+    assert response.headers["Content-Length"] == "10"
+
+
+def test_an_open_ended_range_runs_to_the_end_of_the_blob(admin, repo, small_blob):
+    data, digest = small_blob
+
+    response = get_blob(admin, repo, digest, byte_range="bytes=90-")
+
+    assert response.status_code == 206
+    assert response.content == data[90:]
+    assert response.headers["Content-Range"] == "bytes 90-99/100"
+
+
+def test_a_suffix_range_answers_the_last_bytes(admin, repo, small_blob):
+    data, digest = small_blob
+
+    response = get_blob(admin, repo, digest, byte_range="bytes=-7")
+
+    assert response.status_code == 206
+    assert response.content == data[-7:]
+    assert response.headers["Content-Range"] == "bytes 93-99/100"
+
+
+def test_a_range_past_the_end_is_clipped_to_the_blob(admin, repo, small_blob):
+    data, digest = small_blob
+
+    response = get_blob(admin, repo, digest, byte_range="bytes=95-500")
+
+    assert response.status_code == 206
+    assert response.content == data[95:]
+    assert response.headers["Content-Range"] == "bytes 95-99/100"
+
+
+@pytest.mark.parametrize("byte_range", ["bytes=100-", "bytes=200-300", "bytes=-0"])
+def test_an_unsatisfiable_range_answers_416_with_the_blob_size(admin, repo, small_blob, byte_range):
+    _, digest = small_blob
+
+    response = get_blob(admin, repo, digest, byte_range=byte_range)
+
+    assert response.status_code == 416
+    assert response.headers["Content-Range"] == "bytes */100"
+
+
+def test_a_range_whose_end_precedes_its_start_is_ignored(admin, repo, small_blob):
+    # RFC 9110 section 14.1.1: a syntactically invalid byte-range-spec makes the recipient ignore the header.
+    data, digest = small_blob
+
+    response = get_blob(admin, repo, digest, byte_range="bytes=50-10")
+
+    assert response.status_code == 200
+    assert response.content == data
+
+
+@pytest.mark.parametrize("start, end", [
+    (STORAGE_CHUNK - 10, STORAGE_CHUNK + 9),
+    (STORAGE_CHUNK, STORAGE_CHUNK),
+    (STORAGE_CHUNK - 1, 2 * STORAGE_CHUNK),
+    (5, 3 * STORAGE_CHUNK - 5),
+])
+def test_ranges_crossing_storage_chunk_boundaries_are_exact(admin, repo, start, end):
+    data = random_bytes(3 * STORAGE_CHUNK + 12345)
+    digest = push_blob(admin, repo, data)["digest"]
+
+    response = get_blob(admin, repo, digest, byte_range=f"bytes={start}-{end}")
+
+    assert response.status_code == 206
+    assert response.headers["Content-Range"] == f"bytes {start}-{end}/{len(data)}"
+    assert response.content == data[start:end + 1]
+
+
+def test_a_whole_multi_chunk_blob_reads_back_exactly(admin, repo):
+    data = random_bytes(3 * STORAGE_CHUNK + 1)
+    digest = push_blob(admin, repo, data)["digest"]
+
+    response = get_blob(admin, repo, digest)
+
+    assert response.status_code == 200
+    assert response.content == data
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_an_unknown_blob_is_blob_unknown(admin, repo, small_blob, method):
+    response = get_blob(admin, repo, sha256(b"never pushed"), method=method)
+
+    assert response.status_code == 404
+    if method == "GET":
+        assert_error(response, 404, "BLOB_UNKNOWN")
+
+
+def test_a_blob_of_another_repository_is_unknown_here(admin, repo):
+    digest = push_blob(admin, f"{repo}-elsewhere", random_bytes(64))["digest"]
+    push_blob(admin, repo, random_bytes(64))
+
+    response = get_blob(admin, repo, digest)
+
+    assert_error(response, 404, "BLOB_UNKNOWN")
+
+
+def test_a_malformed_digest_is_digest_invalid(admin, repo, small_blob):
+    response = get_blob(admin, repo, "sha256:nothex")
+
+    assert_error(response, 400, "DIGEST_INVALID")
+
+
+def test_deleting_a_blob_answers_202_and_it_is_gone(admin, repo, small_blob):
+    _, digest = small_blob
+
+    deleted = admin.request("DELETE", blob_url(repo, digest), delete(repo))
+
+    assert deleted.status_code == 202
+    assert_error(get_blob(admin, repo, digest), 404, "BLOB_UNKNOWN")
+
+
+def test_deleting_an_unknown_blob_is_blob_unknown(admin, repo, small_blob):
+    response = admin.request("DELETE", blob_url(repo, sha256(b"never pushed")), delete(repo))
+
+    assert_error(response, 404, "BLOB_UNKNOWN")
