@@ -27,22 +27,22 @@ def _describe(error):
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         return f"unknown field {', '.join(extra)}" + ("" if field == "body" else f" in {field}")
-    messages = {
-        "type": f"{field} must be of type {value}",
-        "maxLength": f"{field} must be at most {value} characters",
-        "minLength": f"{field} must be at least {value} characters",
-        "enum": f"{field} must be one of {', '.join(map(str, value or []))}",
-        "format": f"{field} must be a valid {value}",
-        "pattern": f"{field} has an invalid format",
-        "minimum": f"{field} must be at least {value}",
-        "maximum": f"{field} must be at most {value}",
-        "minItems": f"{field} must have at least {value} items",
-        "maxItems": f"{field} must have at most {value} items",
-        "uniqueItems": f"{field} must not repeat items",
-        "minProperties": f"{field} must not be empty",
+    templates = {
+        "type": "{field} must be of type {value}",
+        "maxLength": "{field} must be at most {value} characters",
+        "minLength": "{field} must be at least {value} characters",
+        "format": "{field} must be a valid {value}",
+        "pattern": "{field} has an invalid format",
+        "minimum": "{field} must be at least {value}",
+        "maximum": "{field} must be at most {value}",
+        "minItems": "{field} must have at least {value} items",
+        "maxItems": "{field} must have at most {value} items",
+        "uniqueItems": "{field} must not repeat items",
+        "minProperties": "{field} must not be empty",
     }
-    return messages.get(error.validator, f"{field} is invalid")
-
+    if error.validator == "enum":
+        return f"{field} must be one of {', '.join(map(str, value))}"
+    return templates.get(error.validator, "{field} is invalid").format(field=field, value=value)
 
 def validate(name, value):
     """Validate ``value`` against ``schemas/api/<name>.json``; raise InvalidBody naming the first bad field."""
