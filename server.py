@@ -7,16 +7,20 @@ import secrets
 import signal
 import sys
 
+import pymongo
 import tornado.httpserver
 import tornado.web
 from pymongo.errors import PyMongoError
 
+from actors.quota import QuotaActors
 from config import SettingsError, load_settings
 from handlers import ROUTES
 from handlers.api.base import ApiFallbackHandler
 from services.auth import AuthService
 from services.bootstrap import ensure_bootstrap_admin
+from services.gc import GarbageCollector, collect_forever
 from services.logs import configure_logging
+from services.projects import ProjectService
 from services.registry import RegistryService
 from services.tokens import JwtCodec, RegistryTokens
 from services.uploads import BlobUploads, sweep_forever
@@ -63,8 +67,9 @@ def log_request(handler):
     })
 
 
-def make_app(config, collections, blob_store, codec, tokens, bootstrap_hint=None):
-    registry = RegistryService(collections, blob_store)
+def make_app(config, collections, blob_store, quota, codec, tokens, bootstrap_hint=None):
+    registry = RegistryService(collections, blob_store, quota)
+    uploads = BlobUploads(collections, blob_store, registry, config["upload_expiry_seconds"])
     return tornado.web.Application(
         ROUTES,
         default_handler_class=ApiFallbackHandler,
@@ -73,10 +78,13 @@ def make_app(config, collections, blob_store, codec, tokens, bootstrap_hint=None
         collections=collections,
         blob_store=blob_store,
         registry=registry,
-        uploads=BlobUploads(collections, blob_store, registry, config["upload_expiry_seconds"]),
+        uploads=uploads,
+        gc=GarbageCollector(collections, blob_store, registry, config["gc_grace_seconds"]),
         tokens=tokens,
+        quota=quota,
         auth=AuthService(collections, codec, config),
         users=UserService(collections, blob_store),
+        projects=ProjectService(collections, quota, config["default_project_quota"]),
         tracker=RequestTracker(),
         bootstrap_hint=bootstrap_hint,
     )
@@ -105,22 +113,29 @@ async def serve(config):
         await embedded.start()
         uri = embedded.uri
     client = create_client(uri)
+    # The actors' threads use the synchronous driver (thread-safe, pooled).
+    sync_client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    quota = QuotaActors(sync_client[config["mongo_db"]])
     try:
         db = client[config["mongo_db"]]
         collections = Collections(db)
         await collections.ensure_indexes()
         blob_store = GridFSBlobStore(db, config["gridfs_chunk_size"])
-        await blob_store.ensure_indexes()
+        await blob_store.ensure_ready()
+        await asyncio.get_running_loop().run_in_executor(None, quota.ensure_indexes)
         signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
         codec = JwtCodec(signing_key)
         tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
         hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
         announce_bootstrap_admin(hint)
-        app = make_app(config, collections, blob_store, codec, tokens, hint)
+        app = make_app(config, collections, blob_store, quota, codec, tokens, hint)
         server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BUFFERED_BODY,
                                                chunk_size=BODY_CHUNK_SIZE)
         server.listen(config["port"], config["host"])
-        sweeper = asyncio.create_task(sweep_forever(app.settings["uploads"], config["upload_sweep_interval_seconds"]))
+        background = [
+            asyncio.create_task(sweep_forever(app.settings["uploads"], config["upload_sweep_interval_seconds"])),
+            asyncio.create_task(collect_forever(app.settings["gc"], config["gc_interval_seconds"])),
+        ]
         log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],
                  extra={"url": f"http://{config['host']}:{config['port']}", "storage": blob_store.name})
         await wait_for_signal()
@@ -131,9 +146,12 @@ async def serve(config):
         except asyncio.TimeoutError:
             log.warning("requests still in flight after the grace period",
                         extra={"active": app.settings["tracker"].active})
-        sweeper.cancel()
+        for task in background:
+            task.cancel()
         await server.close_all_connections()
     finally:
+        quota.stop()
+        sync_client.close()
         await client.close()
         if embedded:
             await embedded.stop()

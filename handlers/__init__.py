@@ -1,6 +1,9 @@
 """The one URL table of the service."""
 from handlers.api.auth import DefaultAdminOnceHandler, LoginHandler, LogoutHandler, RefreshHandler
 from handlers.api.base import ApiFallbackHandler
+from handlers.api.projects import (MembersGoneHandler, ProjectHandler, ProjectListHandler, ProjectQuotaHandler,
+                                   ProjectRecountHandler, ProjectStatisticsHandler, ProjectStorageHandler)
+from handlers.api.system import GarbageCollectHandler
 from handlers.api.users import (AvatarHandler, AvatarUploadHandler, MeHandler, NotificationSettingsHandler,
                                 PasswordHandler, PatHandler, PatListHandler, TokenInfoHandler, UserHandler,
                                 UserListHandler)
@@ -31,6 +34,14 @@ ROUTES = [
     (r"/api/v1/users", UserListHandler),
     (r"/api/v1/users/(?P<user_id>[^/]+)", UserHandler),
     (r"/api/v1/users/(?P<user_id>[^/]+)/avatar", AvatarHandler),
+    (r"/api/v1/projects", ProjectListHandler),
+    (r"/api/v1/projects/statistics", ProjectStatisticsHandler),
+    (r"/api/v1/projects/(?P<project_id>[^/]+)", ProjectHandler),
+    (r"/api/v1/projects/(?P<project_id>[^/]+)/quota", ProjectQuotaHandler),
+    (r"/api/v1/projects/(?P<project_id>[^/]+)/storage", ProjectStorageHandler),
+    (r"/api/v1/projects/(?P<project_id>[^/]+)/recount", ProjectRecountHandler),
+    (r"/api/v1/projects/(?P<project_id>[^/]+)/members(?:/.*)?", MembersGoneHandler),
+    (r"/api/v1/system/gc", GarbageCollectHandler),
     (r"/api/.*", ApiFallbackHandler),
     (r"/auth/token", TokenHandler),
     (r"/v2/?", BaseV2Handler),

@@ -7,6 +7,7 @@ import uuid
 import tornado.web
 
 from services.api_errors import ApiError
+from services.domain import DomainError
 from services.errors import RegistryError
 from services.logs import trace_id_var
 from storage.blobstore import StorageUnavailable
@@ -82,7 +83,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("X-Trace-Id", self.trace_id)
 
     def log_exception(self, typ, value, tb):
-        if isinstance(value, (RegistryError, ApiError)) or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
+        if isinstance(value, (RegistryError, ApiError, DomainError)) or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
             return
         log.error("request failed", exc_info=(typ, value, tb),
                   extra={"trace_id": self.trace_id, "method": self.request.method, "path": self.request.path})

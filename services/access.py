@@ -4,18 +4,25 @@ from services.names import check_repository_name
 from services.tokens import ALL_ACTIONS, Scope, expand
 
 
+def can_write(user, project):
+    """Owners and administrators push, delete and change settings."""
+    return bool(user) and (user.get("is_admin") or project.get("owner_id") == user["_id"])
+
+
+def can_see(user, project):
+    return project.get("is_public") or can_write(user, project)
+
+
 async def repository_actions(collections, user, name):
     """Every action ``user`` (None = anonymous) may take on repository ``name``."""
     try:
         project_name, _ = check_repository_name(name)
     except RegistryError:
         return frozenset()
-    if user and user.get("is_admin"):
-        return ALL_ACTIONS
     project = await collections.projects.get_by_name(project_name)
     if project is None:
         return frozenset()
-    if user and project.get("owner_id") == user["_id"]:
+    if can_write(user, project):
         return ALL_ACTIONS
     return frozenset({"pull"}) if project.get("is_public") else frozenset()
 
@@ -28,7 +35,8 @@ async def grant(collections, user, requested, limit=ALL_ACTIONS):
             allowed = await repository_actions(collections, user, scope.name)
             actions = expand(scope.actions) & allowed & limit
         elif scope.type == "registry" and scope.name == "catalog":
-            actions = frozenset(scope.actions) if user and user.get("is_admin") and "pull" in limit else frozenset()
+            # Anyone may list; the listing holds only the projects the caller can see.
+            actions = frozenset(scope.actions) if "pull" in limit else frozenset()
         else:
             actions = frozenset()
         if actions:

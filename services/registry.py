@@ -1,4 +1,5 @@
-"""Repository-level registry operations: projects on push, blob links, manifests, tags, referrers, catalog."""
+"""Repository-level registry operations: blob links, manifests, tags, referrers, catalog, all under quota."""
+from actors.quota import ProjectGone, QuotaExceeded
 from services.digests import is_digest, parse_digest
 from services.errors import RegistryError
 from services.manifests import OCI_INDEX, parse_manifest
@@ -6,34 +7,51 @@ from services.names import check_repository_name, is_valid_tag
 
 
 class RegistryService:
-    def __init__(self, collections, store):
+    def __init__(self, collections, store, quota):
         self.collections = collections
         self.store = store
+        self.quota = quota
 
-    async def project_for_push(self, name, user):
-        """The project a push into ``name`` lands in; an administrator's first push creates it (private)."""
+    async def project_of(self, name):
+        """The project a repository belongs to; NAME_UNKNOWN when it does not exist."""
         project_name, _ = check_repository_name(name)
         project = await self.collections.projects.get_by_name(project_name)
         if project is None:
-            if not (user and user.get("is_admin")):
-                raise RegistryError("NAME_UNKNOWN", f"project {project_name} does not exist",
-                                    detail={"project": project_name})
-            project = await self.collections.projects.create(project_name, owner_id=user["_id"])
+            raise RegistryError("NAME_UNKNOWN", f"project {project_name} does not exist; create it first",
+                                detail={"project": project_name})
         return project
-
-    async def _ensure_repository(self, name):
-        project = await self.collections.projects.get_by_name(name.split("/", 1)[0])
-        if project is None:
-            raise RegistryError("NAME_UNKNOWN", detail={"name": name})
-        await self.collections.repositories.ensure(name, project["_id"])
 
     async def require_repository(self, name):
         if not await self.collections.repositories.exists(name):
             raise RegistryError("NAME_UNKNOWN", detail={"name": name})
 
-    async def link_blob(self, name, digest):
-        await self._ensure_repository(name)
-        await self.collections.blobs.link(name, digest)
+    async def precheck(self, name, size):
+        """Refuse early when ``size`` more bytes would not fit (known from Content-Length)."""
+        project = await self.project_of(name)
+        await self._quota_call(self.quota.precheck, project["_id"], size)
+
+    async def charge(self, name, digest, size):
+        """Count ``digest`` in the repository's project before anything of it becomes visible."""
+        project = await self.project_of(name)
+        await self._quota_call(self.quota.charge, project["_id"], digest, size)
+        return project
+
+    async def release(self, project_id, digest):
+        await self.quota.release(project_id, digest)
+
+    async def _quota_call(self, call, *args):
+        try:
+            return await call(*args)
+        except QuotaExceeded as exc:
+            raise RegistryError("DENIED", str(exc), detail={"reason": "quota_exceeded", "adding": exc.adding,
+                                                            "storage_used": exc.used, "storage_quota": exc.quota})
+        except ProjectGone:
+            raise RegistryError("NAME_UNKNOWN", "the project was deleted") from None
+
+    async def link_blob(self, name, digest, size):
+        project = await self.charge(name, digest, size)
+        await self.collections.repositories.ensure(name, project["_id"])
+        await self.collections.blobs.link(name, project["_id"], digest)
 
     async def blob(self, name, digest):
         """The blob document of ``digest`` when linked to ``name``; BLOB_UNKNOWN otherwise."""
@@ -47,13 +65,15 @@ class RegistryService:
         parse_digest(digest)
         if not await self.collections.blobs.unlink(name, digest):
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
+        await self.release((await self.project_of(name))["_id"], digest)
 
     async def mount_blob(self, name, digest, source):
         """Link a blob of ``source`` into ``name``; False when it is not there to mount."""
         parse_digest(digest)
-        if await self.collections.blobs.linked(source, digest) is None:
+        blob = await self.collections.blobs.linked(source, digest)
+        if blob is None:
             return False
-        await self.link_blob(name, digest)
+        await self.link_blob(name, digest, blob["size"])
         return True
 
     async def resolve(self, name, reference):
@@ -92,8 +112,9 @@ class RegistryService:
         missing += [child for child in parsed.children if child not in present]
         if missing:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": missing})
-        await self._ensure_repository(name)
-        await self.collections.manifests.put(name, parsed, content)
+        project = await self.charge(name, parsed.digest, len(content))
+        await self.collections.repositories.ensure(name, project["_id"])
+        await self.collections.manifests.put(name, project["_id"], parsed, content)
         if not is_digest(reference):
             await self.collections.manifests.set_tag(name, reference, parsed.digest)
         return parsed
@@ -105,6 +126,7 @@ class RegistryService:
             parse_digest(reference)
             if not await self.collections.manifests.delete(name, reference):
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": reference})
+            await self.release((await self.project_of(name))["_id"], reference)
         elif not await self.collections.manifests.delete_tag(name, reference):
             raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference})
 
@@ -127,5 +149,8 @@ class RegistryService:
             manifests.append(descriptor)
         return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
 
-    async def catalog(self, last, limit):
-        return await self.collections.repositories.names(last, limit)
+    async def catalog(self, user, last, limit):
+        """Repository names in the projects ``user`` may see."""
+        query = self.collections.projects.visible_query(user)
+        project_ids = None if not query else [p["_id"] for p in await self.collections.projects.find(query, {"_id": 1})]
+        return await self.collections.repositories.names(last, limit, project_ids)

@@ -56,23 +56,36 @@ class UploadSession:
         await self.uploads.collections.uploads.release(self.id, self.lease_token)
 
     async def finish(self, digest):
-        """Commit the upload as ``digest`` and link it to the repository; DIGEST_INVALID leaves nothing."""
+        """Verify, charge the project, commit and link; DIGEST_INVALID or a refused charge leave nothing."""
         algorithm, _ = parse_digest(digest)
-        store = self.uploads.store
-        blobs = self.uploads.collections.blobs
-        if algorithm == self.doc["algorithm"] and f"{algorithm}:{self.hasher.finalize()}" != digest:
+        hashed_here = algorithm == self.doc["algorithm"]
+        if hashed_here and f"{algorithm}:{self.hasher.finalize()}" != digest:
             await self.abort()
             raise RegistryError("DIGEST_INVALID", detail={"digest": digest})
+        registry, name = self.uploads.registry, self.doc["repo"]
+        try:
+            project = await registry.charge(name, digest, self.size)
+        except RegistryError:
+            await self.abort()
+            raise
+        try:
+            await self._commit(digest, algorithm, hashed_here)
+            await registry.link_blob(name, digest, self.size)
+        except BaseException:
+            await registry.release(project["_id"], digest)
+            raise
+        await self.uploads.collections.uploads.delete(self.id)
+        return self.size
+
+    async def _commit(self, digest, algorithm, hashed_here):
+        store = self.uploads.store
         ref = await self.writer.commit(digest)
-        if algorithm != self.doc["algorithm"] and await self.uploads.digest_stored(ref, self.size, algorithm) != digest:
+        if not hashed_here and await self.uploads.digest_stored(ref, self.size, algorithm) != digest:
             await store.delete(ref)
             await self.uploads.collections.uploads.delete(self.id)
             raise RegistryError("DIGEST_INVALID", detail={"digest": digest})
-        if not await blobs.add(digest, self.size, ref):
+        if not await self.uploads.collections.blobs.add(digest, self.size, ref):
             await store.delete(ref)
-        await self.uploads.registry.link_blob(self.doc["repo"], digest)
-        await self.uploads.collections.uploads.delete(self.id)
-        return self.size
 
     async def abort(self):
         await self.uploads.store.abort(self.doc["store_state"])

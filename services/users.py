@@ -2,20 +2,13 @@
 import datetime
 
 from services.digests import digest_bytes
+from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, DomainError
 from services.passwords import hash_password, password_problem, verify_password
 
 AVATAR_TYPES = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
 )
-
-
-class UserError(Exception):
-    """A refused user operation; ``kind`` is 'invalid', 'conflict', 'not_found' or 'forbidden'."""
-
-    def __init__(self, kind, message):
-        super().__init__(message)
-        self.kind = kind
 
 
 def _iso(value):
@@ -58,29 +51,29 @@ class UserService:
     async def get(self, user_id):
         user = await self.collections.users.get(user_id)
         if user is None:
-            raise UserError("not_found", "user not found")
+            raise DomainError(NOT_FOUND, "user not found")
         return user
 
     async def create(self, fields):
         problem = password_problem(fields["password"], fields["username"])
         if problem:
-            raise UserError("invalid", problem)
+            raise DomainError(INVALID, problem)
         user = await self.collections.users.create(
             fields["username"], await hash_password(fields["password"]), is_admin=fields.get("is_admin", False),
             email=fields.get("email"), display_name=fields.get("display_name"))
         if user is None:
-            raise UserError("conflict", f"username {fields['username']} is taken")
+            raise DomainError(CONFLICT, f"username {fields['username']} is taken")
         return user
 
     async def change_password(self, user, old_password, new_password, keep_session):
         """Check the old password, store the new one, and end every other session of the user."""
         if not await verify_password(old_password, user.get("password_hash")):
-            raise UserError("forbidden", "old_password is wrong")
+            raise DomainError(FORBIDDEN, "old_password is wrong")
         if old_password == new_password:
-            raise UserError("invalid", "new_password must differ from old_password")
+            raise DomainError(INVALID, "new_password must differ from old_password")
         problem = password_problem(new_password, user["username"])
         if problem:
-            raise UserError("invalid", f"new_password: {problem}")
+            raise DomainError(INVALID, f"new_password: {problem}")
         await self.collections.users.update(user["_id"], {"password_hash": await hash_password(new_password)})
         await self.collections.sessions.revoke_for_user(user["_id"], keep=keep_session)
 
@@ -89,12 +82,12 @@ class UserService:
         losing_admin = user.get("is_admin") and not user.get("disabled") and (
             fields.get("is_admin") is False or fields.get("disabled") is True)
         if losing_admin and await self.collections.users.other_enabled_admins(user_id) == 0:
-            raise UserError("conflict", "the last administrator cannot be demoted or disabled")
+            raise DomainError(CONFLICT, "the last administrator cannot be demoted or disabled")
         changes = {k: v for k, v in fields.items() if k != "password"}
         if "password" in fields:
             problem = password_problem(fields["password"], user["username"])
             if problem:
-                raise UserError("invalid", f"password: {problem}")
+                raise DomainError(INVALID, f"password: {problem}")
             changes["password_hash"] = await hash_password(fields["password"])
         updated = await self.collections.users.update(user_id, changes)
         if fields.get("disabled") or "password" in fields:
@@ -105,7 +98,7 @@ class UserService:
         user = await self.get(user_id)
         if user.get("is_admin") and not user.get("disabled") and \
                 await self.collections.users.other_enabled_admins(user_id) == 0:
-            raise UserError("conflict", "the last administrator cannot be deleted")
+            raise DomainError(CONFLICT, "the last administrator cannot be deleted")
         await self.collections.sessions.revoke_for_user(user_id)
         await self.collections.pats.revoke_for_user(user_id)
         await self.collections.users.delete(user_id)
@@ -115,7 +108,7 @@ class UserService:
     async def set_avatar(self, user, data):
         media_type = avatar_type(data)
         if media_type is None:
-            raise UserError("invalid", "avatar must be a PNG, JPEG or WebP image")
+            raise DomainError(INVALID, "avatar must be a PNG, JPEG or WebP image")
         digest = digest_bytes(data)
         writer = await self.blob_store.open_writer(self.blob_store.new_upload_state())
         await writer.write(data)

@@ -1,7 +1,11 @@
 """Committed blobs (one document per digest) and their links to repositories."""
 import datetime
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import ReturnDocument
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 class Blobs:
@@ -11,28 +15,29 @@ class Blobs:
 
     async def ensure_indexes(self):
         await self.links.create_index([("repo", 1), ("digest", 1)], unique=True)
+        await self.links.create_index([("project_id", 1), ("digest", 1)])
         await self.links.create_index("digest")
+        await self.collection.create_index("touched_at")
 
     async def get(self, digest):
         return await self.collection.find_one({"_id": digest})
 
     async def add(self, digest, size, ref):
-        """Record a committed blob; False when the digest was already stored (the caller drops its copy)."""
-        try:
-            await self.collection.insert_one({
-                "_id": digest, "size": size, "ref": ref,
-                "created_at": datetime.datetime.now(datetime.timezone.utc),
-            })
-        except DuplicateKeyError:
-            return False
-        return True
+        """Record a committed blob; False when the digest was already stored (the caller drops its copy).
 
-    async def link(self, repo, digest):
+        Either way the blob is touched, so the garbage collector leaves it alone for a grace period.
+        """
+        now = _now()
+        before = await self.collection.find_one_and_update(
+            {"_id": digest},
+            {"$setOnInsert": {"size": size, "ref": ref, "created_at": now}, "$set": {"touched_at": now}},
+            upsert=True, return_document=ReturnDocument.BEFORE)
+        return before is None
+
+    async def link(self, repo, project_id, digest):
         await self.links.update_one(
             {"repo": repo, "digest": digest},
-            {"$setOnInsert": {"created_at": datetime.datetime.now(datetime.timezone.utc)}},
-            upsert=True,
-        )
+            {"$setOnInsert": {"project_id": project_id, "created_at": _now()}}, upsert=True)
 
     async def linked(self, repo, digest):
         """The blob's document when it is linked to ``repo``, else None."""
@@ -47,3 +52,31 @@ class Blobs:
     async def unlink(self, repo, digest):
         result = await self.links.delete_one({"repo": repo, "digest": digest})
         return result.deleted_count == 1
+
+    async def links_older_than(self, repo, cutoff):
+        return await self.links.distinct("digest", {"repo": repo, "created_at": {"$lt": cutoff}})
+
+    async def unlinked_older_than(self, cutoff):
+        """Blobs no repository links that nobody touched since ``cutoff``."""
+        found = []
+        async for doc in self.collection.find({"touched_at": {"$lt": cutoff}}, {"_id": 1}):
+            if await self.links.find_one({"digest": doc["_id"]}, {"_id": 1}) is None:
+                found.append(doc["_id"])
+        return found
+
+    async def remove_if_untouched(self, digest, cutoff):
+        """Delete the blob document unless it was touched since ``cutoff``; the document, or None."""
+        return await self.collection.find_one_and_delete({"_id": digest, "touched_at": {"$lt": cutoff}})
+
+    async def sizes(self, digests):
+        docs = await self.collection.find({"_id": {"$in": list(digests)}}, {"size": 1}).to_list(None)
+        return {doc["_id"]: doc["size"] for doc in docs}
+
+    async def project_digests(self, project_id):
+        return await self.links.distinct("digest", {"project_id": project_id})
+
+    async def repo_digests(self, repo):
+        return await self.links.distinct("digest", {"repo": repo})
+
+    async def delete_links_for_project(self, project_id):
+        await self.links.delete_many({"project_id": project_id})

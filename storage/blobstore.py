@@ -2,13 +2,37 @@
 
 An upload is resumable across requests and nodes: its backend state is a small dict kept in
 the upload's MongoDB document. A committed blob is addressed by the ``ref`` dict that
-``commit`` returns, which the blob's document keeps.
+``commit`` returns, which the blob's document keeps. Every commit gets data of its own, even for
+a digest stored before: ``delete(ref)`` can never remove bytes another ref still points at, and
+duplicates are dropped by the caller (one blob document per digest).
 """
+import contextlib
+import functools
 from abc import ABC, abstractmethod
 
 
 class StorageUnavailable(Exception):
     """The backend cannot be reached or refused the operation."""
+
+
+@contextlib.contextmanager
+def unavailable_on(backend, *kinds):
+    """Turn the backend's own exceptions (``kinds``) into StorageUnavailable, inside a block."""
+    try:
+        yield
+    except kinds as exc:
+        raise StorageUnavailable(f"{backend}: {exc}") from exc
+
+
+def raises_unavailable(backend, *kinds):
+    """The same for a whole coroutine function."""
+    def decorate(func):
+        @functools.wraps(func)
+        async def wrapper(*args, **kwargs):
+            with unavailable_on(backend, *kinds):
+                return await func(*args, **kwargs)
+        return wrapper
+    return decorate
 
 
 class UploadWriter(ABC):
@@ -30,6 +54,12 @@ class UploadWriter(ABC):
 class BlobStore(ABC):
     name = "abstract"
 
+    async def ensure_ready(self):
+        """Prepare the backend at start (indexes, bucket, directories)."""
+
+    async def close(self):
+        """Release connections at shutdown."""
+
     @abstractmethod
     def new_upload_state(self):
         """The state of an empty upload."""
@@ -45,6 +75,10 @@ class BlobStore(ABC):
     @abstractmethod
     def read(self, ref, start, length):
         """Async iterator over ``length`` bytes of the blob from offset ``start``."""
+
+    async def redirect_url(self, ref, digest):
+        """A URL the client may fetch the blob from directly, or None to stream it through the registry."""
+        return None
 
     @abstractmethod
     async def delete(self, ref):

@@ -7,27 +7,18 @@ blob is an ordinary GridFS file.
 """
 import asyncio
 import datetime
-import functools
 
 from bson import Binary, ObjectId
 from pymongo.errors import PyMongoError
 
-from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter
+from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raises_unavailable
 
 # Chunks sent per insert_many: fewer round trips without holding much in memory.
 CHUNKS_PER_WRITE_MIB = 4
 # Bytes fetched per cursor batch when reading.
 READ_BATCH_BYTES = 4 * 1024 * 1024
 
-
-def _storage_errors(func):
-    @functools.wraps(func)
-    async def wrapper(*args, **kwargs):
-        try:
-            return await func(*args, **kwargs)
-        except PyMongoError as exc:
-            raise StorageUnavailable(f"GridFS: {exc}") from exc
-    return wrapper
+_storage_errors = raises_unavailable("GridFS", PyMongoError)
 
 
 class GridFSWriter(UploadWriter):
@@ -93,7 +84,7 @@ class GridFSBlobStore(BlobStore):
         self.chunks = db[f"{bucket}.chunks"]
         self.files = db[f"{bucket}.files"]
 
-    async def ensure_indexes(self):
+    async def ensure_ready(self):
         await self.chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
         await self.files.create_index([("filename", 1), ("uploadDate", 1)])
 

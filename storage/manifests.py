@@ -16,15 +16,16 @@ class Manifests:
     async def ensure_indexes(self):
         await self.collection.create_index([("repo", 1), ("digest", 1)], unique=True)
         await self.collection.create_index([("repo", 1), ("subject", 1)])
+        await self.collection.create_index([("project_id", 1), ("digest", 1)])
         await self.tags.create_index([("repo", 1), ("tag", 1)], unique=True)
         await self.tags.create_index([("repo", 1), ("digest", 1)])
 
-    async def put(self, repo, parsed, content):
+    async def put(self, repo, project_id, parsed, content):
         """Store a parsed manifest (services.manifests.ParsedManifest) with its exact bytes."""
         await self.collection.update_one(
             {"repo": repo, "digest": parsed.digest},
             {"$setOnInsert": {
-                "media_type": parsed.media_type, "size": len(content), "content": Binary(content),
+                "project_id": project_id, "media_type": parsed.media_type, "size": len(content), "content": Binary(content),
                 "subject": parsed.subject, "artifact_type": parsed.artifact_type,
                 "annotations": parsed.annotations, "references": parsed.references, "created_at": _now(),
             }},
@@ -49,6 +50,29 @@ class Manifests:
             query["artifact_type"] = artifact_type
         cursor = self.collection.find(query, {"content": 0}).sort("digest", 1)
         return await cursor.to_list(None)
+
+    async def referenced_by(self, repo):
+        """Every digest the manifests of ``repo`` reference (blobs and child manifests)."""
+        return set(await self.collection.distinct("references", {"repo": repo}))
+
+    async def project_sizes(self, project_id):
+        """``{digest: size}`` of the project's manifests (a digest counts once)."""
+        docs = await self.collection.find({"project_id": project_id}, {"digest": 1, "size": 1}).to_list(None)
+        return {doc["digest"]: doc["size"] for doc in docs}
+
+    async def repo_sizes(self, repo):
+        docs = await self.collection.find({"repo": repo}, {"digest": 1, "size": 1}).to_list(None)
+        return {doc["digest"]: doc["size"] for doc in docs}
+
+    async def count(self, query):
+        return await self.collection.count_documents(query)
+
+    async def count_tags(self, repos):
+        return await self.tags.count_documents({"repo": {"$in": list(repos)}})
+
+    async def delete_for_repos(self, repos):
+        await self.collection.delete_many({"repo": {"$in": list(repos)}})
+        await self.tags.delete_many({"repo": {"$in": list(repos)}})
 
     async def set_tag(self, repo, tag, digest):
         await self.tags.update_one({"repo": repo, "tag": tag},

@@ -4,6 +4,7 @@ import itertools
 import pytest
 
 from tests.support.processes import MongoServer, RegistryServer
+from tests.support.projects import api_login, create_project
 from tests.support.registry_client import RegistryClient
 
 _names = itertools.count(1)
@@ -33,7 +34,15 @@ def anonymous(registry):
     return RegistryClient(registry.url)
 
 
+@pytest.fixture(scope="session")
+def admin_token(registry):
+    """An /api/v1 access token of the bootstrap administrator."""
+    return api_login(registry.url, "admin", registry.admin_password)
+
+
 @pytest.fixture
-def repo():
-    """A fresh repository name; its project is created by the administrator's first push."""
-    return f"project{next(_names)}/app"
+def repo(registry, admin_token):
+    """A fresh repository name in a fresh private project of the administrator."""
+    project = f"project{next(_names)}"
+    create_project(registry.url, admin_token, project)
+    return f"{project}/app"

@@ -1,6 +1,7 @@
 """Pulling blobs: GET/HEAD headers, byte ranges (across storage chunks), unknown blobs, deletes."""
 import pytest
 
+from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
 from tests.support.manifests import assert_error, blob_url, delete, pull, push_blob, random_bytes, sha256
 
 STORAGE_CHUNK = 1024 * 1024
@@ -72,14 +73,15 @@ def test_a_suffix_range_answers_the_last_bytes(admin, repo, small_blob):
     assert response.headers["Content-Range"] == "bytes 93-99/100"
 
 
-def test_a_range_past_the_end_is_clipped_to_the_blob(admin, repo, small_blob):
+@pytest.mark.parametrize("byte_range, start", [("bytes=95-500", 95), ("bytes=-500", 0)])
+def test_a_range_past_the_blob_is_clipped_to_it(admin, repo, small_blob, byte_range, start):
     data, digest = small_blob
 
-    response = get_blob(admin, repo, digest, byte_range="bytes=95-500")
+    response = get_blob(admin, repo, digest, byte_range=byte_range)
 
     assert response.status_code == 206
-    assert response.content == data[95:]
-    assert response.headers["Content-Range"] == "bytes 95-99/100"
+    assert response.content == data[start:]
+    assert response.headers["Content-Range"] == f"bytes {start}-99/100"
 
 
 @pytest.mark.parametrize("byte_range", ["bytes=100-", "bytes=200-300", "bytes=-0"])
@@ -160,6 +162,19 @@ def test_deleting_a_blob_answers_202_and_it_is_gone(admin, repo, small_blob):
 
     assert deleted.status_code == 202
     assert_error(get_blob(admin, repo, digest), 404, "BLOB_UNKNOWN")
+
+
+def test_deleting_a_blob_in_one_repository_leaves_it_readable_in_another(admin, repo):
+    other = f"{repo}-other"
+    data = random_bytes(300)
+    digest = push_blob(admin, repo, data)["digest"]
+    push_blob(admin, other, data)
+
+    deleted = admin.request("DELETE", blob_url(repo, digest), delete(repo))
+
+    assert deleted.status_code == 202
+    assert_error(get_blob(admin, repo, digest), 404, "BLOB_UNKNOWN")
+    assert get_blob(admin, other, digest).content == data
 
 
 def test_deleting_an_unknown_blob_is_blob_unknown(admin, repo, small_blob):

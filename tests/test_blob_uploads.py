@@ -1,6 +1,7 @@
 """Pushing blobs: single POST, POST then PUT, chunked PATCH uploads, status, cancel, digests and mounts."""
 import pytest
 
+from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
 from tests.support.manifests import (
     assert_error, blob_url, bearer, patch_chunk, pull, push, push_blob, random_bytes, sha256, sha512, start_upload,
 )
@@ -93,6 +94,28 @@ def test_a_single_post_with_a_malformed_digest_is_digest_invalid(admin, repo, di
     assert_error(response, 400, "DIGEST_INVALID")
 
 
+def test_an_empty_blob_round_trips(admin, repo):
+    digest = sha256(b"")
+
+    response = admin.push_blob(repo, b"", digest)
+    pulled = get_blob(admin, repo, digest)
+
+    assert_created(response, repo, digest)
+    assert pulled.status_code == 200
+    assert pulled.content == b""
+    assert pulled.headers["Content-Length"] == "0"
+
+
+def test_the_same_blob_pushed_twice_is_accepted_both_times(admin, repo):
+    data = random_bytes(700)
+
+    first, second = admin.push_blob(repo, data, sha256(data)), admin.push_blob(repo, data, sha256(data))
+
+    assert_created(first, repo, sha256(data))
+    assert_created(second, repo, sha256(data))
+    assert get_blob(admin, repo, sha256(data)).content == data
+
+
 def test_a_single_post_with_a_sha512_digest_stores_the_blob(admin, repo):
     data = random_bytes(2048)
     digest = sha512(data)
@@ -160,6 +183,17 @@ def test_the_final_chunk_can_travel_in_the_closing_put(admin, repo):
 
     assert_created(response, repo, digest)
     assert get_blob(admin, repo, digest).content == data
+
+
+def test_a_final_chunk_out_of_order_in_the_closing_put_is_refused_with_416(admin, repo):
+    data = random_bytes(300)
+    location = patch_all(admin, repo, start_upload(admin, repo).headers["Location"], [data[:100]]).headers["Location"]
+
+    response = finish_upload(admin, repo, location, sha256(data), data[200:], headers={"Content-Range": "200-299"})
+
+    assert_error(response, 416)
+    assert head_blob(admin, repo, sha256(data)).status_code == 404
+    assert upload_status(admin, repo, location).headers["Range"] == "0-99"
 
 
 def test_upload_status_reports_the_bytes_received_so_far(admin, repo):
@@ -251,6 +285,30 @@ def test_a_chunked_upload_announced_as_sha512_is_closed_with_a_sha512_digest(adm
     assert get_blob(admin, repo, digest).content == data
 
 
+def test_a_chunked_upload_closed_with_a_wrong_sha512_digest_is_digest_invalid_and_stores_nothing(admin, repo):
+    data = random_bytes(3000)
+    claimed = sha512(b"other bytes")
+    location = patch_all(admin, repo, start_upload(admin, repo).headers["Location"], [data]).headers["Location"]
+
+    response = finish_upload(admin, repo, location, claimed)
+
+    assert_error(response, 400, "DIGEST_INVALID")
+    assert head_blob(admin, repo, claimed).status_code == 404
+    assert head_blob(admin, repo, sha512(data)).status_code == 404
+    assert_error(upload_status(admin, repo, location), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+def test_a_finished_upload_is_gone(admin, repo):
+    data = random_bytes(400)
+    location = patch_all(admin, repo, start_upload(admin, repo).headers["Location"], [data]).headers["Location"]
+    assert finish_upload(admin, repo, location, sha256(data)).status_code == 201
+
+    response = upload_status(admin, repo, location)
+
+    assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(patch_chunk(admin, repo, location, b"more", len(data)), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
 def test_cancelling_an_upload_forgets_it(admin, repo):
     location = patch_all(admin, repo, start_upload(admin, repo).headers["Location"], [b"partial"]).headers["Location"]
 
@@ -312,6 +370,17 @@ def test_mounting_a_blob_from_another_repository_makes_it_readable_there(admin, 
 
     assert_created(response, repo, digest)
     assert get_blob(admin, repo, digest).content == data
+
+
+def test_an_administrators_mount_into_a_new_project_creates_it_like_any_first_push(admin, repo):
+    data = random_bytes(512)
+    digest = push_blob(admin, repo, data)["digest"]
+    target = repo.replace("/", "-mounted/", 1)
+
+    response = mount(admin, target, digest, repo)
+
+    assert_created(response, target, digest)
+    assert get_blob(admin, target, digest).content == data
 
 
 def test_mounting_a_blob_the_source_lacks_falls_back_to_an_upload_session(admin, repo):

@@ -3,6 +3,7 @@ import re
 
 import pytest
 
+from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
 from tests.support.manifests import OCI_MANIFEST, assert_error, list_tags, push_blob, push_image, put_manifest
 
 TAGS = ["v10", "v2", "latest", "B", "a", "1.0", "_private", "a-b"]
@@ -166,6 +167,14 @@ def test_an_administrator_whose_token_lacks_the_catalog_scope_is_told_to_fetch_o
 
     assert_error(response, 401, "UNAUTHORIZED")
     assert 'scope="registry:catalog:*"' in response.headers["WWW-Authenticate"]
+
+
+def test_the_catalog_challenges_an_anonymous_client_for_a_catalog_token(anonymous, registry):
+    response = anonymous.request("GET", "/v2/_catalog")
+
+    assert_error(response, 401, "UNAUTHORIZED")
+    assert response.headers["WWW-Authenticate"] == \
+        f'Bearer realm="{registry.url}/auth/token",service="cyp-registry",scope="{CATALOG}"'
 
 
 # -- /v2/ -----------------------------------------------------------------------------------------

@@ -3,10 +3,11 @@ import json
 
 import pytest
 
+from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
 from tests.support.manifests import (
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, EMPTY_JSON_DIGEST, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, assert_error,
     delete, encode, get_manifest, image_blobs, image_manifest, index_manifest, list_tags, pull, push_artifact,
-    push_image, put_manifest, sha256,
+    push_blob, push_image, put_manifest, sha256, sha512,
 )
 
 MAX_MANIFEST = 4 * 1024 * 1024
@@ -89,6 +90,31 @@ def test_putting_a_manifest_under_a_digest_it_does_not_have_is_digest_invalid(ad
     assert_error(response, 400, "DIGEST_INVALID")
     assert_error(get_manifest(admin, repo, wrong), 404, "MANIFEST_UNKNOWN")
     assert_error(get_manifest(admin, repo, sha256(body)), 404, "MANIFEST_UNKNOWN")
+
+
+def test_a_manifest_can_be_pushed_and_pulled_by_a_sha512_digest(admin, repo):
+    config, layers = image_blobs(admin, repo)
+    body = encode(image_manifest(config, layers))
+    digest = sha512(body)
+
+    response = admin.put_manifest(repo, digest, body, OCI_MANIFEST)
+    pulled = get_manifest(admin, repo, digest)
+
+    assert response.status_code == 201, response.text
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert pulled.content == body
+    assert pulled.headers["Docker-Content-Digest"] == digest
+
+
+def test_a_manifest_cannot_reference_a_blob_only_another_repository_holds(admin, repo):
+    config, layers = image_blobs(admin, f"{repo}-elsewhere")
+    push_blob(admin, repo, b"this repository exists")
+    body = encode(image_manifest(config, layers))
+
+    response = admin.put_manifest(repo, "v1", body, OCI_MANIFEST)
+
+    assert_error(response, 400, "MANIFEST_BLOB_UNKNOWN")
+    assert_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
 
 
 def test_putting_a_tag_again_moves_it_to_the_new_manifest(admin, repo):
@@ -253,6 +279,15 @@ def test_a_manifest_of_an_unknown_repository_is_name_unknown(admin, repo):
     response = get_manifest(admin, repo, "latest")
 
     assert_error(response, 404, "NAME_UNKNOWN")
+
+
+def test_a_manifest_of_another_repository_is_unknown_here(admin, repo):
+    elsewhere = push_image(admin, f"{repo}-elsewhere", "v1")
+    push_image(admin, repo, "v1")
+
+    response = get_manifest(admin, repo, elsewhere.digest)
+
+    assert_error(response, 404, "MANIFEST_UNKNOWN")
 
 
 def test_a_client_accepting_only_docker_manifests_does_not_get_an_oci_manifest(admin, repo):

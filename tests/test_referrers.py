@@ -1,6 +1,7 @@
 """The referrers API: manifests with a subject, listed as an OCI index, filtered by artifactType."""
 import pytest
 
+from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
 from tests.support.manifests import (
     OCI_INDEX, OCI_MANIFEST, assert_error, delete, encode, image_blobs, image_manifest, index_manifest, pull,
     push_artifact, push_image, put_manifest, sha256,

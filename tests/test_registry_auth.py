@@ -7,6 +7,7 @@ import jwt
 import pytest
 import requests
 
+from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
 from tests.support.manifests import (
     API_VERSION_HEADER, assert_error, jwt_payload, pull, push, push_blob, push_image, sha256,
 )
@@ -34,6 +35,13 @@ def challenge(registry, scope):
 def test_an_anonymous_pull_of_a_private_repository_is_challenged_for_a_pull_token(admin, anonymous, registry, repo):
     push_image(admin, repo, "v1")
 
+    response = anonymous.request("GET", f"/v2/{repo}/manifests/v1")
+
+    assert_error(response, 401, "UNAUTHORIZED")
+    assert response.headers["WWW-Authenticate"] == challenge(registry, pull(repo))
+
+
+def test_an_anonymous_client_cannot_tell_a_missing_repository_from_a_private_one(anonymous, registry, repo):
     response = anonymous.request("GET", f"/v2/{repo}/manifests/v1")
 
     assert_error(response, 401, "UNAUTHORIZED")
@@ -86,6 +94,17 @@ def test_the_token_endpoint_grants_the_administrator_what_it_asked_for(admin, re
     assert claims["access"] == [{"type": "repository", "name": repo, "actions": ["pull", "push"]}]
 
 
+def test_the_token_endpoint_answers_the_oauth2_password_grant(admin, registry, repo):
+    username, password = admin.auth
+    response = requests.post(f"{registry.url}/auth/token", timeout=30, data={
+        "grant_type": "password", "service": "cyp-registry", "client_id": "tests",
+        "username": username, "password": password, "scope": pull(repo)})
+
+    assert response.status_code == 200
+    assert jwt_payload(response.json()["access_token"])["access"] == [
+        {"type": "repository", "name": repo, "actions": ["pull"]}]
+
+
 def test_an_anonymous_token_for_a_private_repository_grants_nothing(admin, anonymous, repo):
     pushed = push_image(admin, repo, "v1")
 
@@ -113,12 +132,10 @@ def forge(kind, genuine):
         return f"{none_header}.{payload}."
     if kind == "other-key":
         return jwt.encode(claims, "a key the registry does not hold", algorithm="HS256")
-    if kind == "expired":
-        return jwt.encode({**claims, "exp": claims["iat"] - 60}, "a key the registry does not hold", algorithm="HS256")
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["garbage", "altered-signature", "altered-payload", "alg-none", "other-key", "expired"])
+@pytest.mark.parametrize("kind", ["garbage", "altered-signature", "altered-payload", "alg-none", "other-key"])
 def test_a_token_the_registry_did_not_sign_is_refused(admin, registry, repo, kind):
     pushed = push_image(admin, repo, "v1")
     token = forge(kind, admin.token(pull(repo)))
@@ -156,15 +173,15 @@ def raw_get(registry, path, token):
     "/v2/%2e%2e/%2e%2e/etc/manifests/latest",
     "/v2/project/%2e%2e/%2e%2e/etc/blobs/" + sha256(b"x"),
     "/v2/project/app/..%2f..%2fsecret/tags/list",
-    "/v2/project%2fapp/manifests/latest",
     "/v2/Project/App/manifests/latest",
     "/v2/single/manifests/latest",
     "/v2/project//app/manifests/latest",
     "/v2/project/app./manifests/latest",
     "/v2/project/-app/tags/list",
+    "/v2/project/" + "a" * 300 + "/tags/list",
 ])
 def test_a_malformed_or_traversing_repository_name_is_refused(admin, registry, path):
-    status, headers, body = raw_get(registry, path, admin.token("repository:*:*"))
+    status, _, body = raw_get(registry, path, admin.token())
 
     assert status in (400, 404), (status, body)
     errors = json.loads(body)["errors"]

@@ -5,6 +5,7 @@ import pymongo
 import pytest
 
 from tests.support.processes import RegistryServer
+from tests.support.projects import api_login, create_project
 from tests.support.registry_client import RegistryClient
 
 
@@ -26,6 +27,8 @@ def _wait_until(condition, timeout=20):
 
 
 def test_an_abandoned_upload_expires_and_its_chunks_are_deleted(quick_expiry_server, mongo):
+    token = api_login(quick_expiry_server.url, "admin", quick_expiry_server.admin_password)
+    create_project(quick_expiry_server.url, token, "expiry")
     client = RegistryClient(quick_expiry_server.url, "admin", quick_expiry_server.admin_password)
     scope = "repository:expiry/app:pull,push"
     started = client.request("POST", "/v2/expiry/app/blobs/uploads/", scope)

@@ -7,6 +7,7 @@ import tornado.web
 from handlers.base import BaseHandler
 from services.api_errors import SUCCESS, ApiError
 from services.auth import AccountDisabled, AuthFailed
+from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, DomainError
 from services.validation import InvalidBody, validate
 from storage.blobstore import StorageUnavailable
 
@@ -14,9 +15,14 @@ from storage.blobstore import StorageUnavailable
 MAX_JSON_BODY = 256 * 1024
 
 
+_DOMAIN_CODES = {NOT_FOUND: 20001, CONFLICT: 20002, INVALID: 10001, FORBIDDEN: 30003}
+
+
 def _error_for(exc, method):
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, DomainError):
+        return ApiError(_DOMAIN_CODES[exc.kind], str(exc))
     if isinstance(exc, StorageUnavailable):
         return ApiError(50003, "storage backend unavailable")
     if isinstance(exc, tornado.web.HTTPError):

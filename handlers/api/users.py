@@ -3,13 +3,7 @@ import datetime
 
 from handlers.api.base import ApiHandler
 from services.api_errors import ApiError
-from services.users import UserError, public_pat, public_user
-
-_USER_ERROR_CODES = {"invalid": 10001, "not_found": 20001, "conflict": 20002, "forbidden": 30003}
-
-
-def _api_error(exc):
-    return ApiError(_USER_ERROR_CODES[exc.kind], str(exc))
+from services.users import public_pat, public_user
 
 
 def _epoch_iso(seconds):
@@ -20,12 +14,6 @@ class UsersBase(ApiHandler):
     @property
     def users(self):
         return self.settings["users"]
-
-    async def call(self, operation, *args):
-        try:
-            return await operation(*args)
-        except UserError as exc:
-            raise _api_error(exc) from None
 
     async def send_avatar(self, user):
         avatar = user.get("avatar")
@@ -52,7 +40,7 @@ class MeHandler(UsersBase):
 class PasswordHandler(UsersBase):
     async def put(self):
         body = self.json_body("password_change")
-        await self.call(self.users.change_password, self.principal.user, body["old_password"], body["new_password"],
+        await self.users.change_password(self.principal.user, body["old_password"], body["new_password"],
                         self.principal.session_id)
         self.write_data(None)
 
@@ -67,7 +55,7 @@ class AvatarUploadHandler(UsersBase):
             raise ApiError(10003, f"avatar exceeds {self.max_body} bytes")
         if not self.body:
             raise ApiError(10001, "avatar: send the image bytes as the request body")
-        await self.call(self.users.set_avatar, self.principal.user, bytes(self.body))
+        await self.users.set_avatar(self.principal.user, bytes(self.body))
         self.write_data(public_user(await self.users.get(self.principal.user["_id"])))
 
     async def get(self):
@@ -76,7 +64,7 @@ class AvatarUploadHandler(UsersBase):
 
 class AvatarHandler(UsersBase):
     async def get(self, user_id):
-        await self.send_avatar(await self.call(self.users.get, user_id))
+        await self.send_avatar(await self.users.get(user_id))
 
 
 class TokenInfoHandler(UsersBase):
@@ -152,7 +140,7 @@ class UserListHandler(UsersBase):
                          "page_size": page_size})
 
     async def post(self):
-        user = await self.call(self.users.create, self.json_body("user_create"))
+        user = await self.users.create(self.json_body("user_create"))
         self.write_data(public_user(user))
 
 
@@ -160,12 +148,12 @@ class UserHandler(UsersBase):
     admin_required = True
 
     async def get(self, user_id):
-        self.write_data(public_user(await self.call(self.users.get, user_id)))
+        self.write_data(public_user(await self.users.get(user_id)))
 
     async def patch(self, user_id):
         fields = self.json_body("user_admin_update")
-        self.write_data(public_user(await self.call(self.users.admin_update, user_id, fields)))
+        self.write_data(public_user(await self.users.admin_update(user_id, fields)))
 
     async def delete(self, user_id):
-        await self.call(self.users.delete, user_id)
+        await self.users.delete(user_id)
         self.write_data(None)

@@ -4,6 +4,7 @@ import binascii
 
 from handlers.base import BaseHandler, RegistryErrorsMixin
 from services import access
+from services.access import can_see
 from services.auth import registry_actions_for
 from services.errors import RegistryError
 from services.names import check_repository_name
@@ -125,14 +126,15 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
         if self.pat is not None and action not in registry_actions_for(self.pat["scopes"]):
             raise RegistryError("DENIED", f"personal access token {self.pat['name']!r} does not allow {action}; "
                                           "it needs the registry:push scope")
-        if self.repo is not None and action in await access.repository_actions(self.collections, user, self.repo):
+        if self.resource_scope or action in await access.repository_actions(self.collections, user, self.repo):
             raise RegistryError("UNAUTHORIZED", "token does not grant this action; request a new one",
                                 detail={"reason": "insufficient_scope"})
-        project_name = (self.repo or "").split("/", 1)[0]
-        if self.repo is not None and await self.collections.projects.get_by_name(project_name) is None:
-            raise RegistryError("NAME_UNKNOWN", f"project {project_name} does not exist",
-                                detail={"project": project_name})
-        raise RegistryError("DENIED", f"user {user['username']} may not {action} {self.repo or self.resource_scope}")
+        project = await self.collections.projects.get_by_name(self.repo.split("/", 1)[0])
+        if project is None or not can_see(user, project):
+            # A private project of someone else looks exactly like one that does not exist.
+            raise RegistryError("NAME_UNKNOWN", f"repository {self.repo} not known to registry: its project "
+                                                "does not exist or is not visible to you", detail={"name": self.repo})
+        raise RegistryError("DENIED", f"user {user['username']} may not {action} {self.repo}")
 
 
 class RegistryFallbackHandler(RegistryHandler):

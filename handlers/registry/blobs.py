@@ -10,22 +10,25 @@ _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def parse_range(header, size):
-    """``(start, length)`` for a single byte range, None without one; RANGE_INVALID when unsatisfiable."""
-    if not header:
-        return None
-    match = _RANGE_RE.match(header.strip())
+    """``(start, length)`` for a single byte range; None without one or when it is malformed (RFC 9110
+    says to ignore those); RANGE_INVALID when it cannot be satisfied."""
+    match = _RANGE_RE.match((header or "").strip())
     if not match or match.groups() == ("", ""):
-        raise RegistryError("RANGE_INVALID", "only a single bytes=start-end range is supported",
-                            detail={"range": header}, headers={"Content-Range": f"bytes */{size}"})
+        return None
     first, last = match.groups()
+    unsatisfiable = RegistryError("RANGE_INVALID", f"range not satisfiable for a blob of {size} bytes",
+                                  detail={"range": header, "size": size}, headers={"Content-Range": f"bytes */{size}"})
     if first == "":
         length = min(int(last), size)
+        if length == 0:
+            raise unsatisfiable
         return size - length, length
     start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise unsatisfiable
     end = min(int(last), size - 1) if last else size - 1
-    if start >= size or end < start:
-        raise RegistryError("RANGE_INVALID", f"range not satisfiable for a blob of {size} bytes",
-                            detail={"range": header, "size": size}, headers={"Content-Range": f"bytes */{size}"})
     return start, end - start + 1
 
 

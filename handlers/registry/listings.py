@@ -36,7 +36,8 @@ class CatalogHandler(PaginatedHandler):
     resource_scope = "registry:catalog:*"
 
     async def get(self):
-        await self.write_page("repositories", self.registry.catalog)
+        user = await self.token_user(self.claims)
+        await self.write_page("repositories", lambda last, limit: self.registry.catalog(user, last, limit))
 
 
 class ReferrersHandler(RegistryHandler):

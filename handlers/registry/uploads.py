@@ -22,6 +22,12 @@ class StreamingUploadMixin:
     session = None
     stream_error = None
 
+    async def precheck_quota(self, size_so_far):
+        """With Content-Length known up front, refuse before reading a body that could not fit."""
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > 0:
+            await self.registry.precheck(self.repo, size_so_far + int(length))
+
     def start_streaming(self, session):
         self.session = session
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
@@ -79,10 +85,11 @@ class UploadStartHandler(StreamingUploadMixin, RegistryHandler):
             if await self.registry.mount_blob(self.repo, mount, source):
                 self.mounted = mount
                 return
-        await self.registry.project_for_push(self.repo, await self.token_user(self.claims))
+        await self.registry.project_of(self.repo)
         digest = self.get_query_argument("digest", None)
         if digest:
             algorithm, _ = parse_digest(digest)
+            await self.precheck_quota(0)
             doc = await self.uploads.start(self.repo, algorithm)
             self.start_streaming(await self.uploads.open(self.repo, doc["_id"], start=0))
 
@@ -105,12 +112,14 @@ class UploadHandler(StreamingUploadMixin, RegistryHandler):
         if self.request.method not in ("PATCH", "PUT"):
             return
         start = self.claimed_start()
-        self.start_streaming(await self.uploads.open(self.repo, self.path_kwargs["upload_id"], start=start))
+        session = await self.uploads.open(self.repo, self.path_kwargs["upload_id"], start=start)
+        self.start_streaming(session)
+        await self.precheck_quota(session.size)
 
     def claimed_start(self):
-        """The offset a PATCH's Content-Range claims (checked against Content-Length when both are sent)."""
+        """The offset a PATCH's (or closing PUT's) Content-Range claims, checked against Content-Length."""
         header = self.request.headers.get("Content-Range")
-        if self.request.method != "PATCH" or not header:
+        if not header:
             return None
         match = _CONTENT_RANGE_RE.match(header.strip())
         if not match:

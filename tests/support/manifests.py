@@ -1,9 +1,12 @@
 """Shared helpers for the /v2/ behaviour tests: digests, scopes, error bodies, blob pushes and manifests."""
 import base64
+import functools
 import hashlib
 import json
 import os
 from dataclasses import dataclass
+
+import pytest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -18,6 +21,15 @@ DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 EMPTY_JSON = b"{}"
 EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 API_VERSION_HEADER = ("Docker-Distribution-Api-Version", "registry/2.0")
+
+
+@pytest.fixture(autouse=True)
+def reuse_tokens(admin):
+    """The administrator fetches one token per scope per test: each fetch costs an argon2 verification.
+
+    Autouse in every module that imports it.
+    """
+    admin.token = functools.lru_cache(maxsize=None)(admin.token)
 
 
 # -- digests and scopes ---------------------------------------------------------------------------

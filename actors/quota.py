@@ -1,0 +1,161 @@
+"""Per-project quota actors: each serializes its project's charges on this node and caches its usage.
+
+The authoritative numbers are in MongoDB (storage/accounting.py); the actor adds ordering within
+one node, the cached usage for early refusals, and the QUOTA_WARNING / QUOTA_EXCEEDED events.
+"""
+import threading
+
+from actors.bridge import BridgedActor, ask
+from storage.accounting import Accounting
+
+WARNING_RATIO = 0.8
+
+
+def mib(size):
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, project, adding):
+        used, quota = project["storage_used"], project["storage_quota"]
+        super().__init__(f"adding {mib(adding)} to project {project['name']} (using {mib(used)}) "
+                         f"exceeds the limit of {mib(quota)}")
+        self.adding, self.used, self.quota = adding, used, quota
+
+
+class ProjectGone(Exception):
+    pass
+
+
+def _exceeds(project, size):
+    return project["storage_quota"] >= 0 and project["storage_used"] + size > project["storage_quota"]
+
+
+def _crossed(before, after, quota, ratio):
+    return quota >= 0 and before < quota * ratio <= after
+
+
+class QuotaActor(BridgedActor):
+    def __init__(self, accounting, project_id):
+        super().__init__()
+        self.accounting = accounting
+        self.project_id = project_id
+        self.cached = None
+
+    def _current(self):
+        project = self.accounting.usage(self.project_id)
+        if project is None:
+            raise ProjectGone(self.project_id)
+        self.cached = project
+        return project
+
+    def precheck(self, size):
+        """Refuse early from the cached usage (the atomic charge still decides)."""
+        if _exceeds(self.cached or self._current(), size):
+            # The cache may be stale (other nodes free space too): look again before refusing.
+            project = self._current()
+            if _exceeds(project, size):
+                raise QuotaExceeded(project, size)
+
+    def charge(self, digest, size):
+        """Count ``digest`` in the project once; True when this call counted it."""
+        if self.accounting.is_counted(self.project_id, digest):
+            return False
+        project = self.accounting.add(self.project_id, size)
+        if project is None:
+            project = self._current()
+            self.accounting.emit("QUOTA_EXCEEDED", project, {
+                "refused_bytes": size, "digest": digest, "storage_used": project["storage_used"],
+                "storage_quota": project["storage_quota"]})
+            raise QuotaExceeded(project, size)
+        if not self.accounting.record(self.project_id, digest, size):
+            self.cached = self.accounting.subtract(self.project_id, size)
+            return False
+        self.cached = project
+        self._announce(project["storage_used"] - size, project)
+        return True
+
+    def release(self, digest):
+        """Uncount ``digest`` when nothing in the project references it any more; the bytes freed."""
+        if self.accounting.still_referenced(self.project_id, digest):
+            return 0
+        size = self.accounting.forget(self.project_id, digest)
+        if size is None:
+            return 0
+        self.cached = self.accounting.subtract(self.project_id, size)
+        return size
+
+    def set_quota(self, quota):
+        before = self._current()
+        project = self.accounting.set_quota(self.project_id, quota)
+        self.cached = project
+        if quota >= 0 and project["storage_used"] > quota:
+            self.accounting.emit("QUOTA_EXCEEDED", project, {
+                "storage_used": project["storage_used"], "storage_quota": quota, "reason": "quota lowered"})
+        elif before["storage_quota"] != quota:
+            self._announce(0, project)
+        return project
+
+    def reset(self, sizes):
+        """Make the counted objects exactly ``sizes`` ({digest: size}) and usage their sum (a recount's fix)."""
+        self.cached = self.accounting.reset(self.project_id, sizes)
+        return self.cached
+
+    def drop(self):
+        self.accounting.drop(self.project_id)
+        self.stop()
+
+    def _announce(self, before, project):
+        used, quota = project["storage_used"], project["storage_quota"]
+        payload = {"storage_used": used, "storage_quota": quota}
+        if _crossed(before, used, quota, 1.0):
+            self.accounting.emit("QUOTA_EXCEEDED", project, payload)
+        elif _crossed(before, used, quota, WARNING_RATIO):
+            self.accounting.emit("QUOTA_WARNING", project, payload)
+
+
+class QuotaActors:
+    """This node's quota actors, one per project, started on first use."""
+
+    def __init__(self, sync_db):
+        self.accounting = Accounting(sync_db)
+        self.refs = {}
+        self.lock = threading.Lock()
+
+    def ensure_indexes(self):
+        self.accounting.ensure_indexes()
+
+    def _ref(self, project_id):
+        with self.lock:
+            ref = self.refs.get(project_id)
+            if ref is None or not ref.is_alive():
+                ref = self.refs[project_id] = QuotaActor.start(self.accounting, project_id)
+            return ref
+
+    async def precheck(self, project_id, size):
+        await ask(self._ref(project_id), "precheck", size)
+
+    async def charge(self, project_id, digest, size):
+        return await ask(self._ref(project_id), "charge", digest, size)
+
+    async def release(self, project_id, digest):
+        return await ask(self._ref(project_id), "release", digest)
+
+    async def set_quota(self, project_id, quota):
+        return await ask(self._ref(project_id), "set_quota", quota)
+
+    async def reset(self, project_id, sizes):
+        return await ask(self._ref(project_id), "reset", sizes)
+
+    async def drop_project(self, project_id):
+        """Forget a deleted project's accounting and stop its actor."""
+        ref = self._ref(project_id)
+        with self.lock:
+            self.refs.pop(project_id, None)
+        await ask(ref, "drop")
+
+    def stop(self):
+        with self.lock:
+            refs, self.refs = list(self.refs.values()), {}
+        for ref in refs:
+            ref.stop()

@@ -1,0 +1,9 @@
+"""/api/v1/system: administrator operations."""
+from handlers.api.base import ApiHandler
+
+
+class GarbageCollectHandler(ApiHandler):
+    admin_required = True
+
+    async def post(self):
+        self.write_data(await self.settings["gc"].run_once())

@@ -1,0 +1,140 @@
+"""Projects: visibility, settings, quotas, storage figures, deletion and recounts."""
+import datetime
+import re
+
+from actors.quota import ProjectGone
+from services.access import can_see, can_write
+from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, DomainError
+from storage.repositories import name_search
+
+_PROJECT_NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
+MAX_PROJECT_NAME = 64
+
+
+def _iso(value):
+    return value.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+
+
+def public_project(doc, image_count, repository_count):
+    return {
+        "id": doc["_id"], "name": doc["name"], "description": doc.get("description", ""),
+        "is_public": doc.get("is_public", False), "owner_id": doc.get("owner_id"),
+        "storage_quota": doc.get("storage_quota", -1), "storage_used": doc.get("storage_used", 0),
+        "image_count": image_count, "repository_count": repository_count,
+        "created_at": _iso(doc.get("created_at")), "updated_at": _iso(doc.get("updated_at")),
+    }
+
+
+def check_project_name(name):
+    if len(name) > MAX_PROJECT_NAME or not _PROJECT_NAME_RE.match(name):
+        raise DomainError(INVALID, "name must be lowercase letters and digits, optionally separated by . _ __ or -, "
+                                   f"at most {MAX_PROJECT_NAME} characters")
+
+
+class ProjectService:
+    def __init__(self, collections, quota, default_quota):
+        self.collections = collections
+        self.quota = quota
+        self.default_quota = default_quota
+
+    async def describe(self, project):
+        repos = await self.collections.repositories.names(project_ids=[project["_id"]])
+        images = await self.collections.manifests.count({"project_id": project["_id"]})
+        return public_project(project, images, len(repos))
+
+    async def create(self, user, fields):
+        check_project_name(fields["name"])
+        project = await self.collections.projects.create(
+            fields["name"], user["_id"], is_public=fields.get("is_public", False),
+            description=fields.get("description", ""), storage_quota=fields.get("storage_quota", self.default_quota))
+        if project is None:
+            raise DomainError(CONFLICT, f"project {fields['name']} already exists")
+        return project
+
+    async def visible(self, user, key):
+        """The project by id or name if ``user`` may see it; otherwise not found (private ones give no hint)."""
+        project = await self.collections.projects.get(key) or await self.collections.projects.get_by_name(key)
+        if project is None or not can_see(user, project):
+            raise DomainError(NOT_FOUND, "project not found")
+        return project
+
+    async def writable(self, user, key):
+        project = await self.visible(user, key)
+        if not can_write(user, project):
+            raise DomainError(FORBIDDEN, "only the project's owner or an administrator may change it")
+        return project
+
+    async def page(self, user, search, is_public, skip, limit):
+        query = self.collections.projects.visible_query(user)
+        filters = [query] if query else []
+        if search:
+            filters.append(name_search(search))
+        if is_public is not None:
+            filters.append({"is_public": is_public})
+        return await self.collections.projects.page({"$and": filters} if filters else {}, skip, limit)
+
+    async def update(self, project, fields):
+        if "name" in fields and fields["name"] != project["name"]:
+            raise DomainError(INVALID, "a project cannot be renamed: its repositories are named after it")
+        changes = {key: value for key, value in fields.items() if key != "name"}
+        return await self.collections.projects.update(project["_id"], changes) if changes else project
+
+    async def set_quota(self, project, storage_quota):
+        try:
+            return await self.quota.set_quota(project["_id"], storage_quota)
+        except ProjectGone:
+            raise DomainError(NOT_FOUND, "project not found") from None
+
+    async def statistics(self, user):
+        projects = await self.collections.projects.find(self.collections.projects.visible_query(user))
+        ids = [p["_id"] for p in projects]
+        repos = await self.collections.repositories.names(project_ids=ids)
+        limited = [p["storage_quota"] for p in projects if p.get("storage_quota", -1) >= 0]
+        return {
+            "total_projects": len(projects),
+            "public_projects": sum(1 for p in projects if p.get("is_public")),
+            "private_projects": sum(1 for p in projects if not p.get("is_public")),
+            "repository_count": len(repos),
+            "image_count": await self.collections.manifests.count({"project_id": {"$in": ids}}),
+            "tag_count": await self.collections.manifests.count_tags(repos),
+            "storage_used": sum(p.get("storage_used", 0) for p in projects),
+            "storage_quota": sum(limited),
+            "unlimited_projects": len(projects) - len(limited),
+        }
+
+    async def storage(self, project):
+        """Usage, quota, percent, and per repository the bytes it references (shared blobs count in each)."""
+        used, quota = project.get("storage_used", 0), project.get("storage_quota", -1)
+        breakdown = []
+        for repo in await self.collections.repositories.names(project_ids=[project["_id"]]):
+            blob_sizes = await self.collections.blobs.sizes(await self.collections.blobs.repo_digests(repo))
+            manifest_sizes = await self.collections.manifests.repo_sizes(repo)
+            breakdown.append({"name": repo, "size": sum(blob_sizes.values()) + sum(manifest_sizes.values()),
+                              "blob_count": len(blob_sizes), "manifest_count": len(manifest_sizes)})
+        return {"project_id": project["_id"], "storage_used": used, "storage_quota": quota,
+                "percent": round(used * 100 / quota, 2) if quota > 0 else (0 if quota < 0 else 100.0),
+                "repositories": breakdown}
+
+    async def delete(self, project, force):
+        images = await self.collections.manifests.count({"project_id": project["_id"]})
+        if images and not force:
+            raise DomainError(CONFLICT, f"project {project['name']} holds {images} images; "
+                                        "delete them first or pass force=true")
+        repos = await self.collections.repositories.names(project_ids=[project["_id"]])
+        await self.collections.projects.delete(project["_id"])
+        await self.quota.drop_project(project["_id"])
+        await self.collections.manifests.delete_for_repos(repos)
+        await self.collections.blobs.delete_links_for_project(project["_id"])
+        await self.collections.repositories.delete_for_project(project["_id"])
+
+    async def recount(self, project, fix=False):
+        """Recompute usage from the links; report (and with ``fix`` repair) any drift."""
+        digests = await self.collections.blobs.project_digests(project["_id"])
+        sizes = await self.collections.blobs.sizes(digests)
+        sizes.update(await self.collections.manifests.project_sizes(project["_id"]))
+        actual = sum(sizes.values())
+        recorded = project.get("storage_used", 0)
+        if fix and actual != recorded:
+            await self.quota.reset(project["_id"], sizes)
+        return {"project_id": project["_id"], "recorded": recorded, "actual": actual, "drift": recorded - actual,
+                "fixed": bool(fix and actual != recorded)}
