@@ -49,8 +49,11 @@ class QuotaActor(BridgedActor):
         self.cached = project
         return project
 
-    def precheck(self, size):
-        """Refuse early from the cached usage (the atomic charge still decides)."""
+    def precheck(self, size, digest=None):
+        """Refuse early from the cached usage (the atomic charge still decides); a digest already
+        counted in the project costs nothing."""
+        if digest and self.accounting.is_counted(self.project_id, digest):
+            return
         if _exceeds(self.cached or self._current(), size):
             # The cache may be stale (other nodes free space too): look again before refusing.
             project = self._current()
@@ -132,8 +135,8 @@ class QuotaActors:
                 ref = self.refs[project_id] = QuotaActor.start(self.accounting, project_id)
             return ref
 
-    async def precheck(self, project_id, size):
-        await ask(self._ref(project_id), "precheck", size)
+    async def precheck(self, project_id, size, digest=None):
+        await ask(self._ref(project_id), "precheck", size, digest)
 
     async def charge(self, project_id, digest, size):
         return await ask(self._ref(project_id), "charge", digest, size)

@@ -25,10 +25,10 @@ class RegistryService:
         if not await self.collections.repositories.exists(name):
             raise RegistryError("NAME_UNKNOWN", detail={"name": name})
 
-    async def precheck(self, name, size):
+    async def precheck(self, name, size, digest=None):
         """Refuse early when ``size`` more bytes would not fit (known from Content-Length)."""
         project = await self.project_of(name)
-        await self._quota_call(self.quota.precheck, project["_id"], size)
+        await self._quota_call(self.quota.precheck, project["_id"], size, digest)
 
     async def charge(self, name, digest, size):
         """Count ``digest`` in the repository's project before anything of it becomes visible."""

@@ -53,6 +53,7 @@ class UploadSession:
 
     async def release(self):
         """Give the lease back without recording anything (the request died mid-stream)."""
+        await self.writer.discard()
         await self.uploads.collections.uploads.release(self.id, self.lease_token)
 
     async def finish(self, digest):

@@ -22,11 +22,11 @@ class StreamingUploadMixin:
     session = None
     stream_error = None
 
-    async def precheck_quota(self, size_so_far):
+    async def precheck_quota(self, size_so_far, digest=None):
         """With Content-Length known up front, refuse before reading a body that could not fit."""
         length = self.request.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > 0:
-            await self.registry.precheck(self.repo, size_so_far + int(length))
+            await self.registry.precheck(self.repo, size_so_far + int(length), digest)
 
     def start_streaming(self, session):
         self.session = session
@@ -89,7 +89,7 @@ class UploadStartHandler(StreamingUploadMixin, RegistryHandler):
         digest = self.get_query_argument("digest", None)
         if digest:
             algorithm, _ = parse_digest(digest)
-            await self.precheck_quota(0)
+            await self.precheck_quota(0, digest)
             doc = await self.uploads.start(self.repo, algorithm)
             self.start_streaming(await self.uploads.open(self.repo, doc["_id"], start=0))
 
