@@ -21,6 +21,8 @@ class StreamingUploadMixin:
 
     session = None
     stream_error = None
+    # A monolithic upload has no session the client could resume: a failure discards its data.
+    discard_on_failure = False
 
     async def precheck_quota(self, size_so_far, digest=None):
         """With Content-Length known up front, refuse before reading a body that could not fit."""
@@ -48,7 +50,8 @@ class StreamingUploadMixin:
         """Give back the lease of a request that did not save its session (an error, or the client left)."""
         if self.session is not None:
             session, self.session = self.session, None
-            tornado.ioloop.IOLoop.current().add_callback(session.release)
+            give_back = session.abort if self.discard_on_failure else session.release
+            tornado.ioloop.IOLoop.current().add_callback(give_back)
 
     def on_finish(self):
         super().on_finish()
@@ -77,6 +80,8 @@ class StreamingUploadMixin:
 
 @tornado.web.stream_request_body
 class UploadStartHandler(StreamingUploadMixin, RegistryHandler):
+    discard_on_failure = True
+
     async def prepare(self):
         await super().prepare()
         self.mounted = None
