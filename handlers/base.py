@@ -83,7 +83,8 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("X-Trace-Id", self.trace_id)
 
     def log_exception(self, typ, value, tb):
-        if isinstance(value, (RegistryError, ApiError, DomainError)) or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
+        expected = (RegistryError, ApiError, DomainError)
+        if isinstance(value, expected) or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
             return
         log.error("request failed", exc_info=(typ, value, tb),
                   extra={"trace_id": self.trace_id, "method": self.request.method, "path": self.request.path})

@@ -44,7 +44,7 @@ class RegistryService:
             return await call(*args)
         except QuotaExceeded as exc:
             raise RegistryError("DENIED", str(exc), detail={"reason": "quota_exceeded", "adding": exc.adding,
-                                                            "storage_used": exc.used, "storage_quota": exc.quota})
+                                                            "storage_used": exc.used, "storage_quota": exc.quota}) from None
         except ProjectGone:
             raise RegistryError("NAME_UNKNOWN", "the project was deleted") from None
 

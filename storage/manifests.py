@@ -25,8 +25,8 @@ class Manifests:
         await self.collection.update_one(
             {"repo": repo, "digest": parsed.digest},
             {"$setOnInsert": {
-                "project_id": project_id, "media_type": parsed.media_type, "size": len(content), "content": Binary(content),
-                "subject": parsed.subject, "artifact_type": parsed.artifact_type,
+                "project_id": project_id, "media_type": parsed.media_type, "size": len(content),
+                "content": Binary(content), "subject": parsed.subject, "artifact_type": parsed.artifact_type,
                 "annotations": parsed.annotations, "references": parsed.references, "created_at": _now(),
             }},
             upsert=True,

@@ -74,7 +74,7 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
         try:
             return self.tokens.verify(token.strip())
         except InvalidToken:
-            raise RegistryError("UNAUTHORIZED", "invalid or expired token", detail={"reason": "invalid_token"})
+            raise RegistryError("UNAUTHORIZED", "invalid or expired token", detail={"reason": "invalid_token"}) from None
 
     async def token_user(self, claims):
         """The live, enabled user behind a token (None for anonymous)."""

@@ -37,7 +37,8 @@ class ManifestHandler(RegistryHandler):
     async def get(self, name, reference, send_body=True):
         doc = await self.registry.manifest(name, reference)
         if not accepts(self.request.headers.get("Accept"), doc["media_type"]):
-            raise RegistryError("MANIFEST_UNKNOWN", f"manifest is {doc['media_type']}, which the Accept header excludes",
+            raise RegistryError("MANIFEST_UNKNOWN",
+                                f"manifest is {doc['media_type']}, which the Accept header excludes",
                                 detail={"media_type": doc["media_type"]})
         self.set_header("Content-Type", doc["media_type"])
         self.set_header("Docker-Content-Digest", doc["digest"])
