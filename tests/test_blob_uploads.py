@@ -128,6 +128,12 @@ def test_a_single_post_with_a_sha512_digest_stores_the_blob(admin, repo):
     assert pulled.headers["Docker-Content-Digest"] == digest
 
 
+def test_pushing_into_a_project_that_does_not_exist_is_name_unknown(admin, repo):
+    response = admin.push_blob(repo.replace("/", "-missing/", 1), b"data", sha256(b"data"))
+
+    assert_error(response, 404, "NAME_UNKNOWN")
+
+
 # -- sessions and chunks --------------------------------------------------------------------------
 
 def test_a_post_without_a_digest_opens_an_upload_session(admin, repo):
@@ -372,15 +378,12 @@ def test_mounting_a_blob_from_another_repository_makes_it_readable_there(admin, 
     assert get_blob(admin, repo, digest).content == data
 
 
-def test_an_administrators_mount_into_a_new_project_creates_it_like_any_first_push(admin, repo):
-    data = random_bytes(512)
-    digest = push_blob(admin, repo, data)["digest"]
-    target = repo.replace("/", "-mounted/", 1)
+def test_mounting_into_a_project_that_does_not_exist_is_name_unknown(admin, repo):
+    digest = push_blob(admin, repo, random_bytes(512))["digest"]
 
-    response = mount(admin, target, digest, repo)
+    response = mount(admin, repo.replace("/", "-missing/", 1), digest, repo)
 
-    assert_created(response, target, digest)
-    assert get_blob(admin, target, digest).content == data
+    assert_error(response, 404, "NAME_UNKNOWN")
 
 
 def test_mounting_a_blob_the_source_lacks_falls_back_to_an_upload_session(admin, repo):

@@ -41,11 +41,13 @@ def test_an_anonymous_pull_of_a_private_repository_is_challenged_for_a_pull_toke
     assert response.headers["WWW-Authenticate"] == challenge(registry, pull(repo))
 
 
-def test_an_anonymous_client_cannot_tell_a_missing_repository_from_a_private_one(anonymous, registry, repo):
-    response = anonymous.request("GET", f"/v2/{repo}/manifests/v1")
+def test_an_anonymous_client_cannot_tell_a_missing_project_from_a_private_one(anonymous, registry, repo):
+    missing = repo.replace("/", "-missing/", 1)
+
+    response = anonymous.request("GET", f"/v2/{missing}/manifests/v1")
 
     assert_error(response, 401, "UNAUTHORIZED")
-    assert response.headers["WWW-Authenticate"] == challenge(registry, pull(repo))
+    assert response.headers["WWW-Authenticate"] == challenge(registry, pull(missing))
 
 
 def test_an_anonymous_push_is_challenged_for_a_push_token(admin, anonymous, registry, repo):
