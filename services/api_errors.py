@@ -5,7 +5,7 @@ API_ERRORS = {
     10002: (400, "malformed JSON body"),
     10003: (413, "request body too large"),
     20001: (404, "resource not found"),
-    20002: (409, "resource already exists"),
+    20002: (409, "conflict with the current state (already exists, still in use)"),
     20003: (410, "resource is gone"),
     20004: (405, "method not allowed"),
     30001: (401, "authentication required"),
