@@ -3,9 +3,9 @@
 
 One run starts SecantusDB, measures raw GridFS write/read of a test layer,
 starts CYP-Registry (server.py) and Debian's docker-registry (CNCF
-distribution), pushes and pulls the same layer through each of them with plain
-HTTP and with skopeo, reads the servers' peak RSS, prints a table, and stops
-every process it started.  See bench/README.md for usage.
+distribution), pushes and pulls that layer through each of them with plain
+HTTP and another of the same size with skopeo, reads the servers' peak RSS,
+prints a table, and stops every process it started.  See bench/README.md.
 
 Units: 1 MB = 1e6 bytes, for throughput and memory alike.
 """
@@ -39,13 +39,18 @@ SKOPEO = "/usr/bin/skopeo"
 
 PIECE = 1 << 20  # every read and write moves 1 MiB
 MB = 1e6
-LAYER_SEED = 20240601  # fixed so every run pushes the same bytes
+# Fixed seeds, so every run pushes the same bytes.  Two layers, so that each
+# push into a registry stores a new blob: a registry that already holds the
+# digest may take a different (dedup) path, which real clients skip anyway.
+HTTP_LAYER_SEED = 20240601
+SKOPEO_LAYER_SEED = 20240602
 
 HTTP_TIMEOUT = (10, 300)  # (connect, each socket read) seconds
 STARTUP_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 SKOPEO_TIMEOUT_S = 1800
 
+PROJECT = "bench"  # cyp only takes pushes into an existing project
 RAW_REPO = "bench/big"
 SKOPEO_REPO = "bench/skopeo"
 SKOPEO_TAG = "v1"
@@ -95,9 +100,16 @@ def sha256_digest(pieces):
     return "sha256:" + h.hexdigest()
 
 
-def write_test_layer(path, size):
-    """Write `size` deterministic pseudo-random bytes; return (digest, seconds)."""
-    rng = random.Random(LAYER_SEED)
+@dataclass
+class Layer:
+    path: Path
+    digest: str
+    size: int
+
+
+def write_test_layer(path, size, seed):
+    """Write `size` deterministic pseudo-random bytes to `path`."""
+    rng = random.Random(seed)
     h = hashlib.sha256()
     start = time.perf_counter()
     with open(path, "wb") as f:
@@ -107,7 +119,10 @@ def write_test_layer(path, size):
             h.update(piece)
             f.write(piece)
             remaining -= len(piece)
-    return "sha256:" + h.hexdigest(), time.perf_counter() - start
+    layer = Layer(path, "sha256:" + h.hexdigest(), size)
+    print(f"test layer {path.name}: {size} bytes, {layer.digest}"
+          f" (written in {time.perf_counter() - start:.1f} s)", flush=True)
+    return layer
 
 
 def check_digest(what, got, want):
@@ -270,7 +285,19 @@ def start_cyp(children, run_dir, mongo_uri):
     )
     base_url = f"http://127.0.0.1:{port}"
     wait_until_ready("cyp", proc, lambda: http_answers(base_url + "/health", 200))
+    create_cyp_project(base_url, ADMIN_USER, password, PROJECT)
     return Registry("cyp", base_url, proc.pid, (ADMIN_USER, password))
+
+
+def create_cyp_project(base_url, username, password, name):
+    """Log in to the management API and create the project the pushes go to."""
+    resp = requests.post(f"{base_url}/api/v1/auth/login",
+                         json={"username": username, "password": password}, timeout=HTTP_TIMEOUT)
+    expect_status(resp, 200, "API login")
+    token = resp.json()["data"]["access_token"]
+    resp = requests.post(f"{base_url}/api/v1/projects", json={"name": name},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
+    expect_status(resp, 200, f"create project {name}")
 
 
 def reference_config(storage_dir, port):
@@ -300,7 +327,7 @@ def start_reference(children, run_dir):
 # ------------------------------------------------------------ raw GridFS
 
 
-def bench_raw_gridfs(mongo_uri, layer, digest, size):
+def bench_raw_gridfs(mongo_uri, layer):
     """Write and read the layer with plain sync GridFS; return MB/s by direction.
 
     The read hashes as it goes, like the HTTP pull, so that client-side cost
@@ -312,7 +339,7 @@ def bench_raw_gridfs(mongo_uri, layer, digest, size):
 
         start = time.perf_counter()
         with bucket.open_upload_stream("layer") as upload:
-            for piece in file_pieces(layer):
+            for piece in file_pieces(layer.path):
                 upload.write(piece)
         write_s = time.perf_counter() - start
 
@@ -321,11 +348,11 @@ def bench_raw_gridfs(mongo_uri, layer, digest, size):
             got = sha256_digest(iter(lambda: download.read(PIECE), b""))
         read_s = time.perf_counter() - start
 
-        check_digest("raw GridFS read", got, digest)
+        check_digest("raw GridFS read", got, layer.digest)
         client.drop_database(RAW_GRIDFS_DB)  # frees the space before the servers store their copies
     finally:
         client.close()
-    return {"write": mb_per_s(size, write_s), "read": mb_per_s(size, read_s)}
+    return {"write": mb_per_s(layer.size, write_s), "read": mb_per_s(layer.size, read_s)}
 
 
 # ------------------------------------------------------ raw HTTP (Docker)
@@ -391,36 +418,36 @@ def with_query(location, key, value):
     return f"{location}{separator}{key}={value}"
 
 
-def http_push_blob(session, repo, layer, digest):
+def http_push_blob(session, repo, layer):
     """Monolithic-PATCH upload (chunked transfer, as docker and skopeo send); return seconds."""
     start = time.perf_counter()
     resp = session.http.post(session.url(f"/v2/{repo}/blobs/uploads/"), timeout=HTTP_TIMEOUT)
     expect_status(resp, 202, "start upload")
     resp = session.http.patch(
         session.url(upload_location(resp)),
-        data=file_pieces(layer),
+        data=file_pieces(layer.path),
         headers={"Content-Type": "application/octet-stream"},
         timeout=HTTP_TIMEOUT,
     )
     expect_status(resp, 202, "upload data")
     resp = session.http.put(
-        session.url(with_query(upload_location(resp), "digest", digest)),
+        session.url(with_query(upload_location(resp), "digest", layer.digest)),
         timeout=HTTP_TIMEOUT,
     )
     expect_status(resp, 201, "finish upload")
     return time.perf_counter() - start
 
 
-def http_pull_blob(session, repo, digest):
+def http_pull_blob(session, repo, layer):
     """Stream the blob, hashing as it arrives; return seconds."""
     start = time.perf_counter()
     with session.http.get(
-        session.url(f"/v2/{repo}/blobs/{digest}"), stream=True, timeout=HTTP_TIMEOUT
+        session.url(f"/v2/{repo}/blobs/{layer.digest}"), stream=True, timeout=HTTP_TIMEOUT
     ) as resp:
         expect_status(resp, 200, "blob download")
         got = sha256_digest(resp.iter_content(PIECE))
     seconds = time.perf_counter() - start
-    check_digest(f"raw-HTTP pull from {session.registry.name}", got, digest)
+    check_digest(f"raw-HTTP pull from {session.registry.name}", got, layer.digest)
     return seconds
 
 
@@ -433,7 +460,7 @@ def write_blob(layout, data):
     return {"digest": digest, "size": len(data)}
 
 
-def build_oci_layout(layout, layer, digest, size):
+def build_oci_layout(layout, layer):
     """OCI image layout holding one image whose only layer is the test layer.
 
     The layer is hard-linked, not copied; its bytes are not a real tar, which
@@ -441,18 +468,18 @@ def build_oci_layout(layout, layer, digest, size):
     """
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True)
-    os.link(layer, blobs / digest.split(":")[1])
+    os.link(layer.path, blobs / layer.digest.split(":")[1])
     config = write_blob(layout, json.dumps({
         "architecture": "amd64",
         "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [digest]},
+        "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
     }).encode())
     manifest = write_blob(layout, json.dumps({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": digest, "size": size}],
+                    "digest": layer.digest, "size": layer.size}],
     }).encode())
     (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     (layout / "index.json").write_text(json.dumps({
@@ -469,14 +496,16 @@ def build_oci_layout(layout, layer, digest, size):
 class SkopeoSource:
     policy: Path  # signature policy file passed to every skopeo call
     layout: Path  # OCI layout holding the image to push
+    layer: Layer  # the image's only layer
 
 
-def prepare_skopeo(run_dir, layer, digest, size):
+def prepare_skopeo(run_dir, size):
     policy = run_dir / "policy.json"  # accept anything, whatever /etc/containers says
     policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    layer = write_test_layer(run_dir / "layer-skopeo.bin", size, SKOPEO_LAYER_SEED)
     layout = run_dir / "oci-src"
-    build_oci_layout(layout, layer, digest, size)
-    return SkopeoSource(policy, layout)
+    build_oci_layout(layout, layer)
+    return SkopeoSource(policy, layout, layer)
 
 
 def run_skopeo(policy, args):
@@ -498,23 +527,25 @@ def skopeo_credentials(flag, registry):
     return [flag, ":".join(registry.credentials)]
 
 
-def skopeo_push(policy, layout, registry):
-    return run_skopeo(policy, [
+def skopeo_push(skopeo, registry):
+    """Copy the OCI layout's image into the registry; return seconds."""
+    return run_skopeo(skopeo.policy, [
         "copy", "--preserve-digests", "--dest-tls-verify=false",
         *skopeo_credentials("--dest-creds", registry),
-        f"oci:{layout}:{SKOPEO_TAG}",
+        f"oci:{skopeo.layout}:{SKOPEO_TAG}",
         f"docker://{registry.host_port}/{SKOPEO_REPO}:{SKOPEO_TAG}",
     ])
 
 
-def skopeo_pull(policy, out_dir, registry, digest):
+def skopeo_pull(skopeo, registry, out_dir):
     """Pull into a fresh layout, check the layer's bytes, remove the copy; return seconds."""
-    seconds = run_skopeo(policy, [
+    seconds = run_skopeo(skopeo.policy, [
         "copy", "--preserve-digests", "--src-tls-verify=false",
         *skopeo_credentials("--src-creds", registry),
         f"docker://{registry.host_port}/{SKOPEO_REPO}:{SKOPEO_TAG}",
         f"oci:{out_dir}:{SKOPEO_TAG}",
     ])
+    digest = skopeo.layer.digest
     pulled = out_dir / "blobs" / "sha256" / digest.split(":")[1]
     if not pulled.exists():
         raise BenchError(f"skopeo pull from {registry.name}: layer {digest} missing in {out_dir}")
@@ -526,24 +557,23 @@ def skopeo_pull(policy, out_dir, registry, digest):
 # ----------------------------------------------------------------- runs
 
 
-def bench_registry(registry, run_dir, layer, digest, size, skopeo):
-    """Push and pull the layer through one registry; return MB/s by path key.
+def bench_registry(registry, run_dir, http_layer, skopeo):
+    """Push and pull through one registry; return MB/s by path key.
 
     `skopeo` is a SkopeoSource, or None to skip the skopeo paths.
     """
     print(f"benchmarking {registry.name} at {registry.base_url} ...", flush=True)
-    speeds = {}
-    # skopeo first: it HEADs the blob before uploading, and must not find the
-    # raw-HTTP copy already there (the raw push uploads unconditionally).
-    if skopeo:
-        speeds["skopeo_push"] = mb_per_s(size, skopeo_push(skopeo.policy, skopeo.layout, registry))
-        out_dir = run_dir / f"oci-pulled-{registry.name}"
-        speeds["skopeo_pull"] = mb_per_s(size, skopeo_pull(skopeo.policy, out_dir, registry, digest))
-
     session = RegistrySession(registry)
     session.authorize(f"repository:{RAW_REPO}:pull,push")
-    speeds["http_push"] = mb_per_s(size, http_push_blob(session, RAW_REPO, layer, digest))
-    speeds["http_pull"] = mb_per_s(size, http_pull_blob(session, RAW_REPO, digest))
+    speeds = {
+        "http_push": mb_per_s(http_layer.size, http_push_blob(session, RAW_REPO, http_layer)),
+        "http_pull": mb_per_s(http_layer.size, http_pull_blob(session, RAW_REPO, http_layer)),
+    }
+    if skopeo:
+        size = skopeo.layer.size
+        speeds["skopeo_push"] = mb_per_s(size, skopeo_push(skopeo, registry))
+        out_dir = run_dir / f"oci-pulled-{registry.name}"
+        speeds["skopeo_pull"] = mb_per_s(size, skopeo_pull(skopeo, registry, out_dir))
     return speeds
 
 
@@ -564,21 +594,19 @@ def run(args):
         children = Children(log_dir)
         stack.callback(children.stop_all)  # runs before the rmtree above
         try:
-            layer = run_dir / "layer.bin"
-            digest, seconds = write_test_layer(layer, size)
-            print(f"test layer: {size} bytes, {digest} (written in {seconds:.1f} s)", flush=True)
+            http_layer = write_test_layer(run_dir / "layer-http.bin", size, HTTP_LAYER_SEED)
 
             mongo, mongo_uri = start_secantusdb(children, run_dir)
             print("measuring raw GridFS ...", flush=True)
-            results["gridfs"] = bench_raw_gridfs(mongo_uri, layer, digest, size)
+            results["gridfs"] = bench_raw_gridfs(mongo_uri, http_layer)
 
-            skopeo = None if args.skip_skopeo else prepare_skopeo(run_dir, layer, digest, size)
+            skopeo = None if args.skip_skopeo else prepare_skopeo(run_dir, size)
             registries = [start_cyp(children, run_dir, mongo_uri)]
             if not args.skip_reference:
                 registries.append(start_reference(children, run_dir))
             for registry in registries:
                 results["registries"][registry.name] = bench_registry(
-                    registry, run_dir, layer, digest, size, skopeo
+                    registry, run_dir, http_layer, skopeo
                 )
 
             results["peak_rss_mb"]["secantusd"] = peak_rss_mb(mongo.pid)
