@@ -4,11 +4,15 @@ The authoritative numbers are in MongoDB (storage/accounting.py); the actor adds
 one node, the cached usage for early refusals, and the QUOTA_WARNING / QUOTA_EXCEEDED events.
 """
 import threading
+import time
 
 from actors.bridge import BridgedActor, ask
 from storage.accounting import Accounting
 
 WARNING_RATIO = 0.8
+# A first holder settles its claim in milliseconds; one pending this long belongs to a dead node.
+CLAIM_WAIT_SECONDS = 30
+CLAIM_POLL_SECONDS = 0.01
 
 
 def mib(size):
@@ -58,34 +62,43 @@ class QuotaActor(BridgedActor):
             # The cache may be stale (other nodes free space too): look again before refusing.
             project = self._current()
             if _exceeds(project, size):
-                raise QuotaExceeded(project, size)
+                self._refused(project, size, digest)
+
+    def _refused(self, project, size, digest):
+        self.accounting.emit("QUOTA_EXCEEDED", project, {
+            "refused_bytes": size, "digest": digest, "storage_used": project["storage_used"],
+            "storage_quota": project["storage_quota"]})
+        raise QuotaExceeded(project, size)
 
     def charge(self, digest, size):
-        """Count ``digest`` in the project once; True when this call counted it."""
-        if self.accounting.is_counted(self.project_id, digest):
-            return False
+        """Take one reference to ``digest`` for a new link or manifest; charges its bytes on the first.
+
+        True when this call charged the bytes. A claim another request is still settling is waited
+        for, so the bytes are never assumed counted before they are.
+        """
+        deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+        while True:
+            if self.accounting.add_reference(self.project_id, digest):
+                return False
+            if self.accounting.claim(self.project_id, digest, size):
+                break
+            if time.monotonic() > deadline:
+                self.accounting.drop_stale_claim(self.project_id, digest, CLAIM_WAIT_SECONDS)
+            time.sleep(CLAIM_POLL_SECONDS)
         project = self.accounting.add(self.project_id, size)
         if project is None:
-            project = self._current()
-            self.accounting.emit("QUOTA_EXCEEDED", project, {
-                "refused_bytes": size, "digest": digest, "storage_used": project["storage_used"],
-                "storage_quota": project["storage_quota"]})
-            raise QuotaExceeded(project, size)
-        if not self.accounting.record(self.project_id, digest, size):
-            self.cached = self.accounting.subtract(self.project_id, size)
-            return False
+            self.accounting.abandon(self.project_id, digest)
+            self._refused(self._current(), size, digest)
+        self.accounting.settle(self.project_id, digest)
         self.cached = project
         self._announce(project["storage_used"] - size, project)
         return True
 
     def release(self, digest):
-        """Uncount ``digest`` when nothing in the project references it any more; the bytes freed."""
-        if self.accounting.still_referenced(self.project_id, digest):
-            return 0
-        size = self.accounting.forget(self.project_id, digest)
-        if size is None:
-            return 0
-        self.cached = self.accounting.subtract(self.project_id, size)
+        """Drop one reference to ``digest``; its bytes are given back with the last. Answers the bytes freed."""
+        size = self.accounting.remove_reference(self.project_id, digest)
+        if size:
+            self.cached = self.accounting.subtract(self.project_id, size)
         return size
 
     def set_quota(self, quota):
@@ -99,9 +112,9 @@ class QuotaActor(BridgedActor):
             self._announce(0, project)
         return project
 
-    def reset(self, sizes):
-        """Make the counted objects exactly ``sizes`` ({digest: size}) and usage their sum (a recount's fix)."""
-        self.cached = self.accounting.reset(self.project_id, sizes)
+    def reset(self, holders):
+        """Make the counted objects exactly ``holders`` ({digest: (size, refs)}) (a recount's fix)."""
+        self.cached = self.accounting.reset(self.project_id, holders)
         return self.cached
 
     def drop(self):
@@ -147,8 +160,8 @@ class QuotaActors:
     async def set_quota(self, project_id, quota):
         return await ask(self._ref(project_id), "set_quota", quota)
 
-    async def reset(self, project_id, sizes):
-        return await ask(self._ref(project_id), "reset", sizes)
+    async def reset(self, project_id, holders):
+        return await ask(self._ref(project_id), "reset", holders)
 
     async def drop_project(self, project_id):
         """Forget a deleted project's accounting and stop its actor."""

@@ -25,7 +25,9 @@ class GarbageCollector:
         for repo in await self.collections.repositories.all():
             referenced = await self.collections.manifests.referenced_by(repo["_id"])
             for digest in await self.collections.blobs.links_older_than(repo["_id"], cutoff):
-                if digest not in referenced and await self.collections.blobs.unlink(repo["_id"], digest):
+                if digest in referenced:
+                    continue
+                if await self.collections.blobs.unlink(repo["_id"], digest) is not None:
                     await self.registry.release(repo["project_id"], digest)
                     unlinked += 1
         deleted, freed = 0, 0

@@ -129,12 +129,14 @@ class ProjectService:
 
     async def recount(self, project, fix=False):
         """Recompute usage from the links; report (and with ``fix`` repair) any drift."""
-        digests = await self.collections.blobs.project_digests(project["_id"])
-        sizes = await self.collections.blobs.sizes(digests)
-        sizes.update(await self.collections.manifests.project_sizes(project["_id"]))
-        actual = sum(sizes.values())
+        links = await self.collections.blobs.project_link_counts(project["_id"])
+        sizes = await self.collections.blobs.sizes(links)
+        holders = {digest: (sizes[digest], count) for digest, count in links.items() if digest in sizes}
+        for digest, (size, count) in (await self.collections.manifests.project_holders(project["_id"])).items():
+            holders[digest] = (size, holders.get(digest, (size, 0))[1] + count)
+        actual = sum(size for size, _ in holders.values())
         recorded = project.get("storage_used", 0)
-        if fix and actual != recorded:
-            await self.quota.reset(project["_id"], sizes)
+        if fix:
+            await self.quota.reset(project["_id"], holders)
         return {"project_id": project["_id"], "recorded": recorded, "actual": actual, "drift": recorded - actual,
-                "fixed": bool(fix and actual != recorded)}
+                "fixed": fix and actual != recorded}

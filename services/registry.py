@@ -31,7 +31,8 @@ class RegistryService:
         await self._quota_call(self.quota.precheck, project["_id"], size, digest)
 
     async def charge(self, name, digest, size):
-        """Count ``digest`` in the repository's project before anything of it becomes visible."""
+        """Take the quota reference a new link or manifest of ``digest`` in ``name`` holds, before
+        anything of it becomes visible (the first reference in the project charges the bytes)."""
         project = await self.project_of(name)
         await self._quota_call(self.quota.charge, project["_id"], digest, size)
         return project
@@ -48,10 +49,17 @@ class RegistryService:
         except ProjectGone:
             raise RegistryError("NAME_UNKNOWN", "the project was deleted") from None
 
-    async def link_blob(self, name, digest, size):
-        project = await self.charge(name, digest, size)
+    async def link_blob(self, name, digest, size, charged_project=None):
+        """Link ``digest`` into ``name``; a new link holds one quota reference, taken here unless the
+        caller took it already (``charged_project``)."""
+        project = charged_project
+        if project is None:
+            if await self.collections.blobs.is_linked(name, digest):
+                return
+            project = await self.charge(name, digest, size)
         await self.collections.repositories.ensure(name, project["_id"])
-        await self.collections.blobs.link(name, project["_id"], digest)
+        if not await self.collections.blobs.link(name, project["_id"], digest):
+            await self.release(project["_id"], digest)
 
     async def blob(self, name, digest):
         """The blob document of ``digest`` when linked to ``name``; BLOB_UNKNOWN otherwise."""
@@ -63,9 +71,10 @@ class RegistryService:
 
     async def unlink_blob(self, name, digest):
         parse_digest(digest)
-        if not await self.collections.blobs.unlink(name, digest):
+        link = await self.collections.blobs.unlink(name, digest)
+        if link is None:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
-        await self.release((await self.project_of(name))["_id"], digest)
+        await self.release(link["project_id"], digest)
 
     async def mount_blob(self, name, digest, source):
         """Link a blob of ``source`` into ``name``; False when it is not there to mount."""
@@ -112,21 +121,33 @@ class RegistryService:
         missing += [child for child in parsed.children if child not in present]
         if missing:
             raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": missing})
-        project = await self.charge(name, parsed.digest, len(content))
-        await self.collections.repositories.ensure(name, project["_id"])
-        await self.collections.manifests.put(name, project["_id"], parsed, content)
+        if not await self.collections.manifests.exists(name, parsed.digest):
+            await self._store_manifest(name, parsed, content)
         if not is_digest(reference):
             await self.collections.manifests.set_tag(name, reference, parsed.digest)
         return parsed
+
+    async def _store_manifest(self, name, parsed, content):
+        """A new manifest holds one quota reference of its own size."""
+        project = await self.charge(name, parsed.digest, len(content))
+        try:
+            await self.collections.repositories.ensure(name, project["_id"])
+            created = await self.collections.manifests.put(name, project["_id"], parsed, content)
+        except BaseException:
+            await self.release(project["_id"], parsed.digest)
+            raise
+        if not created:
+            await self.release(project["_id"], parsed.digest)
 
     async def delete_manifest(self, name, reference):
         """By digest: the manifest and its tags go; by tag: only the tag."""
         await self.require_repository(name)
         if is_digest(reference):
             parse_digest(reference)
-            if not await self.collections.manifests.delete(name, reference):
+            deleted = await self.collections.manifests.delete(name, reference)
+            if deleted is None:
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"digest": reference})
-            await self.release((await self.project_of(name))["_id"], reference)
+            await self.release(deleted["project_id"], reference)
         elif not await self.collections.manifests.delete_tag(name, reference):
             raise RegistryError("MANIFEST_UNKNOWN", detail={"tag": reference})
 

@@ -71,7 +71,7 @@ class UploadSession:
             raise
         try:
             await self._commit(digest, algorithm, hashed_here)
-            await registry.link_blob(name, digest, self.size)
+            await registry.link_blob(name, digest, self.size, charged_project=project)
         except BaseException:
             await registry.release(project["_id"], digest)
             raise

@@ -1,6 +1,9 @@
 """Storage accounting (synchronous pymongo: used from the quota actors' threads).
 
-``project_objects`` holds one document per (project, digest) counted in the project's usage;
+``project_objects`` holds one document per (project, digest) counted in the project's usage,
+with ``refs``: how many repository links and manifests of the project hold that digest. A
+document is ``pending`` while its first holder charges the bytes and ``counted`` after, so a
+second holder arriving meanwhile waits for the outcome instead of assuming it.
 ``projects.storage_used`` changes only through atomic conditional updates, so no number of
 nodes charging at once can push a project over its quota (-1 means unlimited).
 """
@@ -9,17 +12,15 @@ import datetime
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from storage.clock import utcnow
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+PENDING, COUNTED = "pending", "counted"
 
 
 class Accounting:
     def __init__(self, db):
         self.projects = db["projects"]
         self.objects = db["project_objects"]
-        self.links = db["repository_blobs"]
-        self.manifests = db["manifests"]
         self.events = db["events"]
 
     def ensure_indexes(self):
@@ -29,7 +30,46 @@ class Accounting:
         return self.projects.find_one({"_id": project_id}, {"storage_used": 1, "storage_quota": 1, "name": 1})
 
     def is_counted(self, project_id, digest):
-        return self.objects.find_one({"project_id": project_id, "digest": digest}, {"_id": 1}) is not None
+        return self.objects.find_one({"project_id": project_id, "digest": digest, "state": COUNTED},
+                                     {"_id": 1}) is not None
+
+    def add_reference(self, project_id, digest):
+        """One more holder of an already counted digest; False when it is not counted."""
+        return self.objects.find_one_and_update(
+            {"project_id": project_id, "digest": digest, "state": COUNTED}, {"$inc": {"refs": 1}}) is not None
+
+    def claim(self, project_id, digest, size):
+        """Start counting ``digest`` with its first holder; False when another request holds the claim."""
+        try:
+            self.objects.insert_one({"project_id": project_id, "digest": digest, "size": size, "refs": 1,
+                                     "state": PENDING, "created_at": utcnow()})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def settle(self, project_id, digest):
+        self.objects.update_one({"project_id": project_id, "digest": digest, "state": PENDING},
+                                {"$set": {"state": COUNTED}})
+
+    def abandon(self, project_id, digest):
+        self.objects.delete_one({"project_id": project_id, "digest": digest, "state": PENDING})
+
+    def drop_stale_claim(self, project_id, digest, older_than_seconds):
+        """Remove a pending claim whose holder died before settling it."""
+        cutoff = utcnow() - datetime.timedelta(seconds=older_than_seconds)
+        self.objects.delete_one({"project_id": project_id, "digest": digest, "state": PENDING,
+                                 "created_at": {"$lt": cutoff}})
+
+    def remove_reference(self, project_id, digest):
+        """One holder fewer; the size to give back when it was the last one, else 0."""
+        doc = self.objects.find_one_and_update({"project_id": project_id, "digest": digest, "state": COUNTED},
+                                               {"$inc": {"refs": -1}}, return_document=ReturnDocument.AFTER)
+        if doc is None or doc["refs"] > 0:
+            return 0
+        # Deleted only while still unreferenced: a holder arriving meanwhile keeps it counted.
+        gone = self.objects.find_one_and_delete({"project_id": project_id, "digest": digest, "state": COUNTED,
+                                                 "refs": {"$lte": 0}})
+        return gone["size"] if gone else 0
 
     def add(self, project_id, size):
         """Raise usage by ``size`` if it stays within the quota; the project after, or None when refused."""
@@ -44,34 +84,19 @@ class Accounting:
 
     def set_quota(self, project_id, quota):
         return self.projects.find_one_and_update({"_id": project_id},
-                                                 {"$set": {"storage_quota": quota, "updated_at": _now()}},
+                                                 {"$set": {"storage_quota": quota, "updated_at": utcnow()}},
                                                  return_document=ReturnDocument.AFTER)
 
-    def record(self, project_id, digest, size):
-        """Mark ``digest`` as counted; False when another request counted it first."""
-        try:
-            self.objects.insert_one({"project_id": project_id, "digest": digest, "size": size, "created_at": _now()})
-        except DuplicateKeyError:
-            return False
-        return True
-
-    def still_referenced(self, project_id, digest):
-        return (self.links.find_one({"project_id": project_id, "digest": digest}, {"_id": 1}) is not None
-                or self.manifests.find_one({"project_id": project_id, "digest": digest}, {"_id": 1}) is not None)
-
-    def forget(self, project_id, digest):
-        """Drop the counted object; its size when it was counted, else None."""
-        doc = self.objects.find_one_and_delete({"project_id": project_id, "digest": digest})
-        return doc["size"] if doc else None
-
-    def reset(self, project_id, sizes):
-        self.objects.delete_many({"project_id": project_id, "digest": {"$nin": list(sizes)}})
-        for digest, size in sizes.items():
+    def reset(self, project_id, holders):
+        """Make the counted objects exactly ``holders`` ({digest: (size, refs)}) and usage their sum."""
+        self.objects.delete_many({"project_id": project_id, "digest": {"$nin": list(holders)}})
+        for digest, (size, refs) in holders.items():
             self.objects.update_one({"project_id": project_id, "digest": digest},
-                                    {"$set": {"size": size}, "$setOnInsert": {"created_at": _now()}}, upsert=True)
-        return self.projects.find_one_and_update({"_id": project_id},
-                                                 {"$set": {"storage_used": sum(sizes.values())}},
-                                                 return_document=ReturnDocument.AFTER)
+                                    {"$set": {"size": size, "refs": refs, "state": COUNTED},
+                                     "$setOnInsert": {"created_at": utcnow()}}, upsert=True)
+        return self.projects.find_one_and_update(
+            {"_id": project_id}, {"$set": {"storage_used": sum(size for size, _ in holders.values())}},
+            return_document=ReturnDocument.AFTER)
 
     def drop(self, project_id):
         self.objects.delete_many({"project_id": project_id})
@@ -79,4 +104,4 @@ class Accounting:
     def emit(self, event_type, project, payload):
         """Queue an event for webhook delivery (durable: it is a document)."""
         self.events.insert_one({"type": event_type, "project_id": project["_id"], "project": project.get("name"),
-                                "payload": payload, "created_at": _now(), "status": "pending"})
+                                "payload": payload, "created_at": utcnow(), "status": "pending"})

@@ -1,11 +1,8 @@
 """Committed blobs (one document per digest) and their links to repositories."""
-import datetime
 
 from pymongo import ReturnDocument
 
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+from storage.clock import utcnow
 
 
 class Blobs:
@@ -27,7 +24,7 @@ class Blobs:
 
         Either way the blob is touched, so the garbage collector leaves it alone for a grace period.
         """
-        now = _now()
+        now = utcnow()
         before = await self.collection.find_one_and_update(
             {"_id": digest},
             {"$setOnInsert": {"size": size, "ref": ref, "created_at": now}, "$set": {"touched_at": now}},
@@ -35,13 +32,18 @@ class Blobs:
         return before is None
 
     async def link(self, repo, project_id, digest):
-        await self.links.update_one(
+        """Link ``digest`` into ``repo``; True when the link is new."""
+        result = await self.links.update_one(
             {"repo": repo, "digest": digest},
-            {"$setOnInsert": {"project_id": project_id, "created_at": _now()}}, upsert=True)
+            {"$setOnInsert": {"project_id": project_id, "created_at": utcnow()}}, upsert=True)
+        return result.upserted_id is not None
+
+    async def is_linked(self, repo, digest):
+        return await self.links.find_one({"repo": repo, "digest": digest}, {"_id": 1}) is not None
 
     async def linked(self, repo, digest):
         """The blob's document when it is linked to ``repo``, else None."""
-        if await self.links.find_one({"repo": repo, "digest": digest}, {"_id": 1}) is None:
+        if not await self.is_linked(repo, digest):
             return None
         return await self.get(digest)
 
@@ -50,8 +52,8 @@ class Blobs:
         return sorted(set(digests) - set(found))
 
     async def unlink(self, repo, digest):
-        result = await self.links.delete_one({"repo": repo, "digest": digest})
-        return result.deleted_count == 1
+        """Remove the link; the removed link document, or None when there was none."""
+        return await self.links.find_one_and_delete({"repo": repo, "digest": digest})
 
     async def links_older_than(self, repo, cutoff):
         return await self.links.distinct("digest", {"repo": repo, "created_at": {"$lt": cutoff}})
@@ -72,8 +74,11 @@ class Blobs:
         docs = await self.collection.find({"_id": {"$in": list(digests)}}, {"size": 1}).to_list(None)
         return {doc["_id"]: doc["size"] for doc in docs}
 
-    async def project_digests(self, project_id):
-        return await self.links.distinct("digest", {"project_id": project_id})
+    async def project_link_counts(self, project_id):
+        """``{digest: number of repositories of the project linking it}``."""
+        cursor = await self.links.aggregate([{"$match": {"project_id": project_id}},
+                                             {"$group": {"_id": "$digest", "n": {"$sum": 1}}}])
+        return {doc["_id"]: doc["n"] async for doc in cursor}
 
     async def repo_digests(self, repo):
         return await self.links.distinct("digest", {"repo": repo})

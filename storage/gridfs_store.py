@@ -6,12 +6,12 @@ upload state; ``commit`` writes the last chunk and the ``fs.files`` document, af
 blob is an ordinary GridFS file.
 """
 import asyncio
-import datetime
 
 from bson import Binary, ObjectId
 from pymongo.errors import PyMongoError
 
 from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raises_unavailable
+from storage.clock import utcnow
 
 # Chunks sent per insert_many: fewer round trips without holding much in memory.
 CHUNKS_PER_WRITE_MIB = 4
@@ -69,7 +69,7 @@ class GridFSWriter(UploadWriter):
         await self._drain()
         await self.store.files.insert_one({
             "_id": self.file_id, "length": length, "chunkSize": self.store.chunk_size,
-            "uploadDate": datetime.datetime.now(datetime.timezone.utc), "filename": digest,
+            "uploadDate": utcnow(), "filename": digest,
             "metadata": {"digest": digest},
         })
         return {"file_id": self.file_id, "chunk_size": self.store.chunk_size}

@@ -1,9 +1,7 @@
 """Failed-login counters per user and per address, shared by every node, expiring by TTL."""
 import datetime
 
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+from storage.clock import utcnow
 
 
 class LoginAttempts:
@@ -15,17 +13,17 @@ class LoginAttempts:
 
     async def locked_until(self, keys):
         """The latest lock among ``keys`` still in force, or None."""
-        now = _now()
+        now = utcnow()
         docs = await self.collection.find({"_id": {"$in": keys}, "locked_until": {"$gt": now}}).to_list(None)
         return max((doc["locked_until"] for doc in docs), default=None)
 
     async def failures(self, keys):
-        docs = await self.collection.find({"_id": {"$in": keys}, "expires_at": {"$gt": _now()}}).to_list(None)
+        docs = await self.collection.find({"_id": {"$in": keys}, "expires_at": {"$gt": utcnow()}}).to_list(None)
         return max((doc["count"] for doc in docs), default=0)
 
     async def record_failure(self, keys, window_seconds, max_failures, lock_seconds):
         """Count a failure against every key; a key reaching ``max_failures`` is locked."""
-        now = _now()
+        now = utcnow()
         for key in keys:
             doc = await self.collection.find_one_and_update(
                 {"_id": key, "expires_at": {"$gt": now}},

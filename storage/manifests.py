@@ -1,11 +1,8 @@
 """Manifests, stored byte-exact per repository, and the tags that point at them."""
-import datetime
 
 from bson import Binary
 
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+from storage.clock import utcnow
 
 
 class Manifests:
@@ -21,16 +18,20 @@ class Manifests:
         await self.tags.create_index([("repo", 1), ("digest", 1)])
 
     async def put(self, repo, project_id, parsed, content):
-        """Store a parsed manifest (services.manifests.ParsedManifest) with its exact bytes."""
-        await self.collection.update_one(
+        """Store a parsed manifest (services.manifests.ParsedManifest) with its exact bytes; True when new."""
+        result = await self.collection.update_one(
             {"repo": repo, "digest": parsed.digest},
             {"$setOnInsert": {
                 "project_id": project_id, "media_type": parsed.media_type, "size": len(content),
                 "content": Binary(content), "subject": parsed.subject, "artifact_type": parsed.artifact_type,
-                "annotations": parsed.annotations, "references": parsed.references, "created_at": _now(),
+                "annotations": parsed.annotations, "references": parsed.references, "created_at": utcnow(),
             }},
             upsert=True,
         )
+        return result.upserted_id is not None
+
+    async def exists(self, repo, digest):
+        return await self.collection.find_one({"repo": repo, "digest": digest}, {"_id": 1}) is not None
 
     async def get(self, repo, digest):
         return await self.collection.find_one({"repo": repo, "digest": digest})
@@ -39,10 +40,10 @@ class Manifests:
         return set(await self.collection.distinct("digest", {"repo": repo, "digest": {"$in": list(digests)}}))
 
     async def delete(self, repo, digest):
-        """Delete a manifest and every tag pointing at it; False when it did not exist."""
-        result = await self.collection.delete_one({"repo": repo, "digest": digest})
+        """Delete a manifest and every tag pointing at it; the deleted document, or None."""
+        deleted = await self.collection.find_one_and_delete({"repo": repo, "digest": digest}, {"content": 0})
         await self.tags.delete_many({"repo": repo, "digest": digest})
-        return result.deleted_count == 1
+        return deleted
 
     async def referrers(self, repo, subject, artifact_type=None):
         query = {"repo": repo, "subject": subject}
@@ -55,10 +56,13 @@ class Manifests:
         """Every digest the manifests of ``repo`` reference (blobs and child manifests)."""
         return set(await self.collection.distinct("references", {"repo": repo}))
 
-    async def project_sizes(self, project_id):
-        """``{digest: size}`` of the project's manifests (a digest counts once)."""
-        docs = await self.collection.find({"project_id": project_id}, {"digest": 1, "size": 1}).to_list(None)
-        return {doc["digest"]: doc["size"] for doc in docs}
+    async def project_holders(self, project_id):
+        """``{digest: (size, number of repositories holding it)}`` for the project's manifests."""
+        holders = {}
+        async for doc in self.collection.find({"project_id": project_id}, {"digest": 1, "size": 1}):
+            size, count = holders.get(doc["digest"], (doc["size"], 0))
+            holders[doc["digest"]] = (size, count + 1)
+        return holders
 
     async def repo_sizes(self, repo):
         docs = await self.collection.find({"repo": repo}, {"digest": 1, "size": 1}).to_list(None)
@@ -76,7 +80,7 @@ class Manifests:
 
     async def set_tag(self, repo, tag, digest):
         await self.tags.update_one({"repo": repo, "tag": tag},
-                                   {"$set": {"digest": digest, "updated_at": _now()}}, upsert=True)
+                                   {"$set": {"digest": digest, "updated_at": utcnow()}}, upsert=True)
 
     async def resolve_tag(self, repo, tag):
         doc = await self.tags.find_one({"repo": repo, "tag": tag})

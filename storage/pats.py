@@ -1,11 +1,8 @@
 """Personal access tokens: only the SHA-256 of each secret is stored."""
-import datetime
 import hashlib
 import uuid
 
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+from storage.clock import utcnow
 
 
 def secret_hash(secret):
@@ -24,20 +21,20 @@ class PersonalAccessTokens:
     async def create(self, user_id, name, scopes, secret, expires_at):
         doc = {"_id": uuid.uuid4().hex, "user_id": user_id, "name": name, "scopes": sorted(scopes),
                "secret_hash": secret_hash(secret), "prefix": secret[:8], "expires_at": expires_at,
-               "created_at": _now(), "last_used_at": None, "revoked": False}
+               "created_at": utcnow(), "last_used_at": None, "revoked": False}
         await self.collection.insert_one(doc)
         return doc
 
     async def find_usable(self, secret):
         """The unrevoked, unexpired PAT with this secret, marking it used; None otherwise."""
-        now = _now()
+        now = utcnow()
         return await self.collection.find_one_and_update(
             {"secret_hash": secret_hash(secret), "revoked": False,
              "$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]},
             {"$set": {"last_used_at": now}}, return_document=True)
 
     async def usable(self, pat_id):
-        now = _now()
+        now = utcnow()
         return await self.collection.find_one(
             {"_id": pat_id, "revoked": False, "$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]})
 
@@ -47,9 +44,9 @@ class PersonalAccessTokens:
 
     async def revoke(self, user_id, pat_id):
         result = await self.collection.update_one({"_id": pat_id, "user_id": user_id, "revoked": False},
-                                                  {"$set": {"revoked": True, "revoked_at": _now()}})
+                                                  {"$set": {"revoked": True, "revoked_at": utcnow()}})
         return result.modified_count == 1
 
     async def revoke_for_user(self, user_id):
         await self.collection.update_many({"user_id": user_id, "revoked": False},
-                                          {"$set": {"revoked": True, "revoked_at": _now()}})
+                                          {"$set": {"revoked": True, "revoked_at": utcnow()}})

@@ -1,14 +1,11 @@
 """Projects (the first component of a repository name) and the repositories inside them."""
-import datetime
 import re
 import uuid
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+from storage.clock import utcnow
 
 
 class Projects:
@@ -27,7 +24,7 @@ class Projects:
 
     async def create(self, name, owner_id, is_public=False, description="", storage_quota=-1):
         """Insert a project; None when the name is taken."""
-        now = _now()
+        now = utcnow()
         doc = {"_id": str(uuid.uuid4()), "name": name, "description": description, "owner_id": owner_id,
                "is_public": is_public, "storage_quota": storage_quota, "storage_used": 0,
                "created_at": now, "updated_at": now}
@@ -55,7 +52,7 @@ class Projects:
 
     async def update(self, project_id, fields):
         return await self.collection.find_one_and_update(
-            {"_id": project_id}, {"$set": {**fields, "updated_at": _now()}}, return_document=ReturnDocument.AFTER)
+            {"_id": project_id}, {"$set": {**fields, "updated_at": utcnow()}}, return_document=ReturnDocument.AFTER)
 
     async def delete(self, project_id):
         await self.collection.delete_one({"_id": project_id})
@@ -74,7 +71,7 @@ class Repositories:
 
     async def ensure(self, name, project_id):
         await self.collection.update_one(
-            {"_id": name}, {"$setOnInsert": {"project_id": project_id, "created_at": _now()}}, upsert=True)
+            {"_id": name}, {"$setOnInsert": {"project_id": project_id, "created_at": utcnow()}}, upsert=True)
 
     async def exists(self, name):
         return await self.collection.find_one({"_id": name}, {"_id": 1}) is not None

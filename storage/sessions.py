@@ -5,9 +5,7 @@ Documents expire through a TTL index once the family's refresh token could no lo
 import datetime
 import uuid
 
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+from storage.clock import utcnow
 
 
 class Sessions:
@@ -19,7 +17,7 @@ class Sessions:
         await self.collection.create_index("user_id")
 
     async def create(self, user_id, refresh_jti, ttl_seconds, remote_ip):
-        now = _now()
+        now = utcnow()
         doc = {"_id": uuid.uuid4().hex, "user_id": user_id, "refresh_jti": refresh_jti, "revoked": False,
                "created_at": now, "last_refreshed_at": now, "remote_ip": remote_ip,
                "expires_at": now + datetime.timedelta(seconds=ttl_seconds)}
@@ -28,11 +26,11 @@ class Sessions:
 
     async def active(self, session_id):
         """The session when it exists, is not revoked and has not expired."""
-        return await self.collection.find_one({"_id": session_id, "revoked": False, "expires_at": {"$gt": _now()}})
+        return await self.collection.find_one({"_id": session_id, "revoked": False, "expires_at": {"$gt": utcnow()}})
 
     async def rotate(self, session_id, presented_jti, new_jti, ttl_seconds):
         """Swap the family's refresh token; None when ``presented_jti`` is not the current one."""
-        now = _now()
+        now = utcnow()
         return await self.collection.find_one_and_update(
             {"_id": session_id, "refresh_jti": presented_jti, "revoked": False, "expires_at": {"$gt": now}},
             {"$set": {"refresh_jti": new_jti, "last_refreshed_at": now,

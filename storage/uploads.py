@@ -8,9 +8,7 @@ import uuid
 
 from bson import Binary
 
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+from storage.clock import utcnow
 
 
 class Uploads:
@@ -21,7 +19,7 @@ class Uploads:
         await self.collection.create_index("expires_at")
 
     async def create(self, repo, algorithm, store_state, hash_state, expiry_seconds):
-        now = _now()
+        now = utcnow()
         doc = {
             "_id": str(uuid.uuid4()), "repo": repo, "size": 0, "algorithm": algorithm,
             "hash_state": Binary(hash_state), "store_state": store_state,
@@ -33,11 +31,11 @@ class Uploads:
         return doc
 
     async def get(self, upload_id, repo):
-        return await self.collection.find_one({"_id": upload_id, "repo": repo, "expires_at": {"$gt": _now()}})
+        return await self.collection.find_one({"_id": upload_id, "repo": repo, "expires_at": {"$gt": utcnow()}})
 
     async def acquire(self, upload_id, repo, lease_seconds):
         """Take the upload's lease; None when it is unknown, expired, or busy with another request."""
-        now = _now()
+        now = utcnow()
         token = uuid.uuid4().hex
         doc = await self.collection.find_one_and_update(
             {"_id": upload_id, "repo": repo, "expires_at": {"$gt": now},
@@ -49,18 +47,18 @@ class Uploads:
 
     async def is_busy(self, upload_id):
         doc = await self.collection.find_one({"_id": upload_id}, {"lease_until": 1})
-        return bool(doc and doc.get("lease_until") and doc["lease_until"] > _now())
+        return bool(doc and doc.get("lease_until") and doc["lease_until"] > utcnow())
 
     async def renew(self, upload_id, token, lease_seconds):
         result = await self.collection.update_one(
             {"_id": upload_id, "lease_token": token},
-            {"$set": {"lease_until": _now() + datetime.timedelta(seconds=lease_seconds)}},
+            {"$set": {"lease_until": utcnow() + datetime.timedelta(seconds=lease_seconds)}},
         )
         return result.matched_count == 1
 
     async def save_progress(self, upload_id, token, size, hash_state, store_state, expiry_seconds):
         """Record what a request appended and release its lease."""
-        now = _now()
+        now = utcnow()
         result = await self.collection.update_one(
             {"_id": upload_id, "lease_token": token},
             {"$set": {"size": size, "hash_state": Binary(hash_state), "store_state": store_state,
@@ -78,6 +76,6 @@ class Uploads:
 
     async def claim_expired(self):
         """Remove and return one expired, idle upload, or None (safe with several nodes sweeping)."""
-        now = _now()
+        now = utcnow()
         return await self.collection.find_one_and_delete(
             {"expires_at": {"$lt": now}, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]})

@@ -1,14 +1,10 @@
 """User accounts."""
-import datetime
 import re
 import uuid
 
 from pymongo.errors import DuplicateKeyError
 
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
-
+from storage.clock import utcnow
 
 DEFAULT_NOTIFICATIONS = {
     "email_enabled": False,
@@ -35,7 +31,7 @@ class Users:
 
     async def create(self, username, password_hash, is_admin=False, email=None, display_name=None):
         """Insert a user; None when the username is taken."""
-        now = _now()
+        now = utcnow()
         doc = {"_id": str(uuid.uuid4()), "username": username, "password_hash": password_hash,
                "email": email, "display_name": display_name or username, "bio": "", "is_admin": is_admin,
                "disabled": False, "avatar": None, "notification_settings": DEFAULT_NOTIFICATIONS,
@@ -49,10 +45,10 @@ class Users:
     async def update(self, user_id, fields):
         """Set ``fields``; answers the updated user (None when it does not exist)."""
         return await self.collection.find_one_and_update(
-            {"_id": user_id}, {"$set": {**fields, "updated_at": _now()}}, return_document=True)
+            {"_id": user_id}, {"$set": {**fields, "updated_at": utcnow()}}, return_document=True)
 
     async def touch_login(self, user_id):
-        await self.collection.update_one({"_id": user_id}, {"$set": {"last_login_at": _now()}})
+        await self.collection.update_one({"_id": user_id}, {"$set": {"last_login_at": utcnow()}})
 
     async def page(self, search, skip, limit):
         query = {}

@@ -40,6 +40,8 @@ class ApiHandler(BaseHandler):
     """Every answer is the envelope ``{code, message, data, timestamp, trace_id}``."""
 
     auth_required = True
+    # Anonymous callers pass too (a public project is readable by anyone); a token sent must be valid.
+    auth_optional = False
     admin_required = False
     max_body = MAX_JSON_BODY
 
@@ -49,7 +51,8 @@ class ApiHandler(BaseHandler):
         self.principal = None
         await super().prepare()
         self.request.connection.set_max_body_size(1 << 40)
-        if self.auth_required:
+        anonymous = self.auth_optional and not self.request.headers.get("Authorization")
+        if self.auth_required and not anonymous:
             self.principal = await self.authenticate()
             self.require_scope("api:read" if self.request.method in ("GET", "HEAD") else "api:write")
             if self.admin_required and not self.principal.user.get("is_admin"):

@@ -10,10 +10,14 @@ class ProjectsBase(ApiHandler):
 
     @property
     def user(self):
-        return self.principal.user
+        return self.principal.user if self.principal else None
 
 
 class ProjectListHandler(ProjectsBase):
+    @property
+    def auth_optional(self):
+        return self.request.method == "GET"
+
     async def get(self):
         page, page_size = self.page_args()
         raw = self.get_query_argument("is_public", None)
@@ -31,11 +35,17 @@ class ProjectListHandler(ProjectsBase):
 
 
 class ProjectStatisticsHandler(ProjectsBase):
+    auth_optional = True
+
     async def get(self):
         self.write_data(await self.projects.statistics(self.user))
 
 
 class ProjectHandler(ProjectsBase):
+    @property
+    def auth_optional(self):
+        return self.request.method == "GET"
+
     async def get(self, project_id):
         self.write_data(await self.projects.describe(await self.projects.visible(self.user, project_id)))
 
@@ -65,6 +75,8 @@ class ProjectQuotaHandler(ProjectsBase):
 
 
 class ProjectStorageHandler(ProjectsBase):
+    auth_optional = True
+
     async def get(self, project_id):
         self.write_data(await self.projects.storage(await self.projects.visible(self.user, project_id)))
 

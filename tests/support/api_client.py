@@ -1,0 +1,199 @@
+"""A small /api/v1 client for behaviour tests: the envelope checked on every answer, logins, throwaway users.
+
+Fixtures defined here are imported by the test modules that use them (``from tests.support.api_client import …``).
+"""
+import base64
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+import pymongo
+import pytest
+import requests
+
+ENVELOPE_KEYS = {"code", "message", "data", "timestamp", "trace_id"}
+SUCCESS = 20000
+# The HTTP status each envelope code travels with (the issue's table: 1xxxx 400/413, 2xxxx 404/409/410/405,
+# 3xxxx 401/403/429, 5xxxx 500/503).
+STATUS_OF = {
+    10001: 400, 10002: 400, 10003: 413,
+    20001: 404, 20002: 409, 20003: 410, 20004: 405,
+    30001: 401, 30002: 401, 30003: 403, 30004: 429,
+    50001: 500, 50003: 503,
+}
+SESSION_SCOPES = ["api:read", "api:write", "registry:pull", "registry:push"]
+
+
+def assert_envelope(response, status, code):
+    """The response is ``{code, message, data, timestamp, trace_id}`` with this status and code; answers the body."""
+    assert response.status_code == status, (response.request.method, response.url, response.status_code,
+                                            response.text[:500])
+    assert response.headers.get("Content-Type", "").startswith("application/json"), response.headers
+    body = response.json()
+    assert set(body) == ENVELOPE_KEYS, body
+    assert body["code"] == code, body
+    assert isinstance(body["message"], str) and body["message"], body
+    assert isinstance(body["timestamp"], int) and abs(body["timestamp"] - time.time()) < 300, body
+    assert isinstance(body["trace_id"], str) and body["trace_id"], body
+    assert body["trace_id"] == response.headers.get("X-Trace-Id"), (body["trace_id"], response.headers)
+    assert_no_secrets(response)
+    return body
+
+
+def assert_no_secrets(response):
+    """No answer ever carries a password hash (as a JSON key or an argon2 hash value)."""
+    text = response.text
+    assert '"password_hash"' not in text and "$argon2" not in text, text[:500]
+
+
+def ok(response, status=200):
+    """The success envelope; answers its ``data``."""
+    return assert_envelope(response, status, SUCCESS)["data"]
+
+
+def refused(response, code):
+    """The error envelope with ``code`` (and its HTTP status), ``data`` null; answers its ``message``."""
+    body = assert_envelope(response, STATUS_OF[code], code)
+    assert body["data"] is None, body
+    return body["message"]
+
+
+def unique(prefix="u"):
+    return f"{prefix}{secrets.token_hex(5)}"
+
+
+def strong_password():
+    return f"Pw-{secrets.token_urlsafe(10)}-9aZ"
+
+
+def b64url(data):
+    if isinstance(data, (dict, list)):
+        data = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_claims(token):
+    """A JWT's claims, read without checking its signature."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def fresh_address():
+    """A made-up private client address, so deliberate login failures count against no one else's address."""
+    return "10." + ".".join(str(secrets.randbelow(250) + 1) for _ in range(3))
+
+
+class Api:
+    """Plain HTTP against /api/v1 with an optional bearer token."""
+
+    def __init__(self, url, token=None, address=None):
+        self.url = url
+        self.token = token
+        self.address = address
+
+    def with_token(self, token):
+        return Api(self.url, token, self.address)
+
+    def request(self, method, path, token=None, headers=None, **kwargs):
+        headers = dict(headers or {})
+        token = token if token is not None else self.token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if self.address:
+            # The server honours proxy headers; a private address keeps deliberate failures off 127.0.0.1.
+            headers["X-Real-Ip"] = self.address
+        url = path if path.startswith("http") else f"{self.url}{path}"
+        return requests.request(method, url, headers=headers, timeout=60, allow_redirects=False, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path, **kwargs):
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path, **kwargs):
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.request("DELETE", path, **kwargs)
+
+    def login_response(self, username, password):
+        return self.post("/api/v1/auth/login", json={"username": username, "password": password})
+
+    def login(self, username, password):
+        """Log in and answer the token data (access_token, refresh_token, expires_at, token_type)."""
+        return ok(self.login_response(username, password))
+
+    def session(self, username, password):
+        """A new Api carrying the access token of a fresh login; ``.tokens`` holds the whole answer."""
+        tokens = self.login(username, password)
+        api = self.with_token(tokens["access_token"])
+        api.tokens = tokens
+        return api
+
+    def create_pat(self, scopes, name=None, expires_at=None):
+        body = {"name": name or unique("pat-"), "scopes": list(scopes)}
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        return ok(self.post("/api/v1/users/me/pat", json=body))
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    password: str
+    api: Api  # logged in as this user
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def api(registry):
+    """Anonymous /api/v1 client."""
+    return Api(registry.url)
+
+
+@pytest.fixture(scope="session")
+def admin_session(registry):
+    """The administrator's login, shared by the run (no test logs it out or changes its password)."""
+    return {"api": None}
+
+
+@pytest.fixture
+def admin_api(registry, admin_session):
+    """The administrator's logged-in client (logged in again when its access token is about to expire)."""
+    current = admin_session["api"]
+    if current is None or current.tokens["expires_at"] - time.time() < 120:
+        admin_session["api"] = current = Api(registry.url).session("admin", registry.admin_password)
+    return current
+
+
+@pytest.fixture
+def db(mongo, registry):
+    client = pymongo.MongoClient(mongo.uri, tz_aware=True)
+    yield client[registry.db_name]
+    client.close()
+
+
+@pytest.fixture
+def make_user(registry, admin_api):
+    """Factory: a new ordinary (or admin) user created through POST /api/v1/users, already logged in."""
+
+    def make(is_admin=False, **fields):
+        username = unique("user")
+        password = strong_password()
+        data = ok(admin_api.post("/api/v1/users", json={"username": username, "password": password,
+                                                        "is_admin": is_admin, **fields}))
+        return User(data["id"], username, password, Api(registry.url).session(username, password))
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user()
