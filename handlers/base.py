@@ -7,6 +7,7 @@ import uuid
 import tornado.web
 
 from services.api_errors import ApiError
+from services.auth import AuthFailed, Throttled
 from services.domain import DomainError
 from services.errors import RegistryError
 from services.logs import trace_id_var
@@ -83,7 +84,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("X-Trace-Id", self.trace_id)
 
     def log_exception(self, typ, value, tb):
-        expected = (RegistryError, ApiError, DomainError)
+        expected = (RegistryError, ApiError, DomainError, AuthFailed, Throttled)
         if isinstance(value, expected) or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
             return
         log.error("request failed", exc_info=(typ, value, tb),

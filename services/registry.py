@@ -44,8 +44,9 @@ class RegistryService:
         try:
             return await call(*args)
         except QuotaExceeded as exc:
-            raise RegistryError("DENIED", str(exc), detail={"reason": "quota_exceeded", "adding": exc.adding,
-                                                            "storage_used": exc.used, "storage_quota": exc.quota}) from None
+            detail = {"reason": "quota_exceeded", "adding": exc.adding, "storage_used": exc.used,
+                      "storage_quota": exc.quota}
+            raise RegistryError("DENIED", str(exc), detail=detail) from None
         except ProjectGone:
             raise RegistryError("NAME_UNKNOWN", "the project was deleted") from None
 

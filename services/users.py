@@ -33,6 +33,10 @@ def public_pat(doc):
             "last_used_at": _iso(doc.get("last_used_at"))}
 
 
+def _stays_admin(user):
+    return bool(user.get("is_admin")) and not user.get("disabled")
+
+
 def avatar_type(data):
     """The image type by magic bytes (PNG, JPEG, WebP), or None."""
     for magic, media_type in AVATAR_TYPES:
@@ -78,30 +82,36 @@ class UserService:
         await self.collections.sessions.revoke_for_user(user["_id"], keep=keep_session)
 
     async def admin_update(self, user_id, fields):
-        user = await self.get(user_id)
-        losing_admin = user.get("is_admin") and not user.get("disabled") and (
-            fields.get("is_admin") is False or fields.get("disabled") is True)
-        if losing_admin and await self.collections.users.other_enabled_admins(user_id) == 0:
-            raise DomainError(CONFLICT, "the last administrator cannot be demoted or disabled")
         changes = {k: v for k, v in fields.items() if k != "password"}
         if "password" in fields:
+            user = await self.get(user_id)
             problem = password_problem(fields["password"], user["username"])
             if problem:
                 raise DomainError(INVALID, f"password: {problem}")
             changes["password_hash"] = await hash_password(fields["password"])
-        updated = await self.collections.users.update(user_id, changes)
+        # Role changes go one at a time everywhere, so two administrators demoting each other
+        # at once cannot both pass the last-administrator check.
+        async with self.collections.meta.lock("administrators"):
+            user = await self.get(user_id)
+            if _stays_admin(user) and not _stays_admin({**user, **fields}):
+                await self._refuse_if_last_admin()
+            updated = await self.collections.users.update(user_id, changes)
         if fields.get("disabled") or "password" in fields:
             await self.collections.sessions.revoke_for_user(user_id)
         return updated
 
+    async def _refuse_if_last_admin(self):
+        if await self.collections.users.enabled_admins() <= 1:
+            raise DomainError(CONFLICT, "the last administrator cannot be demoted, disabled or deleted")
+
     async def delete(self, user_id):
-        user = await self.get(user_id)
-        if user.get("is_admin") and not user.get("disabled") and \
-                await self.collections.users.other_enabled_admins(user_id) == 0:
-            raise DomainError(CONFLICT, "the last administrator cannot be deleted")
+        async with self.collections.meta.lock("administrators"):
+            user = await self.get(user_id)
+            if _stays_admin(user):
+                await self._refuse_if_last_admin()
+            await self.collections.users.delete(user_id)
         await self.collections.sessions.revoke_for_user(user_id)
         await self.collections.pats.revoke_for_user(user_id)
-        await self.collections.users.delete(user_id)
         if user.get("avatar"):
             await self.blob_store.delete(user["avatar"]["ref"])
 

@@ -59,8 +59,8 @@ class Users:
         cursor = self.collection.find(query).sort("username", 1).skip(skip).limit(limit)
         return await cursor.to_list(None), total
 
-    async def other_enabled_admins(self, user_id):
-        return await self.collection.count_documents({"is_admin": True, "disabled": False, "_id": {"$ne": user_id}})
+    async def enabled_admins(self):
+        return await self.collection.count_documents({"is_admin": True, "disabled": False})
 
     async def delete(self, user_id):
         result = await self.collection.delete_one({"_id": user_id})

@@ -1,7 +1,7 @@
 """/api/v1/auth: login, refresh, logout, and the one-time default administrator hint."""
 from handlers.api.base import ApiHandler
 from services.api_errors import ApiError
-from services.auth import AccountDisabled, AuthFailed, Throttled
+from services.auth import AccountDisabled, AuthFailed
 from services.bootstrap import HINT_KEY
 
 
@@ -12,11 +12,10 @@ class LoginHandler(ApiHandler):
         body = self.json_body("login")
         try:
             tokens = await self.auth.login(body["username"], body["password"], self.request.remote_ip)
-        except Throttled as exc:
-            raise ApiError(30004, str(exc)) from None
-        except AccountDisabled as exc:
-            raise ApiError(30003, str(exc)) from None
+        except AccountDisabled:
+            raise
         except AuthFailed as exc:
+            # Wrong credentials ask for authentication again; a bad token (30002) is another case.
             raise ApiError(30001, str(exc)) from None
         self.write_data(tokens)
 
@@ -26,13 +25,7 @@ class RefreshHandler(ApiHandler):
 
     async def post(self):
         body = self.json_body("refresh")
-        try:
-            tokens = await self.auth.refresh(body["refresh_token"])
-        except AccountDisabled as exc:
-            raise ApiError(30003, str(exc)) from None
-        except AuthFailed as exc:
-            raise ApiError(30002, str(exc)) from None
-        self.write_data(tokens)
+        self.write_data(await self.auth.refresh(body["refresh_token"]))
 
 
 class LogoutHandler(ApiHandler):

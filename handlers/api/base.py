@@ -6,13 +6,14 @@ import tornado.web
 
 from handlers.base import BaseHandler
 from services.api_errors import SUCCESS, ApiError
-from services.auth import AccountDisabled, AuthFailed
+from services.auth import AccountDisabled, AuthFailed, Throttled
 from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, DomainError
 from services.validation import InvalidBody, validate
 from storage.blobstore import StorageUnavailable
 
 # JSON bodies above this are refused (with the envelope) instead of being read into memory.
 MAX_JSON_BODY = 256 * 1024
+MAX_PAGE = 1_000_000
 
 
 _DOMAIN_CODES = {NOT_FOUND: 20001, CONFLICT: 20002, INVALID: 10001, FORBIDDEN: 30003}
@@ -23,6 +24,12 @@ def _error_for(exc, method):
         return exc
     if isinstance(exc, DomainError):
         return ApiError(_DOMAIN_CODES[exc.kind], str(exc))
+    if isinstance(exc, Throttled):
+        return ApiError(30004, str(exc))
+    if isinstance(exc, AccountDisabled):
+        return ApiError(30003, str(exc))
+    if isinstance(exc, AuthFailed):
+        return ApiError(30002, str(exc))
     if isinstance(exc, StorageUnavailable):
         return ApiError(50003, "storage backend unavailable")
     if isinstance(exc, tornado.web.HTTPError):
@@ -74,12 +81,7 @@ class ApiHandler(BaseHandler):
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(30001, "authentication required: send Authorization: Bearer <token>")
-        try:
-            return await self.auth.authenticate(token.strip())
-        except AccountDisabled as exc:
-            raise ApiError(30003, str(exc)) from None
-        except AuthFailed as exc:
-            raise ApiError(30002, str(exc)) from None
+        return await self.auth.authenticate(token.strip())
 
     def require_scope(self, scope):
         if scope not in self.principal.scopes:
@@ -91,8 +93,10 @@ class ApiHandler(BaseHandler):
             raise ApiError(10003, f"request body exceeds {self.max_body} bytes")
         try:
             value = json.loads(bytes(self.body) or b"null")
-        except (UnicodeDecodeError, ValueError):
-            raise ApiError(10002, "request body is not valid JSON") from None
+            # Lone surrogates parse but cannot be stored as UTF-8.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except (UnicodeError, ValueError, RecursionError):
+            raise ApiError(10002, "request body is not valid JSON in UTF-8") from None
         if value is None:
             raise ApiError(10002, "a JSON body is required")
         try:
@@ -103,10 +107,10 @@ class ApiHandler(BaseHandler):
     def page_args(self, default_size=20, max_size=100):
         """``(page, page_size)`` from the query, 1-based."""
         values = []
-        for name, default, ceiling in (("page", 1, None), ("page_size", default_size, max_size)):
+        for name, default, ceiling in (("page", 1, MAX_PAGE), ("page_size", default_size, max_size)):
             raw = self.get_query_argument(name, str(default))
-            if not raw.isdigit() or int(raw) < 1 or (ceiling and int(raw) > ceiling):
-                raise ApiError(10001, f"{name} must be an integer from 1" + (f" to {ceiling}" if ceiling else ""))
+            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= ceiling:
+                raise ApiError(10001, f"{name} must be an integer from 1 to {ceiling}")
             values.append(int(raw))
         return tuple(values)
 

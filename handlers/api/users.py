@@ -99,10 +99,11 @@ def _parse_expiry(value):
             when = datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
         else:
             when = datetime.datetime.fromisoformat(value)
+        if when.tzinfo is None:
+            raise ApiError(10001, "expires_at must carry a time zone")
+        when = when.astimezone(datetime.timezone.utc)
     except (ValueError, OverflowError, OSError):
         raise ApiError(10001, "expires_at must be an RFC 3339 time or Unix seconds") from None
-    if when.tzinfo is None:
-        raise ApiError(10001, "expires_at must carry a time zone")
     if when <= datetime.datetime.now(datetime.timezone.utc):
         raise ApiError(10001, "expires_at must be in the future")
     return when

@@ -11,6 +11,7 @@ import secrets
 import pymongo
 
 from tests.support.api_client import Api, ok
+from tests.support.manifests import delete, pull, push  # noqa: F401 (re-exported scope helpers)
 from tests.support.registry_client import RegistryClient
 
 MiB = 1024 * 1024
@@ -63,18 +64,6 @@ def cached_client(url, username=None, password=None):
     client = RegistryClient(url, username, password)
     client.token = functools.lru_cache(maxsize=None)(client.token)
     return client
-
-
-def pull(repo):
-    return f"repository:{repo}:pull"
-
-
-def push(repo):
-    return f"repository:{repo}:pull,push"
-
-
-def delete(repo):
-    return f"repository:{repo}:pull,delete"
 
 
 def push_bytes(client, repo, data):
