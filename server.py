@@ -8,7 +8,6 @@ import signal
 import sys
 
 import pymongo
-import tornado.httpserver
 import tornado.web
 from pymongo.errors import PyMongoError
 
@@ -16,6 +15,7 @@ from actors.quota import QuotaActors
 from config import SettingsError, load_settings
 from handlers import ROUTES
 from handlers.api.base import ApiFallbackHandler
+from handlers.http_server import RegistryHTTPServer
 from services.auth import AuthService
 from services.bootstrap import ensure_bootstrap_admin
 from services.gc import GarbageCollector, collect_forever
@@ -25,8 +25,9 @@ from services.registry import RegistryService
 from services.tokens import JwtCodec, RegistryTokens
 from services.uploads import BlobUploads, sweep_forever
 from services.users import UserService
+from storage.blobstore import StorageUnavailable
 from storage.embedded_mongo import EmbeddedMongo
-from storage.gridfs_store import GridFSBlobStore
+from storage.factory import create_blob_store
 from storage.mongo import Collections, create_client
 
 log = logging.getLogger("cyp.server")
@@ -116,11 +117,11 @@ async def serve(config):
     # The actors' threads use the synchronous driver (thread-safe, pooled).
     sync_client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, tz_aware=True)
     quota = QuotaActors(sync_client[config["mongo_db"]])
+    db = client[config["mongo_db"]]
+    blob_store = create_blob_store(config, db)
     try:
-        db = client[config["mongo_db"]]
         collections = Collections(db)
         await collections.ensure_indexes()
-        blob_store = GridFSBlobStore(db, config["gridfs_chunk_size"])
         await blob_store.ensure_ready()
         await asyncio.get_running_loop().run_in_executor(None, quota.ensure_indexes)
         signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
@@ -129,8 +130,8 @@ async def serve(config):
         hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
         announce_bootstrap_admin(hint)
         app = make_app(config, collections, blob_store, quota, codec, tokens, hint)
-        server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BUFFERED_BODY,
-                                               chunk_size=BODY_CHUNK_SIZE)
+        server = RegistryHTTPServer(app, xheaders=config["trust_proxy_headers"], max_body_size=MAX_BUFFERED_BODY,
+                                    chunk_size=BODY_CHUNK_SIZE)
         server.listen(config["port"], config["host"])
         background = [
             asyncio.create_task(sweep_forever(app.settings["uploads"], config["upload_sweep_interval_seconds"])),
@@ -150,6 +151,7 @@ async def serve(config):
             task.cancel()
         await server.close_all_connections()
     finally:
+        await blob_store.close()
         quota.stop()
         sync_client.close()
         await client.close()
@@ -180,6 +182,9 @@ def main(argv=None):
         asyncio.run(serve(config))
     except PyMongoError as exc:
         log.error("cannot start: the database is unavailable: %s", exc)
+        return 1
+    except StorageUnavailable as exc:
+        log.error("cannot start: the blob storage is unavailable: %s", exc)
         return 1
     except (OSError, RuntimeError) as exc:
         log.error("cannot start: %s", exc)

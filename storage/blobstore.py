@@ -38,6 +38,16 @@ def raises_unavailable(backend, *kinds):
 class UploadWriter(ABC):
     """Appends bytes to one upload; lives for one request."""
 
+    pending = None  # a write still in flight, when the writer overlaps them with the next bytes
+
+    async def discard(self):
+        """End a request that will not checkpoint: let its write in flight land first, so it cannot
+        race the next request's writer (which drops everything past the last checkpoint)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            with contextlib.suppress(Exception):
+                await pending
+
     @abstractmethod
     async def write(self, data):
         """Append ``data``; awaiting it is the request's backpressure."""
@@ -54,8 +64,9 @@ class UploadWriter(ABC):
 class BlobStore(ABC):
     name = "abstract"
 
+    @abstractmethod
     async def ensure_ready(self):
-        """Prepare the backend at start (indexes, bucket, directories)."""
+        """Prepare the backend at start, on the running loop (indexes, bucket, directories)."""
 
     async def close(self):
         """Release connections at shutdown."""
@@ -70,7 +81,8 @@ class BlobStore(ABC):
 
     @abstractmethod
     async def abort(self, state):
-        """Discard an unfinished upload's data."""
+        """Discard an unfinished upload's data, including what a request wrote past its last
+        checkpoint; doing it twice is harmless."""
 
     @abstractmethod
     def read(self, ref, start, length):
@@ -82,7 +94,7 @@ class BlobStore(ABC):
 
     @abstractmethod
     async def delete(self, ref):
-        """Remove a committed blob's data."""
+        """Remove a committed blob's data; doing it twice is harmless."""
 
     @abstractmethod
     async def ping(self):

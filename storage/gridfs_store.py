@@ -43,10 +43,11 @@ class GridFSWriter(UploadWriter):
         if end == 0:
             return
         docs = []
-        for offset in range(0, end, size):
-            docs.append({"files_id": self.file_id, "n": self.next_n,
-                         "data": Binary(bytes(self.buffer[offset:offset + size]))})
-            self.next_n += 1
+        with memoryview(self.buffer) as view:  # one copy per chunk, and released before the buffer shrinks
+            for offset in range(0, end, size):
+                docs.append({"files_id": self.file_id, "n": self.next_n,
+                             "data": Binary(bytes(view[offset:offset + size]))})
+                self.next_n += 1
         del self.buffer[:end]
         await self._drain()
         self.pending = asyncio.ensure_future(self.store.chunks.insert_many(docs, ordered=True))

@@ -19,7 +19,9 @@ def mongo(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def registry(mongo, tmp_path_factory):
-    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("registry")).start()
+    # Behind-a-proxy mode lets tests that fail logins on purpose do so from addresses of their own.
+    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("registry"),
+                            env={"CYP_TRUST_PROXY_HEADERS": "true"}).start()
     yield server
     server.stop()
 
@@ -46,3 +48,13 @@ def repo(registry, admin_token):
     project = f"project{next(_names)}"
     create_project(registry.url, admin_token, project)
     return f"{project}/app"
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    """A real S3-compatible server (moto_server) for the S3 blob store; tests use buckets of their own."""
+    from tests.support.s3 import MotoServer
+
+    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.stop()

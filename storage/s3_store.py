@@ -1,0 +1,195 @@
+"""S3 blob store (aioboto3) whose streamed multipart uploads resume on any node.
+
+An upload is one multipart upload to a key of its own, ``blobs/uploads/<uuid>``, and the
+committed blob stays at that key (its ref names it): copying a multi-GB object to a
+content address would cost as much as the upload itself. The upload state holds the key, the
+UploadId, the parts sent so far and the tail shorter than a part, so the next request, on any
+node, continues where the last one checkpointed.
+"""
+import asyncio
+import contextlib
+import uuid
+
+import aioboto3
+import aiohttp
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from bson import Binary
+
+from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raises_unavailable, unavailable_on
+
+# Every part but the last must be at least 5 MiB; 8 MiB parts allow blobs up to 78 GiB.
+PART_SIZE = 8 * 1024 * 1024
+MAX_PARTS = 10_000
+READ_PIECE = 1024 * 1024
+PRESIGNED_SECONDS = 300
+
+_ERRORS = (BotoCoreError, ClientError, aiohttp.ClientError, asyncio.TimeoutError)
+_storage_errors = raises_unavailable("S3", *_ERRORS)
+
+
+def _error_code(exc):
+    return exc.response.get("Error", {}).get("Code")
+
+
+class S3Writer(UploadWriter):
+    """Sends whole parts; one part is uploaded while the next one fills."""
+
+    def __init__(self, store, state):
+        self.store = store
+        self.key = state["key"]
+        self.upload_id = state["upload_id"]
+        self.parts = list(state["parts"])
+        self.buffer = bytearray(state["tail"])
+        self.pending = None
+
+    async def write(self, data):
+        self.buffer += data
+        while len(self.buffer) >= PART_SIZE:
+            await self._send_part(PART_SIZE)
+
+    @_storage_errors
+    async def _send_part(self, size):
+        await self._drain()
+        number = len(self.parts) + 1
+        if number > MAX_PARTS:
+            raise StorageUnavailable(f"S3: a blob cannot exceed {MAX_PARTS} parts of {PART_SIZE} bytes")
+        if self.upload_id is None:
+            self.upload_id = await self.store.start_multipart(self.key)
+        with memoryview(self.buffer) as view:  # one copy, released before the buffer shrinks
+            body = bytes(view[:size])
+        del self.buffer[:size]
+        self.pending = asyncio.ensure_future(self.store.upload_part(self.key, self.upload_id, number, body))
+
+    @_storage_errors
+    async def _drain(self):
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self.parts.append(await pending)
+
+    async def checkpoint(self):
+        await self._drain()
+        return {"key": self.key, "upload_id": self.upload_id, "parts": self.parts, "tail": Binary(bytes(self.buffer))}
+
+    @_storage_errors
+    async def commit(self, digest):
+        await self._drain()
+        if self.upload_id is None:
+            # Smaller than one part: a single PUT.
+            await self.store.client.put_object(Bucket=self.store.bucket, Key=self.key, Body=bytes(self.buffer))
+        else:
+            if self.buffer:
+                await self._send_part(len(self.buffer))  # the last part may be short
+                await self._drain()
+            await self.store.client.complete_multipart_upload(
+                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts})
+        return {"key": self.key}
+
+
+class S3BlobStore(BlobStore):
+    name = "s3"
+
+    def __init__(self, bucket, region="", endpoint_url="", access_key_id="", secret_access_key="", redirect=False):
+        self.bucket = bucket
+        self.region = region or None
+        self.redirect = redirect
+        # Empty credentials fall back to boto's own chain (environment, profile, instance role).
+        self._session = aioboto3.Session(aws_access_key_id=access_key_id or None,
+                                         aws_secret_access_key=secret_access_key or None,
+                                         region_name=self.region)
+        self._client_args = {"endpoint_url": endpoint_url or None, "config": AioConfig(
+            # S3-compatible servers behind a custom endpoint rarely serve virtual-host bucket names.
+            s3={"addressing_style": "path"} if endpoint_url else {},
+            retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60,
+            max_pool_connections=64, signature_version="s3v4",
+            # The newer default checksums are not understood by every S3-compatible server.
+            request_checksum_calculation="when_required", response_checksum_validation="when_required")}
+        self._exit_stack = contextlib.AsyncExitStack()
+        self.client = None
+
+    @_storage_errors
+    async def ensure_ready(self):
+        """Open the client on the running loop and create the bucket when it is missing."""
+        self.client = await self._exit_stack.enter_async_context(self._session.client("s3", **self._client_args))
+        try:
+            await self.client.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if _error_code(exc) not in ("404", "NoSuchBucket"):
+                raise
+        location = {"CreateBucketConfiguration": {"LocationConstraint": self.region}} \
+            if self.region and self.region != "us-east-1" else {}
+        try:
+            await self.client.create_bucket(Bucket=self.bucket, **location)
+        except ClientError as exc:
+            if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):  # another node won
+                raise
+
+    async def close(self):
+        await self._exit_stack.aclose()
+
+    def new_upload_state(self):
+        return {"key": f"blobs/uploads/{uuid.uuid4().hex}", "upload_id": None, "parts": [], "tail": Binary(b"")}
+
+    async def open_writer(self, state):
+        # Nothing to undo: a part a dead request sent past the checkpoint is sent again under the same
+        # number (replacing it), and parts beyond the last one are dropped by CompleteMultipartUpload.
+        return S3Writer(self, state)
+
+    async def _multipart_uploads(self, key):
+        listed = await self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        return [upload["UploadId"] for upload in listed.get("Uploads", []) if upload["Key"] == key]
+
+    async def start_multipart(self, key):
+        """The key's multipart upload: one a request that died before its checkpoint began, or a new one."""
+        existing = await self._multipart_uploads(key)
+        if existing:
+            return existing[0]
+        return (await self.client.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
+
+    async def upload_part(self, key, upload_id, number, body):
+        response = await self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                 PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    @_storage_errors
+    async def abort(self, state):
+        # Listed rather than taken from the state: a request that died before its checkpoint may have
+        # started the multipart upload, and an abort that already happened finds nothing to do.
+        for upload_id in await self._multipart_uploads(state["key"]):
+            try:
+                await self.client.abort_multipart_upload(Bucket=self.bucket, Key=state["key"], UploadId=upload_id)
+            except ClientError as exc:
+                if _error_code(exc) != "NoSuchUpload":
+                    raise
+
+    async def read(self, ref, start, length):
+        if length <= 0:
+            return
+        remaining = length
+        with unavailable_on("S3", *_ERRORS):
+            response = await self.client.get_object(Bucket=self.bucket, Key=ref["key"],
+                                                    Range=f"bytes={start}-{start + length - 1}")
+            body = response["Body"]
+            async with body:  # gives the connection back, or closes it when the body was not read to the end
+                async for piece in body.iter_chunks(READ_PIECE):
+                    remaining -= len(piece)
+                    yield piece
+        if remaining:
+            raise StorageUnavailable(f"S3: blob {ref['key']} is {remaining} bytes short")
+
+    @_storage_errors
+    async def redirect_url(self, ref, digest):
+        if not self.redirect:
+            return None
+        return await self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": ref["key"]}, ExpiresIn=PRESIGNED_SECONDS)
+
+    @_storage_errors
+    async def delete(self, ref):
+        await self.client.delete_object(Bucket=self.bucket, Key=ref["key"])
+
+    @_storage_errors
+    async def ping(self):
+        await self.client.head_bucket(Bucket=self.bucket)
