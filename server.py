@@ -1,11 +1,14 @@
 """CYP-Registry entry point: load config, connect, serve, stop cleanly on SIGTERM."""
 import argparse
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import secrets
 import signal
 import sys
+from dataclasses import dataclass
 
 import pymongo
 import tornado.web
@@ -106,7 +109,16 @@ async def wait_for_signal():
     await stop.wait()
 
 
-async def serve(config):
+@dataclass
+class Backend:
+    collections: Collections
+    blob_store: object
+    quota: QuotaActors
+
+
+@contextlib.asynccontextmanager
+async def open_backend(config):
+    """MongoDB (the embedded one when no URI is set), its collections, the blob store and the quota actors."""
     embedded = None
     uri = config["mongo_uri"]
     if not uri:
@@ -124,12 +136,25 @@ async def serve(config):
         await collections.ensure_indexes()
         await blob_store.ensure_ready()
         await asyncio.get_running_loop().run_in_executor(None, quota.ensure_indexes)
+        yield Backend(collections, blob_store, quota)
+    finally:
+        await blob_store.close()
+        quota.stop()
+        sync_client.close()
+        await client.close()
+        if embedded:
+            await embedded.stop()
+
+
+async def serve(config):
+    async with open_backend(config) as backend:
+        collections = backend.collections
         signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
         codec = JwtCodec(signing_key)
         tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
         hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
         announce_bootstrap_admin(hint)
-        app = make_app(config, collections, blob_store, quota, codec, tokens, hint)
+        app = make_app(config, collections, backend.blob_store, backend.quota, codec, tokens, hint)
         server = RegistryHTTPServer(app, xheaders=config["trust_proxy_headers"], max_body_size=MAX_BUFFERED_BODY,
                                     chunk_size=BODY_CHUNK_SIZE)
         server.listen(config["port"], config["host"])
@@ -138,7 +163,7 @@ async def serve(config):
             asyncio.create_task(collect_forever(app.settings["gc"], config["gc_interval_seconds"])),
         ]
         log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],
-                 extra={"url": f"http://{config['host']}:{config['port']}", "storage": blob_store.name})
+                 extra={"url": f"http://{config['host']}:{config['port']}", "storage": backend.blob_store.name})
         await wait_for_signal()
         log.info("shutting down: no new connections; waiting for requests in flight")
         server.stop()
@@ -150,18 +175,26 @@ async def serve(config):
         for task in background:
             task.cancel()
         await server.close_all_connections()
-    finally:
-        await blob_store.close()
-        quota.stop()
-        sync_client.close()
-        await client.close()
-        if embedded:
-            await embedded.stop()
     log.info("stopped")
+
+
+async def recount(config, fix):
+    """Recompute every project's usage from its links and print one JSON line per project."""
+    async with open_backend(config) as backend:
+        projects = ProjectService(backend.collections, backend.quota, config["default_project_quota"])
+        drifted = 0
+        for project in await backend.collections.projects.find({}):
+            report = await projects.recount(project, fix)
+            drifted += report["drift"] != 0
+            print(json.dumps({"project": project["name"], **report}), flush=True)
+        print(json.dumps({"projects_with_drift": drifted, "fixed": fix}), flush=True)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="CYP-Registry: an OCI / Docker container registry.")
+    parser.add_argument("command", nargs="?", choices=("serve", "recount"), default="serve",
+                        help="serve (the default), or recount: recompute every project's storage usage, report drift")
+    parser.add_argument("--fix", action="store_true", help="with recount: repair the drift it finds")
     parser.add_argument("--host", help="address to listen on (CYP_HOST; default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port to listen on (CYP_PORT; default 5000)")
     parser.add_argument("--data-dir", help="data directory (CYP_DATA_DIR; default ./data)")
@@ -179,7 +212,7 @@ def main(argv=None):
         return 2
     configure_logging(config["log_level"])
     try:
-        asyncio.run(serve(config))
+        asyncio.run(recount(config, args.fix) if args.command == "recount" else serve(config))
     except PyMongoError as exc:
         log.error("cannot start: the database is unavailable: %s", exc)
         return 1
