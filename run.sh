@@ -5,5 +5,5 @@ cd "$(dirname "$0")"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+.venv/bin/pip install -qq --disable-pip-version-check -r requirements.txt
 exec .venv/bin/python server.py "$@"

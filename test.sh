@@ -15,5 +15,5 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+.venv/bin/pip install -qq --disable-pip-version-check -r requirements-dev.txt
 exec .venv/bin/python -m pytest "$@"
