@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Push/pull throughput benchmark: CYP-Registry vs the reference registry vs raw GridFS.
+"""Push/pull throughput benchmark: CYP-Registry per storage backend vs raw backend vs reference.
 
-One run starts SecantusDB, measures raw GridFS write/read of a test layer,
-starts CYP-Registry (server.py) and Debian's docker-registry (CNCF
-distribution), pushes and pulls that layer through each of them with plain
-HTTP and another of the same size with skopeo, reads the servers' peak RSS,
-prints a table, and stops every process it started.  See bench/README.md.
+One run starts SecantusDB (and moto_server when S3 is measured), measures
+Debian's docker-registry (CNCF distribution, filesystem storage) once, then for
+each backend (GridFS, S3, filesystem) measures a raw write/read of the test
+layer driven directly and pushes and pulls that layer through a fresh
+CYP-Registry server (server.py) on that backend, with plain HTTP and another of
+the same size with skopeo.  It reads each server's peak RSS, prints a table
+with the ratios and targets, and stops every process it started.  See
+bench/README.md.
 
 Units: 1 MB = 1e6 bytes, for throughput and memory alike.
 """
@@ -13,6 +16,7 @@ Units: 1 MB = 1e6 bytes, for throughput and memory alike.
 import argparse
 import hashlib
 import json
+import operator
 import os
 import random
 import re
@@ -24,14 +28,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
+import boto3
+import bson
 import gridfs
 import pymongo
 import requests
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_REGISTRY = "/usr/bin/docker-registry"
@@ -49,24 +57,68 @@ HTTP_TIMEOUT = (10, 300)  # (connect, each socket read) seconds
 STARTUP_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 SKOPEO_TIMEOUT_S = 1800
+DEFAULT_TIME_LIMIT_S = 3600  # the whole run; the cleanup still runs when it expires
+# Raw GridFS: fail instead of hanging when SecantusDB stops answering.
+MONGO_TIMEOUTS = {"serverSelectionTimeoutMS": 10_000, "connectTimeoutMS": 10_000, "socketTimeoutMS": 300_000}
 
+BACKENDS = ("gridfs", "s3", "filesystem")
 PROJECT = "bench"  # cyp only takes pushes into an existing project
 RAW_REPO = "bench/big"
 SKOPEO_REPO = "bench/skopeo"
 SKOPEO_TAG = "v1"
-CYP_DB = "cyp_bench"
-RAW_GRIDFS_DB = "cyp_bench_raw_gridfs"  # kept apart from the server's database
 ADMIN_USER = "admin"
 
-# (label, key) of the table rows, in print order
-PATHS = [
-    ("raw-HTTP push", "http_push"),
-    ("raw-HTTP pull", "http_pull"),
-    ("skopeo push", "skopeo_push"),
-    ("skopeo pull", "skopeo_pull"),
+# moto accepts any credentials; fixed ones so the raw client and the server sign alike.
+S3_REGION = "us-east-1"
+S3_ACCESS_KEY_ID = "bench"
+S3_SECRET_ACCESS_KEY = "bench-secret"
+S3_PART = 8 << 20  # multipart part size, the same as storage/s3_store.py's
+# The raw client is configured like storage/s3_store.py's, so both speak to moto
+# alike (path-style addressing, checksums only where required); the timeouts
+# bound each request.  boto3's own concurrency (10 threads) is kept: the raw
+# figure is what boto3 gets out of the server at its defaults.
+S3_CLIENT_CONFIG = BotoConfig(
+    s3={"addressing_style": "path"}, signature_version="s3v4",
+    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=300,
+    request_checksum_calculation="when_required", response_checksum_validation="when_required",
+)
+S3_TRANSFER = TransferConfig(multipart_threshold=S3_PART, multipart_chunksize=S3_PART)
+
+# Targets: (backends, row key, comparison, limit); row keys as in backend_row().
+TARGETS = [
+    (("gridfs", "s3"), "push_over_raw", ">=", 0.9),
+    (("gridfs", "s3"), "pull_over_raw", ">=", 0.9),
+    (("filesystem",), "cyp_over_ref_push", ">=", 1.0),
+    (("filesystem",), "cyp_over_ref_pull", ">=", 0.8),
+    (BACKENDS, "cyp_peak_rss_mb", "<", 150),
 ]
-GRIDFS_RATIO_TARGET = 0.8
-CYP_RSS_TARGET_MB = 150
+COMPARE = {">=": operator.ge, "<": operator.lt}
+
+# Table columns: (header, row key, format); "backend" is the row's name.
+MAIN_COLUMNS = [
+    ("backend", "backend", "s"),
+    ("raw write MB/s", "raw_write", ".1f"),
+    ("raw read MB/s", "raw_read", ".1f"),
+    ("cyp push", "cyp_push", ".1f"),
+    ("cyp pull", "cyp_pull", ".1f"),
+    ("push/raw", "push_over_raw", ".2f"),
+    ("pull/raw", "pull_over_raw", ".2f"),
+    ("reference push", "ref_push", ".1f"),
+    ("reference pull", "ref_pull", ".1f"),
+    ("cyp/ref push", "cyp_over_ref_push", ".2f"),
+    ("cyp/ref pull", "cyp_over_ref_pull", ".2f"),
+    ("cyp peak RSS MB", "cyp_peak_rss_mb", ".1f"),
+]
+COLUMN_HEADERS = {key: header for header, key, _ in MAIN_COLUMNS}
+SKOPEO_COLUMNS = [
+    ("backend", "backend", "s"),
+    ("cyp skopeo push", "cyp_skopeo_push", ".1f"),
+    ("cyp skopeo pull", "cyp_skopeo_pull", ".1f"),
+    ("reference skopeo push", "ref_skopeo_push", ".1f"),
+    ("reference skopeo pull", "ref_skopeo_pull", ".1f"),
+    ("cyp/ref push", "cyp_over_ref_skopeo_push", ".2f"),
+    ("cyp/ref pull", "cyp_over_ref_skopeo_pull", ".2f"),
+]
 
 
 class BenchError(Exception):
@@ -84,6 +136,18 @@ def free_port():
 
 def mb_per_s(nbytes, seconds):
     return nbytes / MB / seconds
+
+
+def fresh_name(prefix):
+    """A name no earlier run used, so no server starts on leftover data."""
+    return prefix + secrets.token_hex(4)
+
+
+def elapsed(func):
+    """Run func(); return (its result, seconds taken)."""
+    start = time.perf_counter()
+    result = func()
+    return result, time.perf_counter() - start
 
 
 def file_pieces(path):
@@ -225,7 +289,7 @@ def http_answers(url, status):
 class Registry:
     name: str
     base_url: str
-    pid: int
+    proc: subprocess.Popen
     credentials: tuple[str, str] | None = None  # None: the registry needs no auth
 
     @property
@@ -233,12 +297,41 @@ class Registry:
         return self.base_url.split("://", 1)[1]
 
 
-def secantusd_program():
-    """secantusd-py next to the bench's Python (the venv), else from PATH."""
-    beside = Path(sys.executable).parent / "secantusd-py"
-    found = str(beside) if beside.exists() else shutil.which("secantusd-py")
+@dataclass
+class S3Server:
+    endpoint_url: str
+    proc: subprocess.Popen
+
+    def client(self):
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint_url, region_name=S3_REGION,
+            aws_access_key_id=S3_ACCESS_KEY_ID, aws_secret_access_key=S3_SECRET_ACCESS_KEY,
+            config=S3_CLIENT_CONFIG,
+        )
+
+    def registry_env(self, bucket):
+        """The CYP_* settings of a server keeping its blobs in `bucket` here (it creates the bucket)."""
+        return {
+            "CYP_S3_ENDPOINT_URL": self.endpoint_url, "CYP_S3_BUCKET": bucket,
+            "CYP_S3_REGION": S3_REGION, "CYP_S3_ACCESS_KEY_ID": S3_ACCESS_KEY_ID,
+            "CYP_S3_SECRET_ACCESS_KEY": S3_SECRET_ACCESS_KEY, "CYP_S3_REDIRECT": "false",
+        }
+
+
+@dataclass
+class Services:
+    """What the raw measurements and the cyp servers of one run share."""
+    run_dir: Path
+    mongo_uri: str
+    s3: S3Server | None  # None when S3 is not measured
+
+
+def venv_program(name, package):
+    """`name` next to the bench's Python (the venv), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
     if not found:
-        raise BenchError("secantusd-py not found (pip install secantusdb)")
+        raise BenchError(f"{name} not found (pip install '{package}')")
     return found
 
 
@@ -258,7 +351,7 @@ def start_secantusdb(children, run_dir):
     port = free_port()
     proc = children.start(
         "secantusd",
-        [secantusd_program(), "--host", "127.0.0.1", "--port", str(port),
+        [venv_program("secantusd-py", "secantusdb"), "--host", "127.0.0.1", "--port", str(port),
          "--storage-path", str(run_dir / "secantus-data")],
         cwd=run_dir,  # so it does not pick up a ./secantusd.toml from the caller's cwd
     )
@@ -267,26 +360,52 @@ def start_secantusdb(children, run_dir):
     return proc, uri
 
 
-def start_cyp(children, run_dir, mongo_uri):
+def start_moto(children, run_dir):
+    port = free_port()
+    proc = children.start(
+        "moto_server",
+        [venv_program("moto_server", "moto[server]"), "-H", "127.0.0.1", "-p", str(port)],
+        cwd=run_dir,
+    )
+    endpoint_url = f"http://127.0.0.1:{port}"
+    wait_until_ready("moto_server", proc, lambda: http_answers(endpoint_url + "/", 200))
+    return S3Server(endpoint_url, proc)
+
+
+def storage_env(backend, services):
+    """The CYP_* storage settings of a cyp server on `backend`, each with fresh storage."""
+    if backend == "s3":
+        return services.s3.registry_env(fresh_name("cyp-bench-"))
+    if backend == "filesystem":  # beside the reference registry's storage: the same disk
+        return {"CYP_FILESYSTEM_ROOT": str(services.run_dir / "cyp-filesystem-blobs")}
+    return {}
+
+
+def start_cyp(children, services, backend):
+    """A fresh server process (own database, own storage) on `backend`."""
+    name = f"cyp-{backend}"
     port = free_port()
     password = secrets.token_urlsafe(16)
     env = {
-        **os.environ,
-        "CYP_MONGO_URI": mongo_uri,
-        "CYP_MONGO_DB": CYP_DB,
+        # Inherited CYP_* settings dropped: the bench sets every one it depends on.
+        **{key: value for key, value in os.environ.items() if not key.startswith("CYP_")},
+        "CYP_MONGO_URI": services.mongo_uri,
+        "CYP_MONGO_DB": fresh_name(f"cyp_bench_{backend}_"),
         "CYP_BOOTSTRAP_ADMIN_PASSWORD": password,
+        "CYP_STORAGE_BACKEND": backend,
+        **storage_env(backend, services),
     }
     proc = children.start(
-        "cyp",
+        name,
         [sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(run_dir / "cyp-data")],
+         "--data-dir", str(services.run_dir / f"{name}-data")],
         cwd=REPO_ROOT,
         env=env,
     )
     base_url = f"http://127.0.0.1:{port}"
-    wait_until_ready("cyp", proc, lambda: http_answers(base_url + "/health", 200))
+    wait_until_ready(name, proc, lambda: http_answers(base_url + "/health", 200))
     create_cyp_project(base_url, ADMIN_USER, password, PROJECT)
-    return Registry("cyp", base_url, proc.pid, (ADMIN_USER, password))
+    return Registry(name, base_url, proc, (ADMIN_USER, password))
 
 
 def create_cyp_project(base_url, username, password, name):
@@ -321,38 +440,92 @@ def start_reference(children, run_dir):
     proc = children.start("reference", [REFERENCE_REGISTRY, "serve", str(config)], cwd=run_dir)
     base_url = f"http://127.0.0.1:{port}"
     wait_until_ready("reference", proc, lambda: http_answers(base_url + "/v2/", 200))
-    return Registry("reference", base_url, proc.pid)
+    return Registry("reference", base_url, proc)
 
 
-# ------------------------------------------------------------ raw GridFS
+# ---------------------------------------------------------- raw backends
+#
+# Each writes the layer from its file in 1 MiB pieces and reads it back hashing
+# as it goes, like the HTTP pull, so that client-side cost is on both sides of
+# the cyp / raw ratios; then removes its copy before the server stores its own.
 
 
-def bench_raw_gridfs(mongo_uri, layer):
-    """Write and read the layer with plain sync GridFS; return MB/s by direction.
-
-    The read hashes as it goes, like the HTTP pull, so that client-side cost
-    is on both sides of the cyp-pull / GridFS-read ratio.
-    """
-    client = pymongo.MongoClient(mongo_uri)
-    try:
-        bucket = gridfs.GridFSBucket(client[RAW_GRIDFS_DB], chunk_size_bytes=PIECE)
-
-        start = time.perf_counter()
-        with bucket.open_upload_stream("layer") as upload:
-            for piece in file_pieces(layer.path):
-                upload.write(piece)
-        write_s = time.perf_counter() - start
-
-        start = time.perf_counter()
-        with bucket.open_download_stream(upload._id) as download:
-            got = sha256_digest(iter(lambda: download.read(PIECE), b""))
-        read_s = time.perf_counter() - start
-
-        check_digest("raw GridFS read", got, layer.digest)
-        client.drop_database(RAW_GRIDFS_DB)  # frees the space before the servers store their copies
-    finally:
-        client.close()
+def measure_raw(name, layer, write, read):
+    """Time write(), then read() (returning the digest of what it read); return MB/s by direction."""
+    _, write_s = elapsed(write)
+    got, read_s = elapsed(read)
+    check_digest(f"raw {name} read", got, layer.digest)
     return {"write": mb_per_s(layer.size, write_s), "read": mb_per_s(layer.size, read_s)}
+
+
+def bench_raw_gridfs(services, layer):
+    """Plain sync pymongo GridFS, 1 MiB chunks (the server's default chunk size)."""
+    db_name = fresh_name("cyp_bench_raw_")  # kept apart from the servers' databases
+    client = pymongo.MongoClient(services.mongo_uri, **MONGO_TIMEOUTS)
+    try:
+        bucket = gridfs.GridFSBucket(client[db_name], chunk_size_bytes=PIECE)
+        file_id = bson.ObjectId()
+
+        def write():
+            with bucket.open_upload_stream_with_id(file_id, "layer") as upload:
+                for piece in file_pieces(layer.path):
+                    upload.write(piece)
+
+        def read():
+            with bucket.open_download_stream(file_id) as download:
+                return sha256_digest(iter(lambda: download.read(PIECE), b""))
+
+        return measure_raw("GridFS", layer, write, read)
+    finally:
+        with suppress(pymongo.errors.PyMongoError):  # do not hide the error that got us here
+            client.drop_database(db_name)
+        client.close()
+
+
+def bench_raw_s3(services, layer):
+    """boto3 upload_fileobj (multipart, 8 MiB parts), then one streamed get_object.
+
+    The read asks for the whole blob as a Range, as the server does.
+    """
+    client = services.s3.client()
+    bucket, key = fresh_name("cyp-bench-raw-"), "layer"
+    client.create_bucket(Bucket=bucket)
+    try:
+        def write():
+            with open(layer.path, "rb") as f:
+                client.upload_fileobj(f, bucket, key, Config=S3_TRANSFER)
+
+        def read():
+            body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{layer.size - 1}")["Body"]
+            with closing(body):
+                return sha256_digest(body.iter_chunks(PIECE))
+
+        return measure_raw("S3", layer, write, read)
+    finally:
+        # moto keeps objects in memory: free it before the server uploads its copy
+        with suppress(Exception):
+            client.delete_object(Bucket=bucket, Key=key)
+            client.delete_bucket(Bucket=bucket)
+        client.close()
+
+
+def bench_raw_filesystem(services, layer):
+    """Plain file write + fsync, then a read in 1 MiB pieces, in the run dir (the servers' disk)."""
+    path = services.run_dir / "raw-filesystem.bin"
+
+    def write():
+        with open(path, "wb") as f:
+            f.writelines(file_pieces(layer.path))
+            f.flush()
+            os.fsync(f.fileno())  # the filesystem backend fsyncs every blob it commits
+
+    try:
+        return measure_raw("filesystem", layer, write, lambda: sha256_digest(file_pieces(path)))
+    finally:
+        path.unlink(missing_ok=True)
+
+
+RAW_BENCHES = {"gridfs": bench_raw_gridfs, "s3": bench_raw_s3, "filesystem": bench_raw_filesystem}
 
 
 # ------------------------------------------------------ raw HTTP (Docker)
@@ -577,15 +750,51 @@ def bench_registry(registry, run_dir, http_layer, skopeo):
     return speeds
 
 
+def measure_registry(registry, run_dir, http_layer, skopeo):
+    """Push and pull through a started registry, read its peak RSS, stop it.
+
+    Stopped at once, so the next server measured runs alone.
+    """
+    try:
+        speeds = bench_registry(registry, run_dir, http_layer, skopeo)
+        return {"speeds": speeds, "peak_rss_mb": peak_rss_mb(registry.proc.pid)}
+    finally:
+        stop_process_group(registry.proc)  # still listed in `children`, for its log tail on failure
+
+
+def bench_backend(children, services, backend, http_layer, skopeo):
+    """Raw backend speed, then a fresh cyp server on that backend, back to back."""
+    print(f"measuring raw {backend} ...", flush=True)
+    raw = RAW_BENCHES[backend](services, http_layer)
+    registry = start_cyp(children, services, backend)
+    return {"raw": raw, "cyp": measure_registry(registry, services.run_dir, http_layer, skopeo)}
+
+
 def make_run_dir(base):
     if base:
         Path(base).mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="cyp-bench-", dir=base))
 
 
+def arm_time_limit(stack, seconds):
+    """Raise BenchError after `seconds`; disarmed before the cleanup, which must not be cut short."""
+    def expire(*_):
+        raise BenchError(f"run exceeded the time limit of {seconds} s")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    stack.callback(signal.alarm, 0)
+
+
 def run(args):
     size = args.size_mib * PIECE
-    results = {"size_bytes": size, "registries": {}, "peak_rss_mb": {}}
+    results = {
+        "size_bytes": size,
+        "load_average_start": os.getloadavg(),  # other work on the machine skews the numbers
+        "backends": {},
+        "reference": None,
+        "peak_rss_mb": {},  # the helper servers'
+    }
     with ExitStack() as stack:
         run_dir = make_run_dir(args.workdir)
         stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
@@ -593,28 +802,29 @@ def run(args):
         log_dir.mkdir()
         children = Children(log_dir)
         stack.callback(children.stop_all)  # runs before the rmtree above
+        arm_time_limit(stack, args.time_limit)  # registered last, so disarmed first
         try:
             http_layer = write_test_layer(run_dir / "layer-http.bin", size, HTTP_LAYER_SEED)
+            skopeo = None if args.skip_skopeo else prepare_skopeo(run_dir, size)
 
             mongo, mongo_uri = start_secantusdb(children, run_dir)
-            print("measuring raw GridFS ...", flush=True)
-            results["gridfs"] = bench_raw_gridfs(mongo_uri, http_layer)
+            s3 = start_moto(children, run_dir) if "s3" in args.backends else None
+            services = Services(run_dir, mongo_uri, s3)
 
-            skopeo = None if args.skip_skopeo else prepare_skopeo(run_dir, size)
-            registries = [start_cyp(children, run_dir, mongo_uri)]
             if not args.skip_reference:
-                registries.append(start_reference(children, run_dir))
-            for registry in registries:
-                results["registries"][registry.name] = bench_registry(
-                    registry, run_dir, http_layer, skopeo
+                results["reference"] = measure_registry(
+                    start_reference(children, run_dir), run_dir, http_layer, skopeo
                 )
+            for backend in args.backends:
+                results["backends"][backend] = bench_backend(children, services, backend, http_layer, skopeo)
 
             results["peak_rss_mb"]["secantusd"] = peak_rss_mb(mongo.pid)
-            for registry in registries:
-                results["peak_rss_mb"][registry.name] = peak_rss_mb(registry.pid)
+            if s3:
+                results["peak_rss_mb"]["moto_server"] = peak_rss_mb(s3.proc.pid)
         except Exception:
             children.print_log_tails()
             raise
+    results["load_average_end"] = os.getloadavg()
     return results
 
 
@@ -631,64 +841,99 @@ def fmt(value, spec=".1f"):
     return "-" if value is None else format(value, spec)
 
 
-def verdict(ok):
-    return "ok" if ok else "MISSED"
-
-
-def print_report(results):
-    cyp = results["registries"]["cyp"]
-    ref = results["registries"].get("reference", {})
-    print(f"\nlayer size: {results['size_bytes'] / MB:.1f} MB (1 MB = 1e6 bytes)\n")
-    print(f"{'path':<15}| {'cyp MB/s':>9} | {'reference MB/s':>14} | {'ratio cyp/ref':>13}")
-    print("-" * 15 + "+" + "-" * 11 + "+" + "-" * 16 + "+" + "-" * 14)
-    for label, key in PATHS:
-        if key not in cyp:
-            continue
-        mine, theirs = cyp[key], ref.get(key)
-        print(f"{label:<15}| {fmt(mine):>9} | {fmt(theirs):>14} | {fmt(ratio(mine, theirs), '.2f'):>13}")
-
-    gridfs_speed = results["gridfs"]
-    push_ratio = ratio(cyp["http_push"], gridfs_speed["write"])
-    pull_ratio = ratio(cyp["http_pull"], gridfs_speed["read"])
-    print(f"\nraw GridFS write / read MB/s: {gridfs_speed['write']:.1f} / {gridfs_speed['read']:.1f}")
-    print(f"cyp push / gridfs write: {push_ratio:.2f}"
-          f"  (target >= {GRIDFS_RATIO_TARGET}: {verdict(push_ratio >= GRIDFS_RATIO_TARGET)})")
-    print(f"cyp pull / gridfs read:  {pull_ratio:.2f}"
-          f"  (target >= {GRIDFS_RATIO_TARGET}: {verdict(pull_ratio >= GRIDFS_RATIO_TARGET)})")
-
-    print("\npeak RSS (VmHWM), MB:")
-    for name, mb in results["peak_rss_mb"].items():
-        target = (f"  (target < {CYP_RSS_TARGET_MB}: {verdict(mb < CYP_RSS_TARGET_MB)})"
-                  if name == "cyp" else "")
-        print(f"  {name:<10} {mb:8.1f}{target}")
-
-
-def with_ratios(results):
-    """The numbers plus the derived ratios, for --json."""
-    cyp = results["registries"]["cyp"]
-    ref = results["registries"].get("reference", {})
-    return {
-        **results,
-        "ratio_cyp_over_reference": {key: ratio(cyp[key], ref.get(key)) for key in cyp},
-        "ratio_cyp_push_over_gridfs_write": ratio(cyp["http_push"], results["gridfs"]["write"]),
-        "ratio_cyp_pull_over_gridfs_read": ratio(cyp["http_pull"], results["gridfs"]["read"]),
+def backend_row(results, backend):
+    """One backend's speeds (MB/s), ratios and peak RSS, keyed as in the column lists."""
+    measured = results["backends"][backend]
+    raw, cyp = measured["raw"], measured["cyp"]["speeds"]
+    ref = results["reference"]["speeds"] if results["reference"] else {}
+    row = {
+        "backend": backend,
+        "raw_write": raw["write"],
+        "raw_read": raw["read"],
+        "push_over_raw": ratio(cyp["http_push"], raw["write"]),
+        "pull_over_raw": ratio(cyp["http_pull"], raw["read"]),
+        "cyp_peak_rss_mb": measured["cyp"]["peak_rss_mb"],
     }
+    for key, short in (("http_push", "push"), ("http_pull", "pull"),
+                       ("skopeo_push", "skopeo_push"), ("skopeo_pull", "skopeo_pull")):
+        row[f"cyp_{short}"] = cyp.get(key)
+        row[f"ref_{short}"] = ref.get(key)
+        row[f"cyp_over_ref_{short}"] = ratio(cyp.get(key), ref.get(key))
+    return row
+
+
+def target_checks(rows):
+    """Each target that applies to a measured backend, with its value and verdict (None: not measured)."""
+    checks = []
+    for backend, row in rows.items():
+        for backends, key, comparison, limit in TARGETS:
+            if backend in backends:
+                value = row[key]
+                ok = None if value is None else COMPARE[comparison](value, limit)
+                checks.append({"backend": backend, "what": COLUMN_HEADERS[key], "value": value,
+                               "target": f"{comparison} {limit}", "ok": ok})
+    return checks
+
+
+def print_table(columns, rows):
+    cells = [[fmt(row[key], spec) for _, key, spec in columns] for row in rows]
+    widths = [max(len(header), *(len(line[i]) for line in cells)) for i, (header, _, _) in enumerate(columns)]
+    print(" | ".join(f"{header:>{width}}" for (header, _, _), width in zip(columns, widths)))
+    print("-+-".join("-" * width for width in widths))
+    for line in cells:
+        print(" | ".join(f"{cell:>{width}}" for cell, width in zip(line, widths)))
+
+
+def print_report(results, rows, checks):
+    load = f"{results['load_average_start'][0]:.2f} -> {results['load_average_end'][0]:.2f}"
+    print(f"\nlayer size: {results['size_bytes'] / MB:.1f} MB; speeds in MB/s (1 MB = 1e6 bytes);"
+          f" 1-min load average {load}\n")
+    print_table(MAIN_COLUMNS, rows.values())
+    if any(row["cyp_skopeo_push"] is not None for row in rows.values()):
+        print("\nskopeo copy of a one-layer image of the same size (process start included):\n")
+        print_table(SKOPEO_COLUMNS, rows.values())
+
+    print("\ntargets:")
+    for check in checks:
+        verdict = {True: "ok", False: "MISSED", None: "not measured"}[check["ok"]]
+        print(f"  {check['backend']:<10} {check['what']:<15} {fmt(check['value'], '.2f'):>7}"
+              f"  (target {check['target']}): {verdict}")
+
+    helpers = dict(results["peak_rss_mb"])
+    if results["reference"]:
+        helpers["reference"] = results["reference"]["peak_rss_mb"]
+    print("\nother servers' peak RSS (VmHWM), MB: "
+          + ", ".join(f"{name} {mb:.1f}" for name, mb in helpers.items()))
+
+
+def parse_backends(text):
+    backends = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in backends if name not in BACKENDS]
+    if unknown or not backends:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(BACKENDS)}; got {text!r}")
+    return backends
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024,
                         help="test layer size in MiB (default 1024)")
+    parser.add_argument("--backends", type=parse_backends, default=list(BACKENDS),
+                        help=f"comma-separated storage backends to measure (default {','.join(BACKENDS)})")
     parser.add_argument("--workdir",
                         help="directory to make the run's temp dir in (default: system temp);"
                              " the run's dir is removed at the end")
     parser.add_argument("--skip-skopeo", action="store_true", help="no skopeo push/pull")
     parser.add_argument("--skip-reference", action="store_true",
                         help="do not start or measure the reference registry")
+    parser.add_argument("--time-limit", type=int, default=DEFAULT_TIME_LIMIT_S, metavar="SECONDS",
+                        help=f"abort the run (cleaning up) after this long (default {DEFAULT_TIME_LIMIT_S})")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE as JSON")
     args = parser.parse_args(argv)
     if args.size_mib < 1:
         parser.error("--size-mib must be at least 1")
+    if args.time_limit < 1:
+        parser.error("--time-limit must be at least 1")
     return args
 
 
@@ -701,9 +946,11 @@ def main(argv=None):
     except BenchError as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         return 1
-    print_report(results)
+    rows = {backend: backend_row(results, backend) for backend in results["backends"]}
+    checks = target_checks(rows)
+    print_report(results, rows, checks)
     if args.json:
-        Path(args.json).write_text(json.dumps(with_ratios(results), indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({**results, "rows": rows, "targets": checks}, indent=2) + "\n")
     return 0
 
 
