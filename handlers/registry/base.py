@@ -74,7 +74,8 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
         try:
             return self.tokens.verify(token.strip())
         except InvalidToken:
-            raise RegistryError("UNAUTHORIZED", "invalid or expired token", detail={"reason": "invalid_token"}) from None
+            raise RegistryError("UNAUTHORIZED", "invalid or expired token",
+                                detail={"reason": "invalid_token"}) from None
 
     async def token_user(self, claims):
         """The live, enabled user behind a token (None for anonymous)."""
@@ -85,7 +86,8 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
 
     async def check_still_valid(self, claims):
         """A token outlives nothing it came from: its user disabled or deleted, or its PAT revoked, ends it."""
-        if claims.get("uid") and await self.token_user(claims) is None:
+        self.user = await self.token_user(claims)
+        if claims.get("uid") and self.user is None:
             raise RegistryError("UNAUTHORIZED", "the token's account is disabled or gone",
                                 detail={"reason": "invalid_token"})
         if claims.get("pat"):
@@ -96,6 +98,7 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
 
     async def prepare(self):
         self.pat = None
+        self.user = None
         await super().prepare()
         if self.repo is not None:
             check_repository_name(self.repo)
@@ -120,7 +123,7 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
         """Pass, or 401 (fetch a token) / 403 (the user may never do this) / NAME_UNKNOWN."""
         if self.holds(action):
             return
-        user = await self.token_user(self.claims)
+        user = self.user
         if user is None:
             raise RegistryError("UNAUTHORIZED", detail={"reason": "insufficient_scope"} if self.claims else None)
         if self.pat is not None and action not in registry_actions_for(self.pat["scopes"]):

@@ -36,8 +36,7 @@ class CatalogHandler(PaginatedHandler):
     resource_scope = "registry:catalog:*"
 
     async def get(self):
-        user = await self.token_user(self.claims)
-        await self.write_page("repositories", lambda last, limit: self.registry.catalog(user, last, limit))
+        await self.write_page("repositories", lambda last, limit: self.registry.catalog(self.user, last, limit))
 
 
 class ReferrersHandler(RegistryHandler):
