@@ -1,16 +1,42 @@
 """The one URL table of the service."""
-from handlers.api.auth import DefaultAdminOnceHandler, LoginHandler, LogoutHandler, RefreshHandler
+from handlers.api.auth import (
+                                   DefaultAdminOnceHandler,
+                                   LoginHandler,
+                                   LogoutHandler,
+                                   RefreshHandler,
+)
 from handlers.api.base import ApiFallbackHandler
-from handlers.api.projects import (MembersGoneHandler, ProjectHandler, ProjectListHandler, ProjectQuotaHandler,
-                                   ProjectRecountHandler, ProjectStatisticsHandler, ProjectStorageHandler)
+from handlers.api.projects import (
+                                   MembersGoneHandler,
+                                   ProjectHandler,
+                                   ProjectListHandler,
+                                   ProjectQuotaHandler,
+                                   ProjectRecountHandler,
+                                   ProjectStatisticsHandler,
+                                   ProjectStorageHandler,
+)
 from handlers.api.system import GarbageCollectHandler
-from handlers.api.users import (AvatarHandler, AvatarUploadHandler, MeHandler, NotificationSettingsHandler,
-                                PasswordHandler, PatHandler, PatListHandler, TokenInfoHandler, UserHandler,
-                                UserListHandler)
+from handlers.api.users import (
+                                   AvatarHandler,
+                                   AvatarUploadHandler,
+                                   MeHandler,
+                                   NotificationSettingsHandler,
+                                   PasswordHandler,
+                                   PatHandler,
+                                   PatListHandler,
+                                   TokenInfoHandler,
+                                   UserHandler,
+                                   UserListHandler,
+)
 from handlers.health import HealthHandler
 from handlers.registry.base import RegistryFallbackHandler
 from handlers.registry.blobs import BlobHandler
-from handlers.registry.listings import BaseV2Handler, CatalogHandler, ReferrersHandler, TagsHandler
+from handlers.registry.listings import (
+                                   BaseV2Handler,
+                                   CatalogHandler,
+                                   ReferrersHandler,
+                                   TagsHandler,
+)
 from handlers.registry.manifests import ManifestHandler
 from handlers.registry.token import TokenHandler
 from handlers.registry.uploads import UploadHandler, UploadStartHandler

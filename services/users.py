@@ -1,8 +1,8 @@
 """User accounts: profiles, passwords, avatars and administration."""
 import datetime
+import hashlib
 
-from services.digests import digest_bytes
-from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, DomainError
+from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, TOO_LARGE, DomainError
 from services.passwords import hash_password, password_problem, verify_password
 
 AVATAR_TYPES = (
@@ -45,6 +45,72 @@ def avatar_type(data):
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return None
+
+
+# Bytes needed to tell the image type by its magic bytes (WebP's signature ends at byte 12).
+MAGIC_BYTES = 12
+
+
+class AvatarUpload:
+    """An avatar streamed into the blob store as it arrives: typed by its first bytes, hashed and
+    size-checked on the way, so nothing beyond one network chunk is held in memory."""
+
+    def __init__(self, users, max_bytes):
+        self.users = users
+        self.max_bytes = max_bytes
+        self.head = b""
+        self.media_type = None
+        self.state = None
+        self.writer = None
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    @property
+    def too_large(self):
+        return self.size > self.max_bytes
+
+    async def write(self, chunk):
+        self.size += len(chunk)
+        if self.too_large:
+            return
+        if self.writer is None:
+            self.head += chunk
+            if len(self.head) < MAGIC_BYTES:
+                return
+            self.media_type = avatar_type(self.head)
+            if self.media_type is None:
+                return
+            await self._open()
+            chunk, self.head = self.head, b""
+        self.hasher.update(chunk)
+        await self.writer.write(chunk)
+
+    async def _open(self):
+        store = self.users.blob_store
+        self.state = store.new_upload_state()
+        self.writer = await store.open_writer(self.state)
+
+    async def finish(self, user):
+        if self.too_large:
+            raise DomainError(TOO_LARGE, f"avatar exceeds {self.max_bytes} bytes")
+        if self.writer is None and self.head:
+            self.media_type = avatar_type(self.head)
+        if self.media_type is None:
+            raise DomainError(INVALID, "avatar must be a PNG, JPEG or WebP image sent as the request body")
+        if self.writer is None:  # an image smaller than its magic-byte window
+            await self._open()
+            self.hasher.update(self.head)
+            await self.writer.write(self.head)
+        digest = f"sha256:{self.hasher.hexdigest()}"
+        ref = await self.writer.commit(digest)
+        await self.users.replace_avatar(user, {"ref": ref, "digest": digest, "size": self.size,
+                                               "media_type": self.media_type})
+
+    async def abort(self):
+        """Drop whatever was written (refused, or the client went away)."""
+        if self.writer is not None:
+            await self.writer.discard()
+            await self.users.blob_store.abort(self.state)
 
 
 class UserService:
@@ -115,16 +181,11 @@ class UserService:
         if user.get("avatar"):
             await self.blob_store.delete(user["avatar"]["ref"])
 
-    async def set_avatar(self, user, data):
-        media_type = avatar_type(data)
-        if media_type is None:
-            raise DomainError(INVALID, "avatar must be a PNG, JPEG or WebP image")
-        digest = digest_bytes(data)
-        writer = await self.blob_store.open_writer(self.blob_store.new_upload_state())
-        await writer.write(data)
-        ref = await writer.commit(digest)
-        await self.collections.users.update(user["_id"], {"avatar": {
-            "ref": ref, "digest": digest, "size": len(data), "media_type": media_type}})
+    def avatar_upload(self, max_bytes):
+        return AvatarUpload(self, max_bytes)
+
+    async def replace_avatar(self, user, avatar):
+        await self.collections.users.update(user["_id"], {"avatar": avatar})
         if user.get("avatar"):
             await self.blob_store.delete(user["avatar"]["ref"])
 

@@ -301,3 +301,15 @@ def test_invalid_notification_settings_answer_10001_naming_the_field_and_change_
 
 def test_empty_notification_settings_answer_10001(user):
     refused(user.api.put("/api/v1/users/me/notification-settings", json={}), 10001)
+
+
+def test_an_avatar_streamed_without_a_length_over_the_limit_is_refused(user):
+    def chunks():
+        yield b"\x89PNG\r\n\x1a\n" + b"\0" * 1024
+        for _ in range(3):
+            yield b"\0" * (1024 * 1024)
+
+    response = upload_avatar(user.api, chunks(), "image/png")
+
+    refused(response, 10003)
+    assert ok(user.api.get("/api/v1/users/me"))["avatar_url"] is None

@@ -7,7 +7,7 @@ import tornado.web
 from handlers.base import BaseHandler
 from services.api_errors import SUCCESS, ApiError
 from services.auth import AccountDisabled, AuthFailed, Throttled
-from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, DomainError
+from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, TOO_LARGE, DomainError
 from services.validation import InvalidBody, validate
 from storage.blobstore import StorageUnavailable
 
@@ -16,7 +16,7 @@ MAX_JSON_BODY = 256 * 1024
 MAX_PAGE = 1_000_000
 
 
-_DOMAIN_CODES = {NOT_FOUND: 20001, CONFLICT: 20002, INVALID: 10001, FORBIDDEN: 30003}
+_DOMAIN_CODES = {NOT_FOUND: 20001, CONFLICT: 20002, INVALID: 10001, FORBIDDEN: 30003, TOO_LARGE: 10003}
 
 
 def _error_for(exc, method):

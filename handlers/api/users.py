@@ -1,6 +1,8 @@
 """/api/v1/users: the caller's own account, its PATs, and user administration."""
 import datetime
 
+import tornado.ioloop
+
 from handlers.api.base import ApiHandler
 from services.api_errors import ApiError
 from services.users import public_pat, public_user
@@ -46,16 +48,42 @@ class PasswordHandler(UsersBase):
 
 
 class AvatarUploadHandler(UsersBase):
-    @property
-    def max_body(self):
-        return self.config["avatar_max_bytes"]
+    """POST streams the image bytes (the request body) into the blob store; GET serves it back."""
+
+    async def prepare(self):
+        self.upload = None
+        self.stream_error = None
+        await super().prepare()
+        if self.request.method == "POST":
+            limit = self.config["avatar_max_bytes"]
+            length = self.request.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > limit:
+                raise ApiError(10003, f"avatar exceeds {limit} bytes")
+            self.upload = self.users.avatar_upload(limit)
+
+    async def data_received(self, chunk):
+        if self.upload is None or self.stream_error is not None:
+            return
+        try:
+            await self.upload.write(chunk)
+        except Exception as exc:  # answered by post(), where errors are written
+            self.stream_error = exc
+
+    def on_connection_close(self):
+        super().on_connection_close()
+        if self.upload is not None:
+            upload, self.upload = self.upload, None
+            tornado.ioloop.IOLoop.current().add_callback(upload.abort)
 
     async def post(self):
-        if self.oversize:
-            raise ApiError(10003, f"avatar exceeds {self.max_body} bytes")
-        if not self.body:
-            raise ApiError(10001, "avatar: send the image bytes as the request body")
-        await self.users.set_avatar(self.principal.user, bytes(self.body))
+        upload, self.upload = self.upload, None
+        try:
+            if self.stream_error is not None:
+                raise self.stream_error
+            await upload.finish(self.principal.user)
+        except BaseException:
+            await upload.abort()
+            raise
         self.write_data(public_user(await self.users.get(self.principal.user["_id"])))
 
     async def get(self):
