@@ -111,6 +111,19 @@ def test_repeated_failed_logins_from_one_address_lock_that_address(mongo, tmp_pa
         server.stop()
 
 
+def test_a_client_cannot_dodge_the_address_lock_with_forwarded_headers_by_default(mongo, tmp_path):
+    # Without trust_proxy_headers, X-Real-Ip / X-Forwarded-For are the client's own words: ignored.
+    server = RegistryServer(mongo.uri, tmp_path, env={"CYP_LOGIN_MAX_FAILURES": "1"}).start()
+    try:
+        for _ in range(4):
+            refused(Api(server.url, address=fresh_address()).login_response(unique("nobody"), "Wrong-password-1"),
+                    30001)
+
+        refused(Api(server.url, address=fresh_address()).login_response("admin", server.admin_password), 30004)
+    finally:
+        server.stop()
+
+
 def test_a_disabled_user_cannot_log_in(api, admin_api, user, db):
     ok(admin_api.patch(f"/api/v1/users/{user.id}", json={"disabled": True}))
     sessions_before = db.sessions.count_documents({"user_id": user.id})

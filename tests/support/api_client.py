@@ -101,7 +101,8 @@ class Api:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if self.address:
-            # The server honours proxy headers; a private address keeps deliberate failures off 127.0.0.1.
+            # The shared test server trusts proxy headers (trust_proxy_headers); a private address keeps
+            # deliberate failures off 127.0.0.1.
             headers["X-Real-Ip"] = self.address
         url = path if path.startswith("http") else f"{self.url}{path}"
         return requests.request(method, url, headers=headers, timeout=60, allow_redirects=False, **kwargs)
