@@ -144,8 +144,9 @@ class BlobUploads:
     async def sweep_expired(self):
         """Delete expired uploads and their partial data; returns how many went."""
         count = 0
-        while (doc := await self.collections.uploads.claim_expired()) is not None:
+        while (doc := await self.collections.uploads.claim_expired(LEASE_SECONDS)) is not None:
             await self.store.abort(doc["store_state"])
+            await self.collections.uploads.delete(doc["_id"])
             count += 1
         if count:
             log.info("expired uploads removed", extra={"count": count})

@@ -74,8 +74,11 @@ class Uploads:
     async def delete(self, upload_id):
         await self.collection.delete_one({"_id": upload_id})
 
-    async def claim_expired(self):
-        """Remove and return one expired, idle upload, or None (safe with several nodes sweeping)."""
+    async def claim_expired(self, lease_seconds):
+        """Lease one expired, idle upload to the sweeper, or None. The document goes only after its
+        data (``delete``), so a sweeper that dies half-way leaves it for the next sweep."""
         now = utcnow()
-        return await self.collection.find_one_and_delete(
-            {"expires_at": {"$lt": now}, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]})
+        return await self.collection.find_one_and_update(
+            {"expires_at": {"$lt": now}, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
+            {"$set": {"lease_token": "sweeper", "lease_until": now + datetime.timedelta(seconds=lease_seconds)}},
+            return_document=True)
