@@ -45,10 +45,6 @@ class Uploads:
         )
         return doc
 
-    async def is_busy(self, upload_id):
-        doc = await self.collection.find_one({"_id": upload_id}, {"lease_until": 1})
-        return bool(doc and doc.get("lease_until") and doc["lease_until"] > utcnow())
-
     async def renew(self, upload_id, token, lease_seconds):
         result = await self.collection.update_one(
             {"_id": upload_id, "lease_token": token},
