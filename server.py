@@ -20,15 +20,12 @@ from config import SettingsError, load_settings
 from handlers import ROUTES
 from handlers.api.base import ApiFallbackHandler
 from handlers.http_server import RegistryHTTPServer
-from services.auth import AuthService
 from services.bootstrap import ensure_bootstrap_admin
-from services.gc import GarbageCollector, collect_forever
+from services.container import build_services
+from services.gc import collect_forever
 from services.logs import configure_logging
-from services.projects import ProjectService
-from services.registry import RegistryService
-from services.tokens import JwtCodec, RegistryTokens
-from services.uploads import BlobUploads, sweep_forever
-from services.users import UserService
+from services.tokens import JwtCodec
+from services.uploads import sweep_forever
 from storage.blobstore import StorageUnavailable
 from storage.embedded_mongo import EmbeddedMongo
 from storage.factory import create_blob_store
@@ -73,26 +70,14 @@ def log_request(handler):
     })
 
 
-def make_app(config, collections, blob_store, quota, codec, tokens, bootstrap_hint=None):
-    registry = RegistryService(collections, blob_store, quota)
-    uploads = BlobUploads(collections, blob_store, registry, config["upload_expiry_seconds"])
+def make_app(config, services):
     return tornado.web.Application(
         ROUTES,
         default_handler_class=ApiFallbackHandler,
         log_function=log_request,
         config=config,
-        collections=collections,
-        blob_store=blob_store,
-        registry=registry,
-        uploads=uploads,
-        gc=GarbageCollector(collections, blob_store, registry, config["gc_grace_seconds"]),
-        tokens=tokens,
-        quota=quota,
-        auth=AuthService(collections, codec, config),
-        users=UserService(collections, blob_store),
-        projects=ProjectService(collections, quota, config["default_project_quota"]),
+        services=services,
         tracker=RequestTracker(),
-        bootstrap_hint=bootstrap_hint,
     )
 
 
@@ -152,17 +137,16 @@ async def serve(config):
     async with open_backend(config) as backend:
         collections = backend.collections
         signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
-        codec = JwtCodec(signing_key)
-        tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
         hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
         announce_bootstrap_admin(hint)
-        app = make_app(config, collections, backend.blob_store, backend.quota, codec, tokens, hint)
+        services = build_services(config, backend, JwtCodec(signing_key), hint)
+        app = make_app(config, services)
         server = RegistryHTTPServer(app, xheaders=config["trust_proxy_headers"], max_body_size=MAX_BUFFERED_BODY,
                                     chunk_size=BODY_CHUNK_SIZE)
         server.listen(config["port"], config["host"])
         background = [
-            asyncio.create_task(sweep_forever(app.settings["uploads"], config["upload_sweep_interval_seconds"])),
-            asyncio.create_task(collect_forever(app.settings["gc"], config["gc_interval_seconds"])),
+            asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
+            asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
         ]
         log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],
                  extra={"url": f"http://{config['host']}:{config['port']}", "storage": backend.blob_store.name})
@@ -183,9 +167,9 @@ async def serve(config):
 async def recount(config, fix):
     """Recompute every project's usage from its links and print one JSON line per project."""
     async with open_backend(config) as backend:
-        projects = ProjectService(backend.collections, backend.quota, config["default_project_quota"])
+        projects = build_services(config, backend, codec=None).projects
         drifted = 0
-        for project in await backend.collections.projects.find({}):
+        for project in await backend.collections.projects.all():
             report = await projects.recount(project, fix)
             drifted += report["drift"] != 0
             print(json.dumps({"project": project["name"], **report}), flush=True)

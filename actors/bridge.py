@@ -1,7 +1,9 @@
 """Calling pykka actors from the event loop without blocking it.
 
 ``await`` on a pykka Future would block the loop (its ``__await__`` calls ``get()``), so a call
-carries an asyncio future that the actor's thread resolves with ``call_soon_threadsafe``.
+carries an asyncio future that the actor's thread resolves with ``call_soon_threadsafe``. Calls
+name the actor's method itself (``QuotaActor.charge``), not a string, so a wrong name fails where
+it is written, at import.
 """
 import asyncio
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ import pykka
 
 @dataclass
 class Call:
-    method: str
+    method: object
     args: tuple
     loop: asyncio.AbstractEventLoop
     reply: asyncio.Future
@@ -33,7 +35,7 @@ class BridgedActor(pykka.ThreadingActor):
         if not isinstance(message, Call):
             return super().on_receive(message)
         try:
-            result = getattr(self, message.method)(*message.args)
+            result = message.method(self, *message.args)
         except Exception as exc:  # handed to the awaiting coroutine, which decides what it means
             message.loop.call_soon_threadsafe(_settle, message.reply, None, exc)
         else:
@@ -41,6 +43,7 @@ class BridgedActor(pykka.ThreadingActor):
 
 
 async def ask(actor_ref, method, *args):
+    """Run ``method`` (a function of the actor's class) in the actor and await its answer."""
     loop = asyncio.get_running_loop()
     reply = loop.create_future()
     actor_ref.tell(Call(method, args, loop, reply))

@@ -7,28 +7,13 @@ import threading
 import time
 
 from actors.bridge import BridgedActor, ask
+from services.errors import ProjectGone, QuotaExceeded
 from storage.accounting import Accounting
 
 WARNING_RATIO = 0.8
 # A first holder settles its claim in milliseconds; one pending this long belongs to a dead node.
 CLAIM_WAIT_SECONDS = 30
 CLAIM_POLL_SECONDS = 0.01
-
-
-def mib(size):
-    return f"{size / (1024 * 1024):.1f} MiB"
-
-
-class QuotaExceeded(Exception):
-    def __init__(self, project, adding):
-        used, quota = project["storage_used"], project["storage_quota"]
-        super().__init__(f"adding {mib(adding)} to project {project['name']} (using {mib(used)}) "
-                         f"exceeds the limit of {mib(quota)}")
-        self.adding, self.used, self.quota = adding, used, quota
-
-
-class ProjectGone(Exception):
-    pass
 
 
 def _exceeds(project, size):
@@ -49,7 +34,7 @@ class QuotaActor(BridgedActor):
     def _current(self):
         project = self.accounting.usage(self.project_id)
         if project is None:
-            raise ProjectGone(self.project_id)
+            raise ProjectGone(project_id=self.project_id)
         self.cached = project
         return project
 
@@ -65,7 +50,7 @@ class QuotaActor(BridgedActor):
                 self._refused(project, size, digest)
 
     def _refused(self, project, size, digest):
-        self.accounting.emit("QUOTA_EXCEEDED", project, {
+        self.accounting.events.emit("QUOTA_EXCEEDED", project, {
             "refused_bytes": size, "digest": digest, "storage_used": project["storage_used"],
             "storage_quota": project["storage_quota"]})
         raise QuotaExceeded(project, size)
@@ -106,7 +91,7 @@ class QuotaActor(BridgedActor):
         project = self.accounting.set_quota(self.project_id, quota)
         self.cached = project
         if quota >= 0 and project["storage_used"] > quota:
-            self.accounting.emit("QUOTA_EXCEEDED", project, {
+            self.accounting.events.emit("QUOTA_EXCEEDED", project, {
                 "storage_used": project["storage_used"], "storage_quota": quota, "reason": "quota lowered"})
         elif before["storage_quota"] != quota:
             self._announce(0, project)
@@ -125,13 +110,27 @@ class QuotaActor(BridgedActor):
         used, quota = project["storage_used"], project["storage_quota"]
         payload = {"storage_used": used, "storage_quota": quota}
         if _crossed(before, used, quota, 1.0):
-            self.accounting.emit("QUOTA_EXCEEDED", project, payload)
+            self.accounting.events.emit("QUOTA_EXCEEDED", project, payload)
         elif _crossed(before, used, quota, WARNING_RATIO):
-            self.accounting.emit("QUOTA_WARNING", project, payload)
+            self.accounting.events.emit("QUOTA_WARNING", project, payload)
+
+
+def _bridged(method):
+    """An async facade method running ``method`` in the project's actor."""
+    async def call(self, project_id, *args):
+        return await ask(self._ref(project_id), method, *args)
+    call.__doc__ = method.__doc__
+    return call
 
 
 class QuotaActors:
     """This node's quota actors, one per project, started on first use."""
+
+    precheck = _bridged(QuotaActor.precheck)
+    charge = _bridged(QuotaActor.charge)
+    release = _bridged(QuotaActor.release)
+    set_quota = _bridged(QuotaActor.set_quota)
+    reset = _bridged(QuotaActor.reset)
 
     def __init__(self, sync_db):
         self.accounting = Accounting(sync_db)
@@ -148,27 +147,12 @@ class QuotaActors:
                 ref = self.refs[project_id] = QuotaActor.start(self.accounting, project_id)
             return ref
 
-    async def precheck(self, project_id, size, digest=None):
-        await ask(self._ref(project_id), "precheck", size, digest)
-
-    async def charge(self, project_id, digest, size):
-        return await ask(self._ref(project_id), "charge", digest, size)
-
-    async def release(self, project_id, digest):
-        return await ask(self._ref(project_id), "release", digest)
-
-    async def set_quota(self, project_id, quota):
-        return await ask(self._ref(project_id), "set_quota", quota)
-
-    async def reset(self, project_id, holders):
-        return await ask(self._ref(project_id), "reset", holders)
-
     async def drop_project(self, project_id):
         """Forget a deleted project's accounting and stop its actor."""
         ref = self._ref(project_id)
         with self.lock:
             self.refs.pop(project_id, None)
-        await ask(ref, "drop")
+        await ask(ref, QuotaActor.drop)
 
     def stop(self):
         with self.lock:

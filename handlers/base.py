@@ -1,4 +1,5 @@
-"""Base handlers: shared objects from the application settings, trace ids, and each API's error format."""
+"""BaseHandler: typed access to the services in the application settings, trace ids, request
+tracking for shutdown, and the small pieces of request parsing every API shares."""
 import json
 import logging
 import re
@@ -6,44 +7,84 @@ import uuid
 
 import tornado.web
 
-from services.api_errors import ApiError
-from services.auth import AuthFailed, Throttled
-from services.domain import DomainError
-from services.errors import RegistryError
+from services.container import Services
+from services.errors import DomainError
 from services.logs import trace_id_var
-from storage.blobstore import StorageUnavailable
 
 log = logging.getLogger("cyp.http")
 
 _TRACE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
+def bearer_token(headers):
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class BoundedBody:
+    """A request body gathered up to ``limit`` bytes; past it the rest is read and dropped, so the
+    client still gets its answer instead of a closed connection."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.data = bytearray()
+        self.oversize = False
+
+    def feed(self, chunk):
+        if not self.oversize:
+            self.data += chunk
+            if len(self.data) > self.limit:
+                self.oversize = True
+                self.data = bytearray()
+
+    def __bytes__(self):
+        return bytes(self.data)
+
+
 class BaseHandler(tornado.web.RequestHandler):
-    """Typed access to what server.py put into the application settings."""
+    """Typed access to what server.py put into the application settings: settings and services only."""
 
     @property
     def config(self):
         return self.settings["config"]
 
     @property
-    def collections(self):
-        return self.settings["collections"]
-
-    @property
-    def blob_store(self):
-        return self.settings["blob_store"]
+    def services(self) -> Services:
+        return self.settings["services"]
 
     @property
     def registry(self):
-        return self.settings["registry"]
+        return self.services.registry
 
     @property
     def uploads(self):
-        return self.settings["uploads"]
+        return self.services.uploads
 
     @property
-    def tokens(self):
-        return self.settings["tokens"]
+    def access(self):
+        return self.services.access
+
+    @property
+    def auth(self):
+        return self.services.auth
+
+    @property
+    def users(self):
+        return self.services.users
+
+    @property
+    def pats(self):
+        return self.services.pats
+
+    @property
+    def projects(self):
+        return self.services.projects
+
+    @property
+    def health(self):
+        return self.services.health
 
     @property
     def tracker(self):
@@ -83,42 +124,12 @@ class BaseHandler(tornado.web.RequestHandler):
         if getattr(self, "trace_id", None):
             self.set_header("X-Trace-Id", self.trace_id)
 
+    def is_expected_error(self, exc):
+        """Refusals answered as such are not logged as failures."""
+        return isinstance(exc, DomainError) or (isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500)
+
     def log_exception(self, typ, value, tb):
-        expected = (RegistryError, ApiError, DomainError, AuthFailed, Throttled)
-        if isinstance(value, expected) or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
+        if self.is_expected_error(value):
             return
         log.error("request failed", exc_info=(typ, value, tb),
                   extra={"trace_id": self.trace_id, "method": self.request.method, "path": self.request.path})
-
-
-class RegistryErrorsMixin:
-    """Every error as the distribution spec's ``{"errors": [...]}`` body."""
-
-    def registry_error_for(self, exc):
-        if isinstance(exc, RegistryError):
-            return exc
-        if isinstance(exc, StorageUnavailable):
-            return RegistryError("UNAVAILABLE", "storage backend unavailable")
-        if isinstance(exc, tornado.web.HTTPError):
-            if exc.status_code == 405:
-                return RegistryError("UNSUPPORTED", f"method {self.request.method} not supported here")
-            if exc.status_code == 400:
-                return RegistryError("BLOB_UPLOAD_INVALID", exc.log_message or "bad request")
-            if exc.status_code == 404:
-                return RegistryError("NAME_UNKNOWN", "no such endpoint", status=404)
-        return None
-
-    def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        error = self.registry_error_for(exc) or RegistryError("UNKNOWN", status=status_code)
-        if error.status == 401:
-            self.set_challenge(error)
-        for name, value in error.headers.items():
-            self.set_header(name, value)
-        self.set_status(error.status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(error.body(), separators=(",", ":")))
-
-    def set_challenge(self, error):
-        """Overridden where a 401 must carry WWW-Authenticate."""
-

@@ -1,7 +1,28 @@
-"""Who may do what on a repository: the policy behind the token endpoint and /v2/ checks."""
-from services.errors import RegistryError
+"""Who may do what: project visibility, registry actions on repositories, how far a PAT reaches,
+and the registry tokens that carry the grants (Docker token-auth spec)."""
+from dataclasses import dataclass
+
+from services.errors import AccessDenied, NameInvalid, NameUnknown, TokenRequired
 from services.names import check_repository_name
-from services.tokens import ALL_ACTIONS, Scope, expand
+from services.tokens import ALL_ACTIONS, InvalidToken, Scope, expand, granted, parse_scopes
+from services.timestamps import epoch_iso_z
+from storage.projects import Visibility
+
+# What each PAT scope lets a registry token do; a password login may do everything its user may.
+PAT_REGISTRY_ACTIONS = {"registry:pull": {"pull"}, "registry:push": {"pull", "push"}, "registry:delete": {"delete"}}
+# The scope a PAT needs for each registry action, named in refusals.
+SCOPE_FOR_ACTION = {"pull": "registry:pull", "push": "registry:push", "delete": "registry:delete"}
+
+
+def visibility(user):
+    """The projects ``user`` (None = anonymous) sees: administrators all, others public ones and their own."""
+    if user and user.get("is_admin"):
+        return Visibility(everything=True)
+    return Visibility(owner_id=user["_id"] if user else None)
+
+
+def can_see(user, project):
+    return visibility(user).admits(project)
 
 
 def can_write(user, project):
@@ -9,36 +30,114 @@ def can_write(user, project):
     return bool(user) and (user.get("is_admin") or project.get("owner_id") == user["_id"])
 
 
-def can_see(user, project):
-    return project.get("is_public") or can_write(user, project)
+def registry_actions_for(pat_scopes):
+    """The registry actions a PAT's scopes allow: ``registry:push`` never deletes, ``registry:delete`` does."""
+    actions = set()
+    for scope in pat_scopes:
+        actions |= PAT_REGISTRY_ACTIONS.get(scope, set())
+    return frozenset(actions)
 
 
-async def repository_actions(collections, user, name):
-    """Every action ``user`` (None = anonymous) may take on repository ``name``."""
-    try:
-        project_name, _ = check_repository_name(name)
-    except RegistryError:
-        return frozenset()
-    project = await collections.projects.get_by_name(project_name)
-    if project is None:
-        return frozenset()
-    if can_write(user, project):
-        return ALL_ACTIONS
-    return frozenset({"pull"}) if project.get("is_public") else frozenset()
+@dataclass
+class RegistryCaller:
+    """The caller of one /v2/ request: the verified token's claims and the live account and PAT behind it."""
+
+    claims: dict = None
+    user: dict = None
+    pat: dict = None
+
+    def holds(self, action, kind, name):
+        return self.claims is not None and action in granted(self.claims, kind, name)
 
 
-async def grant(collections, user, requested, limit=ALL_ACTIONS):
-    """Narrow each requested Scope to what the user holds (and ``limit``, a PAT's reach); empty ones are dropped."""
-    result = []
-    for scope in requested:
-        if scope.type == "repository":
-            allowed = await repository_actions(collections, user, scope.name)
-            actions = expand(scope.actions) & allowed & limit
-        elif scope.type == "registry" and scope.name == "catalog":
-            # Anyone may list; the listing holds only the projects the caller can see.
-            actions = frozenset(scope.actions) if "pull" in limit else frozenset()
-        else:
-            actions = frozenset()
-        if actions:
-            result.append(Scope(scope.type, scope.name, frozenset(actions)))
-    return result
+class AccessService:
+    def __init__(self, collections, tokens, auth):
+        self.collections = collections
+        self.tokens = tokens
+        self.auth = auth
+
+    async def repository_actions(self, user, name):
+        """Every action ``user`` (None = anonymous) may take on repository ``name``."""
+        try:
+            project_name, _ = check_repository_name(name)
+        except NameInvalid:
+            return frozenset()
+        project = await self.collections.projects.get_by_name(project_name)
+        if project is None:
+            return frozenset()
+        if can_write(user, project):
+            return ALL_ACTIONS
+        return frozenset({"pull"}) if project.get("is_public") else frozenset()
+
+    async def grant(self, user, requested, limit=ALL_ACTIONS):
+        """Narrow each requested Scope to what the user holds (and ``limit``, a PAT's reach); empty ones are dropped."""
+        result = []
+        for scope in requested:
+            if scope.type == "repository":
+                actions = expand(scope.actions) & await self.repository_actions(user, scope.name) & limit
+            elif scope.type == "registry" and scope.name == "catalog":
+                # Anyone may list; the listing holds only the projects the caller can see.
+                actions = frozenset(scope.actions) if "pull" in limit else frozenset()
+            else:
+                actions = frozenset()
+            if actions:
+                result.append(Scope(scope.type, scope.name, frozenset(actions)))
+        return result
+
+    async def issue_token(self, credentials, scope_values, remote_ip):
+        """The token endpoint's answer for ``(username, password)`` (None: anonymous) and the requested scopes.
+
+        The password may be the account's or one of its PATs, whose scopes then bound the grant.
+        """
+        user = pat = None
+        if credentials is not None:
+            user, pat = await self.auth.verify_credentials(*credentials, remote_ip)
+        limit = registry_actions_for(pat["scopes"]) if pat else ALL_ACTIONS
+        scopes = await self.grant(user, parse_scopes(scope_values), limit)
+        token, expires_in, issued_at = self.tokens.issue(
+            user["username"] if user else "", user["_id"] if user else None, scopes, pat["_id"] if pat else None)
+        return {"token": token, "access_token": token, "expires_in": expires_in, "issued_at": epoch_iso_z(issued_at)}
+
+    async def caller(self, bearer):
+        """The RegistryCaller behind a bearer token (None: anonymous); a token outlives nothing it came
+        from, so a disabled or deleted account or a revoked PAT ends it."""
+        if bearer is None:
+            return RegistryCaller()
+        try:
+            claims = self.tokens.verify(bearer)
+        except InvalidToken:
+            raise TokenRequired("invalid or expired token", reason="invalid_token") from None
+        caller = RegistryCaller(claims)
+        if claims.get("uid"):
+            user = await self.collections.users.get(claims["uid"])
+            if user is None or user.get("disabled"):
+                raise TokenRequired("the token's account is disabled or gone", reason="invalid_token")
+            caller.user = user
+        if claims.get("pat"):
+            caller.pat = await self.collections.pats.usable(claims["pat"])
+            if caller.pat is None:
+                raise TokenRequired("the token's personal access token was revoked", reason="invalid_token")
+        return caller
+
+    async def authorize(self, caller, action, repo=None, resource=None):
+        """Pass, or say why not: TokenRequired (fetch a token), AccessDenied (never allowed), NameUnknown.
+
+        ``resource`` is a registry-wide ``(type, name)`` such as the catalog; otherwise ``repo``.
+        """
+        kind, name = resource or ("repository", repo)
+        if caller.holds(action, kind, name):
+            return
+        user = caller.user
+        if user is None:
+            raise TokenRequired(**({"reason": "insufficient_scope"} if caller.claims else {}))
+        if caller.pat is not None and action not in registry_actions_for(caller.pat["scopes"]):
+            raise AccessDenied(f"personal access token {caller.pat['name']!r} does not allow {action}; "
+                               f"it needs the {SCOPE_FOR_ACTION[action]} scope")
+        if resource or action in await self.repository_actions(user, repo):
+            raise TokenRequired("token does not grant this action; request a new one", reason="insufficient_scope")
+        project = await self.collections.projects.get_by_name(repo.split("/", 1)[0])
+        if project is None or not can_see(user, project):
+            # A private project of someone else looks exactly like one that does not exist.
+            raise NameUnknown(f"repository {repo} not known to registry: its project does not exist or is not "
+                              "visible to you", name=repo)
+        raise AccessDenied(f"user {user['username']} may not {action} {repo}")

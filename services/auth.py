@@ -1,31 +1,17 @@
-"""Authentication: password logins (throttled), API sessions with rotating refresh tokens, and PATs."""
+"""Authentication: password logins (throttled), API sessions with rotating refresh tokens, and PAT bearers."""
 import asyncio
 import secrets
 from dataclasses import dataclass, field
 
+from services.errors import AccountDisabled, Throttled, Unauthenticated, WrongCredentials
 from services.passwords import verify_password
+from services.pats import API_SCOPES, PAT_PREFIX
 from services.tokens import InvalidToken
 
 API_AUDIENCE = "cyp-api"
-PAT_PREFIX = "cyp_"
-API_SCOPES = frozenset({"registry:pull", "registry:push", "api:read", "api:write"})
 # Failures per address are allowed this many times more than per user (addresses are shared by NAT).
 ADDRESS_FAILURE_FACTOR = 4
 MAX_FAILURE_DELAY_SECONDS = 2.0
-
-
-class AuthFailed(Exception):
-    """Credentials or token refused; the message is safe to show."""
-
-
-class AccountDisabled(AuthFailed):
-    pass
-
-
-class Throttled(Exception):
-    def __init__(self, until):
-        super().__init__(f"too many failed logins; try again after {until.isoformat(timespec='seconds')}")
-        self.until = until
 
 
 @dataclass
@@ -40,13 +26,6 @@ class Principal:
     @property
     def session_id(self):
         return self.claims.get("sid") if self.claims else None
-
-
-def registry_actions_for(scopes):
-    """Registry actions a PAT's scopes allow (push implies pull; deleting is part of writing)."""
-    if "registry:push" in scopes:
-        return frozenset({"pull", "push", "delete"})
-    return frozenset({"pull"}) if "registry:pull" in scopes else frozenset()
 
 
 class AuthService:
@@ -78,10 +57,10 @@ class AuthService:
             ok = user is not None and await verify_password(password, user.get("password_hash"))
         if not ok:
             await self._failed(keys)
-            raise AuthFailed("invalid username or password")
+            raise WrongCredentials()
         await self.collections.login_attempts.clear(keys[:1])
         if user.get("disabled"):
-            raise AccountDisabled("this account is disabled")
+            raise AccountDisabled()
         return user, pat
 
     async def _failed(self, keys):
@@ -109,7 +88,7 @@ class AuthService:
     async def login(self, username, password, remote_ip):
         user, pat = await self.verify_credentials(username, password, remote_ip)
         if pat is not None:
-            raise AuthFailed("log in with the account password; a personal access token is used as a bearer token")
+            raise WrongCredentials("log in with the account password; a personal access token is used as a bearer token")
         refresh_jti = secrets.token_hex(16)
         session = await self.collections.sessions.create(user["_id"], refresh_jti, self.refresh_ttl, remote_ip)
         await self.collections.users.touch_login(user["_id"])
@@ -120,14 +99,14 @@ class AuthService:
         try:
             claims = self.codec.decode(refresh_token, API_AUDIENCE, required=("sub", "sid", "typ"))
         except InvalidToken:
-            raise AuthFailed("invalid or expired refresh token") from None
+            raise Unauthenticated("invalid or expired refresh token") from None
         if claims["typ"] != "refresh":
-            raise AuthFailed("not a refresh token")
+            raise Unauthenticated("not a refresh token")
         new_jti = secrets.token_hex(16)
         session = await self.collections.sessions.rotate(claims["sid"], claims["jti"], new_jti, self.refresh_ttl)
         if session is None:
             await self.collections.sessions.revoke(claims["sid"])
-            raise AuthFailed("refresh token already used or session ended; log in again")
+            raise Unauthenticated("refresh token already used or session ended; log in again")
         await self._live_user(claims["sub"])
         return self._session_tokens(claims["sub"], claims["sid"], new_jti)
 
@@ -138,9 +117,9 @@ class AuthService:
     async def _live_user(self, user_id):
         user = await self.collections.users.get(user_id)
         if user is None:
-            raise AuthFailed("account no longer exists")
+            raise Unauthenticated("account no longer exists")
         if user.get("disabled"):
-            raise AccountDisabled("this account is disabled")
+            raise AccountDisabled()
         return user
 
     async def authenticate(self, bearer):
@@ -148,23 +127,14 @@ class AuthService:
         if bearer.startswith(PAT_PREFIX):
             pat = await self.collections.pats.find_usable(bearer)
             if pat is None:
-                raise AuthFailed("invalid, expired or revoked personal access token")
+                raise Unauthenticated("invalid, expired or revoked personal access token")
             return Principal(await self._live_user(pat["user_id"]), "pat", frozenset(pat["scopes"]), pat=pat)
         try:
             claims = self.codec.decode(bearer, API_AUDIENCE, required=("sub", "sid", "typ"))
         except InvalidToken:
-            raise AuthFailed("invalid or expired token") from None
+            raise Unauthenticated("invalid or expired token") from None
         if claims["typ"] != "access":
-            raise AuthFailed("not an access token")
+            raise Unauthenticated("not an access token")
         if await self.collections.sessions.active(claims["sid"]) is None:
-            raise AuthFailed("session has ended; log in again")
+            raise Unauthenticated("session has ended; log in again")
         return Principal(await self._live_user(claims["sub"]), "session", claims=claims)
-
-    # --- personal access tokens -----------------------------------------------------------------
-
-    async def create_pat(self, user, name, scopes, expires_at):
-        """Answers ``(document, secret)``; the secret exists only in this answer."""
-        secret = PAT_PREFIX + secrets.token_urlsafe(32)
-        doc = await self.collections.pats.create(user["_id"], name, scopes, secret, expires_at)
-        return doc, secret
-

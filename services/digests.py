@@ -4,24 +4,23 @@ import re
 
 import rehashes
 
-from services.errors import RegistryError
+from services.errors import DigestInvalid
 
 _HASHERS = {"sha256": (rehashes.PySha256, 64), "sha512": (rehashes.PySha512, 128)}
 _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
 
 
 def parse_digest(value):
-    """Split ``algorithm:hex``; raise DIGEST_INVALID for anything this registry cannot verify."""
+    """Split ``algorithm:hex``; raise DigestInvalid for anything this registry cannot verify."""
     match = _DIGEST_RE.match(value or "")
     if not match:
-        raise RegistryError("DIGEST_INVALID", "invalid digest format", detail={"digest": value})
+        raise DigestInvalid("invalid digest format", digest=value)
     algorithm, encoded = match.groups()
     if algorithm not in _HASHERS:
-        raise RegistryError("DIGEST_INVALID", f"unsupported digest algorithm {algorithm}", detail={"digest": value})
+        raise DigestInvalid(f"unsupported digest algorithm {algorithm}", digest=value)
     length = _HASHERS[algorithm][1]
     if len(encoded) != length or not re.fullmatch(r"[a-f0-9]+", encoded):
-        raise RegistryError("DIGEST_INVALID", f"{algorithm} digest must be {length} lowercase hex characters",
-                            detail={"digest": value})
+        raise DigestInvalid(f"{algorithm} digest must be {length} lowercase hex characters", digest=value)
     return algorithm, encoded
 
 

@@ -3,7 +3,8 @@ import json
 from dataclasses import dataclass, field
 
 from services.digests import digest_bytes, parse_digest
-from services.errors import RegistryError
+from services.errors import DigestInvalid
+from services.errors import ManifestInvalid, ManifestTooLarge
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -31,7 +32,7 @@ class ParsedManifest:
 
 
 def _invalid(message, **detail):
-    return RegistryError("MANIFEST_INVALID", message, detail=detail or None)
+    return ManifestInvalid(message, **detail)
 
 
 def _descriptor(value, where):
@@ -44,7 +45,7 @@ def _descriptor(value, where):
         raise _invalid(f"{where}.digest must be a string")
     try:
         parse_digest(digest)
-    except RegistryError:
+    except DigestInvalid:
         raise _invalid(f"{where}.digest is not a valid digest", digest=digest) from None
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise _invalid(f"{where}.size must be a non-negative integer")
@@ -76,16 +77,29 @@ def _media_type(body, content_type):
     return media_type
 
 
+def _json_object(content):
+    """The manifest's JSON object; refused when it is not JSON in UTF-8, nests beyond reason, or holds
+    text that cannot be stored (lone surrogates)."""
+    try:
+        body = json.loads(content.decode("utf-8"))
+        # Round-trips only when every string is real Unicode (``\\ud800`` escapes decode to lone surrogates).
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError) as exc:
+        raise _invalid(f"manifest is not valid JSON in UTF-8: {exc}") from None
+    except RecursionError:
+        raise _invalid("manifest nests too deeply") from None
+    if not isinstance(body, dict):
+        raise _invalid("manifest must be a JSON object")
+    return body
+
+
 def parse_manifest(content, content_type, algorithm="sha256"):
     """Validate a manifest's bytes; the digest is of exactly these bytes."""
     if len(content) > MAX_MANIFEST_BYTES:
-        raise RegistryError("SIZE_INVALID", f"manifest is larger than {MAX_MANIFEST_BYTES} bytes", status=413)
-    try:
-        body = json.loads(content.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _invalid(f"manifest is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise _invalid("manifest must be a JSON object")
+        raise ManifestTooLarge(f"manifest exceeds the limit of {MAX_MANIFEST_BYTES} bytes", limit=MAX_MANIFEST_BYTES)
+    body = _json_object(content)
+    if body.get("schemaVersion") == 1:
+        raise _invalid("Docker schema 1 manifests are not supported (deprecated since 2017); use schema 2 or OCI")
     if body.get("schemaVersion") != 2:
         raise _invalid("only schemaVersion 2 manifests are supported")
     media_type = _media_type(body, content_type)
@@ -109,6 +123,11 @@ def parse_manifest(content, content_type, algorithm="sha256"):
         parsed.children = [item["digest"] for item in _descriptors(body, "manifests", required=True)]
         parsed.artifact_type = artifact_type
     return parsed
+
+
+def annotations_of(content):
+    """The annotations of stored (already validated) manifest bytes."""
+    return json.loads(content).get("annotations")
 
 
 def accepts(accept_header, media_type):

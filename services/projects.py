@@ -1,18 +1,8 @@
 """Projects: visibility, settings, quotas, storage figures, deletion and recounts."""
-import datetime
-import re
-
-from actors.quota import ProjectGone
-from services.access import can_see, can_write
-from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, DomainError
-from storage.repositories import name_search
-
-_PROJECT_NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
-MAX_PROJECT_NAME = 64
-
-
-def _iso(value):
-    return value.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+from services.access import can_see, can_write, visibility
+from services.errors import Conflict, Forbidden, Invalid, NotFound, ProjectGone
+from services.names import check_project_name
+from services.timestamps import iso_z
 
 
 def public_project(doc, image_count, repository_count):
@@ -21,14 +11,8 @@ def public_project(doc, image_count, repository_count):
         "is_public": doc.get("is_public", False), "owner_id": doc.get("owner_id"),
         "storage_quota": doc.get("storage_quota", -1), "storage_used": doc.get("storage_used", 0),
         "image_count": image_count, "repository_count": repository_count,
-        "created_at": _iso(doc.get("created_at")), "updated_at": _iso(doc.get("updated_at")),
+        "created_at": iso_z(doc.get("created_at")), "updated_at": iso_z(doc.get("updated_at")),
     }
-
-
-def check_project_name(name):
-    if len(name) > MAX_PROJECT_NAME or not _PROJECT_NAME_RE.match(name):
-        raise DomainError(INVALID, "name must be lowercase letters and digits, optionally separated by . _ __ or -, "
-                                   f"at most {MAX_PROJECT_NAME} characters")
 
 
 class ProjectService:
@@ -39,7 +23,7 @@ class ProjectService:
 
     async def describe(self, project):
         repos = await self.collections.repositories.names(project_ids=[project["_id"]])
-        images = await self.collections.manifests.count({"project_id": project["_id"]})
+        images = await self.collections.manifests.count_for_projects([project["_id"]])
         return public_project(project, images, len(repos))
 
     async def create(self, user, fields):
@@ -48,34 +32,28 @@ class ProjectService:
             fields["name"], user["_id"], is_public=fields.get("is_public", False),
             description=fields.get("description", ""), storage_quota=fields.get("storage_quota", self.default_quota))
         if project is None:
-            raise DomainError(CONFLICT, f"project {fields['name']} already exists")
+            raise Conflict(f"project {fields['name']} already exists")
         return project
 
     async def visible(self, user, key):
         """The project by id or name if ``user`` may see it; otherwise not found (private ones give no hint)."""
         project = await self.collections.projects.get(key) or await self.collections.projects.get_by_name(key)
         if project is None or not can_see(user, project):
-            raise DomainError(NOT_FOUND, "project not found")
+            raise NotFound("project not found")
         return project
 
     async def writable(self, user, key):
         project = await self.visible(user, key)
         if not can_write(user, project):
-            raise DomainError(FORBIDDEN, "only the project's owner or an administrator may change it")
+            raise Forbidden("only the project's owner or an administrator may change it")
         return project
 
     async def page(self, user, search, is_public, skip, limit):
-        query = self.collections.projects.visible_query(user)
-        filters = [query] if query else []
-        if search:
-            filters.append(name_search(search))
-        if is_public is not None:
-            filters.append({"is_public": is_public})
-        return await self.collections.projects.page({"$and": filters} if filters else {}, skip, limit)
+        return await self.collections.projects.page(visibility(user), search, is_public, skip, limit)
 
     async def update(self, project, fields):
         if "name" in fields and fields["name"] != project["name"]:
-            raise DomainError(INVALID, "a project cannot be renamed: its repositories are named after it")
+            raise Invalid("a project cannot be renamed: its repositories are named after it")
         changes = {key: value for key, value in fields.items() if key != "name"}
         return await self.collections.projects.update(project["_id"], changes) if changes else project
 
@@ -83,10 +61,10 @@ class ProjectService:
         try:
             return await self.quota.set_quota(project["_id"], storage_quota)
         except ProjectGone:
-            raise DomainError(NOT_FOUND, "project not found") from None
+            raise NotFound("project not found") from None
 
     async def statistics(self, user):
-        projects = await self.collections.projects.find(self.collections.projects.visible_query(user))
+        projects = await self.collections.projects.visible(visibility(user))
         ids = [p["_id"] for p in projects]
         repos = await self.collections.repositories.names(project_ids=ids)
         limited = [p["storage_quota"] for p in projects if p.get("storage_quota", -1) >= 0]
@@ -95,7 +73,7 @@ class ProjectService:
             "public_projects": sum(1 for p in projects if p.get("is_public")),
             "private_projects": sum(1 for p in projects if not p.get("is_public")),
             "repository_count": len(repos),
-            "image_count": await self.collections.manifests.count({"project_id": {"$in": ids}}),
+            "image_count": await self.collections.manifests.count_for_projects(ids),
             "tag_count": await self.collections.manifests.count_tags(repos),
             "storage_used": sum(p.get("storage_used", 0) for p in projects),
             "storage_quota": sum(limited),
@@ -116,10 +94,9 @@ class ProjectService:
                 "repositories": breakdown}
 
     async def delete(self, project, force):
-        images = await self.collections.manifests.count({"project_id": project["_id"]})
+        images = await self.collections.manifests.count_for_projects([project["_id"]])
         if images and not force:
-            raise DomainError(CONFLICT, f"project {project['name']} holds {images} images; "
-                                        "delete them first or pass force=true")
+            raise Conflict(f"project {project['name']} holds {images} images; delete them first or pass force=true")
         repos = await self.collections.repositories.names(project_ids=[project["_id"]])
         await self.collections.projects.delete(project["_id"])
         await self.quota.drop_project(project["_id"])

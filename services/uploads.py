@@ -4,7 +4,7 @@ import logging
 import time
 
 from services.digests import new_hasher, parse_digest, restore_hasher
-from services.errors import RegistryError
+from services.errors import DigestInvalid, DomainError, UploadBusy, UploadInvalid, UploadOffsetMismatch, UploadUnknown
 
 log = logging.getLogger("cyp.uploads")
 
@@ -40,7 +40,7 @@ class UploadSession:
         if time.monotonic() - self.renewed_at > LEASE_SECONDS / 3:
             self.renewed_at = time.monotonic()
             if not await self.uploads.collections.uploads.renew(self.id, self.lease_token, LEASE_SECONDS):
-                raise RegistryError("BLOB_UPLOAD_INVALID", "upload was taken over by another request")
+                raise UploadInvalid("upload was taken over by another request")
 
     async def save(self):
         """Make the appended bytes durable and release the upload for the next request."""
@@ -48,7 +48,7 @@ class UploadSession:
         saved = await self.uploads.collections.uploads.save_progress(
             self.id, self.lease_token, self.size, self.hasher.serialize(), state, self.uploads.expiry_seconds)
         if not saved:
-            raise RegistryError("BLOB_UPLOAD_INVALID", "upload was taken over by another request")
+            raise UploadInvalid("upload was taken over by another request")
         return self.size
 
     async def release(self):
@@ -57,16 +57,16 @@ class UploadSession:
         await self.uploads.collections.uploads.release(self.id, self.lease_token)
 
     async def finish(self, digest):
-        """Verify, charge the project, commit and link; DIGEST_INVALID or a refused charge leave nothing."""
+        """Verify, charge the project, commit and link; a wrong digest or a refused charge leave nothing."""
         algorithm, _ = parse_digest(digest)
         hashed_here = algorithm == self.doc["algorithm"]
         if hashed_here and f"{algorithm}:{self.hasher.finalize()}" != digest:
             await self.abort()
-            raise RegistryError("DIGEST_INVALID", detail={"digest": digest})
+            raise DigestInvalid(digest=digest)
         registry, name = self.uploads.registry, self.doc["repo"]
         try:
             project = await registry.charge(name, digest, self.size)
-        except RegistryError:
+        except DomainError:  # refused (quota, project gone): nothing of it may stay
             await self.abort()
             raise
         try:
@@ -84,7 +84,7 @@ class UploadSession:
         if not hashed_here and await self.uploads.digest_stored(ref, self.size, algorithm) != digest:
             await store.delete(ref)
             await self.uploads.collections.uploads.delete(self.id)
-            raise RegistryError("DIGEST_INVALID", detail={"digest": digest})
+            raise DigestInvalid(digest=digest)
         if not await self.uploads.collections.blobs.add(digest, self.size, ref):
             await store.delete(ref)
 
@@ -107,7 +107,7 @@ class BlobUploads:
     async def status(self, repo, upload_id):
         doc = await self.collections.uploads.get(upload_id, repo)
         if doc is None:
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id})
+            raise UploadUnknown(uuid=upload_id)
         return doc
 
     async def open(self, repo, upload_id, start=None):
@@ -115,13 +115,10 @@ class BlobUploads:
         doc = await self.collections.uploads.acquire(upload_id, repo, LEASE_SECONDS)
         if doc is None:
             current = await self.status(repo, upload_id)
-            raise RegistryError("BLOB_UPLOAD_INVALID", "upload is busy with another request",
-                                detail={"uuid": upload_id, "size": current["size"]}, status=409)
+            raise UploadBusy(uuid=upload_id, size=current["size"])
         if start is not None and start != doc["size"]:
             await self.collections.uploads.release(upload_id, doc["lease_token"])
-            raise RegistryError("RANGE_INVALID", f"chunk must start at offset {doc['size']}, not {start}",
-                                detail={"uuid": upload_id, "size": doc["size"]},
-                                headers={"Range": range_header(doc["size"]), "Docker-Upload-UUID": upload_id})
+            raise UploadOffsetMismatch(upload_id, doc["size"], start)
         try:
             writer = await self.store.open_writer(doc["store_state"])
         except Exception:

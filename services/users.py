@@ -1,9 +1,9 @@
 """User accounts: profiles, passwords, avatars and administration."""
-import datetime
 import hashlib
 
-from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, TOO_LARGE, DomainError
+from services.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
 from services.passwords import hash_password, password_problem, verify_password
+from services.timestamps import iso_z
 
 AVATAR_TYPES = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -11,26 +11,16 @@ AVATAR_TYPES = (
 )
 
 
-def _iso(value):
-    return value.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z") if value else None
-
-
 def public_user(doc):
     """What any answer may show of a user: never the password hash."""
     return {
         "id": doc["_id"], "username": doc["username"], "email": doc.get("email"),
         "display_name": doc.get("display_name"), "bio": doc.get("bio", ""), "is_admin": doc.get("is_admin", False),
-        "disabled": doc.get("disabled", False),
+        "disabled": doc.get("disabled", False), "must_change_password": doc.get("must_change_password", False),
         "avatar_url": f"/api/v1/users/{doc['_id']}/avatar" if doc.get("avatar") else None,
-        "created_at": _iso(doc.get("created_at")), "updated_at": _iso(doc.get("updated_at")),
-        "last_login_at": _iso(doc.get("last_login_at")),
+        "created_at": iso_z(doc.get("created_at")), "updated_at": iso_z(doc.get("updated_at")),
+        "last_login_at": iso_z(doc.get("last_login_at")),
     }
-
-
-def public_pat(doc):
-    return {"id": doc["_id"], "name": doc["name"], "scopes": doc["scopes"], "prefix": doc.get("prefix"),
-            "expires_at": _iso(doc.get("expires_at")), "created_at": _iso(doc.get("created_at")),
-            "last_used_at": _iso(doc.get("last_used_at"))}
 
 
 def _stays_admin(user):
@@ -92,11 +82,11 @@ class AvatarUpload:
 
     async def finish(self, user):
         if self.too_large:
-            raise DomainError(TOO_LARGE, f"avatar exceeds {self.max_bytes} bytes")
+            raise TooLarge(f"avatar exceeds {self.max_bytes} bytes")
         if self.writer is None and self.head:
             self.media_type = avatar_type(self.head)
         if self.media_type is None:
-            raise DomainError(INVALID, "avatar must be a PNG, JPEG or WebP image sent as the request body")
+            raise Invalid("avatar must be a PNG, JPEG or WebP image sent as the request body")
         if self.writer is None:  # an image smaller than its magic-byte window
             await self._open()
             self.hasher.update(self.head)
@@ -121,40 +111,43 @@ class UserService:
     async def get(self, user_id):
         user = await self.collections.users.get(user_id)
         if user is None:
-            raise DomainError(NOT_FOUND, "user not found")
+            raise NotFound("user not found")
         return user
 
     async def create(self, fields):
         problem = password_problem(fields["password"], fields["username"])
         if problem:
-            raise DomainError(INVALID, problem)
+            raise Invalid(problem)
         user = await self.collections.users.create(
             fields["username"], await hash_password(fields["password"]), is_admin=fields.get("is_admin", False),
             email=fields.get("email"), display_name=fields.get("display_name"))
         if user is None:
-            raise DomainError(CONFLICT, f"username {fields['username']} is taken")
+            raise Conflict(f"username {fields['username']} is taken")
         return user
 
     async def change_password(self, user, old_password, new_password, keep_session):
         """Check the old password, store the new one, and end every other session of the user."""
         if not await verify_password(old_password, user.get("password_hash")):
-            raise DomainError(FORBIDDEN, "old_password is wrong")
+            raise Forbidden("old_password is wrong")
         if old_password == new_password:
-            raise DomainError(INVALID, "new_password must differ from old_password")
+            raise Invalid("new_password must differ from old_password")
         problem = password_problem(new_password, user["username"])
         if problem:
-            raise DomainError(INVALID, f"new_password: {problem}")
-        await self.collections.users.update(user["_id"], {"password_hash": await hash_password(new_password)})
+            raise Invalid(f"new_password: {problem}")
+        await self.collections.users.update(user["_id"], {"password_hash": await hash_password(new_password),
+                                                          "must_change_password": False})
         await self.collections.sessions.revoke_for_user(user["_id"], keep=keep_session)
 
-    async def admin_update(self, user_id, fields):
+    async def admin_update(self, admin, user_id, fields):
+        """An administrator's change to a user; a password set for someone else must be changed by its owner."""
         changes = {k: v for k, v in fields.items() if k != "password"}
         if "password" in fields:
             user = await self.get(user_id)
             problem = password_problem(fields["password"], user["username"])
             if problem:
-                raise DomainError(INVALID, f"password: {problem}")
+                raise Invalid(f"password: {problem}")
             changes["password_hash"] = await hash_password(fields["password"])
+            changes["must_change_password"] = user_id != admin["_id"]
         # Role changes go one at a time everywhere, so two administrators demoting each other
         # at once cannot both pass the last-administrator check.
         async with self.collections.meta.lock("administrators"):
@@ -168,7 +161,7 @@ class UserService:
 
     async def _refuse_if_last_admin(self):
         if await self.collections.users.enabled_admins() <= 1:
-            raise DomainError(CONFLICT, "the last administrator cannot be demoted, disabled or deleted")
+            raise Conflict("the last administrator cannot be demoted, disabled or deleted")
 
     async def delete(self, user_id):
         async with self.collections.meta.lock("administrators"):
@@ -183,6 +176,19 @@ class UserService:
 
     def avatar_upload(self, max_bytes):
         return AvatarUpload(self, max_bytes)
+
+    async def update_profile(self, user, fields):
+        return await self.collections.users.update(user["_id"], fields)
+
+    async def page(self, search, skip, limit):
+        return await self.collections.users.page(search, skip, limit)
+
+    def avatar(self, user):
+        """``(metadata, async iterator over its bytes)`` of the user's avatar; NotFound without one."""
+        avatar = user.get("avatar")
+        if not avatar:
+            raise NotFound("this user has no avatar")
+        return avatar, self.blob_store.read(avatar["ref"], 0, avatar["size"])
 
     async def replace_avatar(self, user, avatar):
         await self.collections.users.update(user["_id"], {"avatar": avatar})

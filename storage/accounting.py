@@ -13,6 +13,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from storage.clock import utcnow
+from storage.events import SyncEvents
 
 PENDING, COUNTED = "pending", "counted"
 
@@ -21,7 +22,7 @@ class Accounting:
     def __init__(self, db):
         self.projects = db["projects"]
         self.objects = db["project_objects"]
-        self.events = db["events"]
+        self.events = SyncEvents(db)
 
     def ensure_indexes(self):
         self.objects.create_index([("project_id", 1), ("digest", 1)], unique=True)
@@ -100,8 +101,3 @@ class Accounting:
 
     def drop(self, project_id):
         self.objects.delete_many({"project_id": project_id})
-
-    def emit(self, event_type, project, payload):
-        """Queue an event for webhook delivery (durable: it is a document)."""
-        self.events.insert_one({"type": event_type, "project_id": project["_id"], "project": project.get("name"),
-                                "payload": payload, "created_at": utcnow(), "status": "pending"})

@@ -24,7 +24,7 @@ class Manifests:
             {"$setOnInsert": {
                 "project_id": project_id, "media_type": parsed.media_type, "size": len(content),
                 "content": Binary(content), "subject": parsed.subject, "artifact_type": parsed.artifact_type,
-                "annotations": parsed.annotations, "references": parsed.references, "created_at": utcnow(),
+                "references": parsed.references, "created_at": utcnow(),
             }},
             upsert=True,
         )
@@ -49,7 +49,7 @@ class Manifests:
         query = {"repo": repo, "subject": subject}
         if artifact_type:
             query["artifact_type"] = artifact_type
-        cursor = self.collection.find(query, {"content": 0}).sort("digest", 1)
+        cursor = self.collection.find(query).sort("digest", 1)
         return await cursor.to_list(None)
 
     async def referenced_by(self, repo):
@@ -68,8 +68,8 @@ class Manifests:
         docs = await self.collection.find({"repo": repo}, {"digest": 1, "size": 1}).to_list(None)
         return {doc["digest"]: doc["size"] for doc in docs}
 
-    async def count(self, query):
-        return await self.collection.count_documents(query)
+    async def count_for_projects(self, project_ids):
+        return await self.collection.count_documents({"project_id": {"$in": list(project_ids)}})
 
     async def count_tags(self, repos):
         return await self.tags.count_documents({"repo": {"$in": list(repos)}})

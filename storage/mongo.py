@@ -6,7 +6,8 @@ from storage.login_attempts import LoginAttempts
 from storage.manifests import Manifests
 from storage.meta import Meta
 from storage.pats import PersonalAccessTokens
-from storage.repositories import Projects, Repositories
+from storage.projects import Projects
+from storage.repositories import Repositories
 from storage.sessions import Sessions
 from storage.uploads import Uploads
 from storage.users import Users

@@ -29,12 +29,14 @@ class Users:
     async def get_by_username(self, username):
         return await self.collection.find_one({"username": username})
 
-    async def create(self, username, password_hash, is_admin=False, email=None, display_name=None):
+    async def create(self, username, password_hash, is_admin=False, email=None, display_name=None,
+                     must_change_password=False):
         """Insert a user; None when the username is taken."""
         now = utcnow()
         doc = {"_id": str(uuid.uuid4()), "username": username, "password_hash": password_hash,
                "email": email, "display_name": display_name or username, "bio": "", "is_admin": is_admin,
-               "disabled": False, "avatar": None, "notification_settings": DEFAULT_NOTIFICATIONS,
+               "disabled": False, "must_change_password": must_change_password, "avatar": None,
+               "notification_settings": DEFAULT_NOTIFICATIONS,
                "created_at": now, "updated_at": now, "last_login_at": None}
         try:
             await self.collection.insert_one(doc)

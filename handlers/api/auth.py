@@ -1,8 +1,6 @@
 """/api/v1/auth: login, refresh, logout, and the one-time default administrator hint."""
 from handlers.api.base import ApiHandler
-from services.api_errors import ApiError
-from services.auth import AccountDisabled, AuthFailed
-from services.bootstrap import HINT_KEY
+from handlers.api.errors import ApiError
 
 
 class LoginHandler(ApiHandler):
@@ -10,14 +8,7 @@ class LoginHandler(ApiHandler):
 
     async def post(self):
         body = self.json_body("login")
-        try:
-            tokens = await self.auth.login(body["username"], body["password"], self.request.remote_ip)
-        except AccountDisabled:
-            raise
-        except AuthFailed as exc:
-            # Wrong credentials ask for authentication again; a bad token (30002) is another case.
-            raise ApiError(30001, str(exc)) from None
-        self.write_data(tokens)
+        self.write_data(await self.auth.login(body["username"], body["password"], self.request.remote_ip))
 
 
 class RefreshHandler(ApiHandler):
@@ -40,15 +31,4 @@ class DefaultAdminOnceHandler(ApiHandler):
     auth_required = False
 
     async def get(self):
-        hint = self.settings.get("bootstrap_hint")
-        # Only the node that created the administrator knows the password; the flag in MongoDB
-        # makes the answer a one-time one across restarts and nodes.
-        if not hint or not await self.collections.meta.take_once(HINT_KEY):
-            raise ApiError(20003, "the default administrator hint has already been shown or is not available")
-        self.settings["bootstrap_hint"] = None
-        self.write_data({
-            "username": hint["username"],
-            "password": hint["password"],
-            "must_change_password": True,
-            "message": "password set by configuration" if hint["password"] is None else "shown once; change it now",
-        })
+        self.write_data(await self.services.bootstrap_hint.take())

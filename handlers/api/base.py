@@ -4,42 +4,13 @@ import time
 
 import tornado.web
 
-from handlers.base import BaseHandler
-from services.api_errors import SUCCESS, ApiError
-from services.auth import AccountDisabled, AuthFailed, Throttled
-from services.domain import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, TOO_LARGE, DomainError
+from handlers.api.errors import SUCCESS, ApiError, api_error_for
+from handlers.base import BaseHandler, BoundedBody, bearer_token
 from services.validation import InvalidBody, validate
-from storage.blobstore import StorageUnavailable
 
 # JSON bodies above this are refused (with the envelope) instead of being read into memory.
 MAX_JSON_BODY = 256 * 1024
 MAX_PAGE = 1_000_000
-
-
-_DOMAIN_CODES = {NOT_FOUND: 20001, CONFLICT: 20002, INVALID: 10001, FORBIDDEN: 30003, TOO_LARGE: 10003}
-
-
-def _error_for(exc, method):
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, DomainError):
-        return ApiError(_DOMAIN_CODES[exc.kind], str(exc))
-    if isinstance(exc, Throttled):
-        return ApiError(30004, str(exc))
-    if isinstance(exc, AccountDisabled):
-        return ApiError(30003, str(exc))
-    if isinstance(exc, AuthFailed):
-        return ApiError(30002, str(exc))
-    if isinstance(exc, StorageUnavailable):
-        return ApiError(50003, "storage backend unavailable")
-    if isinstance(exc, tornado.web.HTTPError):
-        if exc.status_code == 405:
-            return ApiError(20004, f"method {method} not allowed")
-        if exc.status_code == 404:
-            return ApiError(20001, "no such endpoint")
-        if exc.status_code < 500:
-            return ApiError(10001, exc.log_message or "bad request")
-    return ApiError(50001)
 
 
 @tornado.web.stream_request_body
@@ -52,9 +23,16 @@ class ApiHandler(BaseHandler):
     admin_required = False
     max_body = MAX_JSON_BODY
 
+    def set_default_headers(self):
+        super().set_default_headers()
+        # Answers carry tokens, one-time passwords and private data: never kept by a cache.
+        self.set_header("Cache-Control", "no-store")
+
+    def compute_etag(self):
+        return None
+
     async def prepare(self):
-        self.body = bytearray()
-        self.oversize = False
+        self.body = BoundedBody(self.max_body)
         self.principal = None
         await super().prepare()
         self.request.connection.set_max_body_size(1 << 40)
@@ -66,22 +44,18 @@ class ApiHandler(BaseHandler):
                 raise ApiError(30003, "administrator rights required")
 
     def data_received(self, chunk):
-        # Past the limit the rest is read and dropped, so the client still gets its envelope.
-        if not self.oversize:
-            self.body += chunk
-            if len(self.body) > self.max_body:
-                self.oversize = True
-                self.body = bytearray()
+        self.body.feed(chunk)
 
     @property
-    def auth(self):
-        return self.settings["auth"]
+    def user(self):
+        """The calling user, or None for an anonymous caller."""
+        return self.principal.user if self.principal else None
 
     async def authenticate(self):
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(self.request.headers)
+        if token is None:
             raise ApiError(30001, "authentication required: send Authorization: Bearer <token>")
-        return await self.auth.authenticate(token.strip())
+        return await self.auth.authenticate(token)
 
     def require_scope(self, scope):
         if scope not in self.principal.scopes:
@@ -89,7 +63,7 @@ class ApiHandler(BaseHandler):
 
     def json_body(self, schema):
         """The request's JSON body, validated against ``schemas/api/<schema>.json``."""
-        if self.oversize:
+        if self.body.oversize:
             raise ApiError(10003, f"request body exceeds {self.max_body} bytes")
         try:
             value = json.loads(bytes(self.body) or b"null")
@@ -104,15 +78,27 @@ class ApiHandler(BaseHandler):
         except InvalidBody as exc:
             raise ApiError(10001, str(exc)) from None
 
+    def bool_arg(self, name, default=None):
+        """A ``true`` / ``false`` query argument; ``default`` when it is absent."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        if raw not in ("true", "false"):
+            raise ApiError(10001, f"{name} must be true or false")
+        return raw == "true"
+
     def page_args(self, default_size=20, max_size=100):
         """``(page, page_size)`` from the query, 1-based."""
         values = []
         for name, default, ceiling in (("page", 1, MAX_PAGE), ("page_size", default_size, max_size)):
             raw = self.get_query_argument(name, str(default))
-            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= ceiling:
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(ceiling))) or not 1 <= int(raw) <= ceiling:
                 raise ApiError(10001, f"{name} must be an integer from 1 to {ceiling}")
             values.append(int(raw))
         return tuple(values)
+
+    def write_page(self, items, total, page, page_size):
+        self.write_data({"items": items, "total": total, "page": page, "page_size": page_size})
 
     def envelope(self, code, message, data):
         return {"code": code, "message": message, "data": data, "timestamp": int(time.time()),
@@ -121,8 +107,13 @@ class ApiHandler(BaseHandler):
     def write_data(self, data, status=200):
         self.write_json(self.envelope(SUCCESS, "success", data), status=status)
 
+    def is_expected_error(self, exc):
+        return isinstance(exc, ApiError) and exc.status < 500 or super().is_expected_error(exc)
+
     def write_error(self, status_code, **kwargs):
-        error = _error_for(kwargs.get("exc_info", (None, None, None))[1], self.request.method)
+        error = api_error_for(kwargs.get("exc_info", (None, None, None))[1], self.request.method)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
         self.write_json(self.envelope(error.code, error.message, None), status=error.status)
 
 

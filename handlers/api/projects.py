@@ -1,51 +1,36 @@
 """/api/v1/projects: project CRUD, statistics, quota and storage, recount; members are gone (410)."""
 from handlers.api.base import ApiHandler
-from services.api_errors import ApiError
+from handlers.api.errors import ApiError
 
 
-class ProjectsBase(ApiHandler):
-    @property
-    def projects(self):
-        return self.settings["projects"]
+class ReadableAnonymously:
+    """GET works without a token (public projects); every other method needs one."""
 
-    @property
-    def user(self):
-        return self.principal.user if self.principal else None
-
-
-class ProjectListHandler(ProjectsBase):
     @property
     def auth_optional(self):
         return self.request.method == "GET"
 
+
+class ProjectListHandler(ReadableAnonymously, ApiHandler):
     async def get(self):
         page, page_size = self.page_args()
-        raw = self.get_query_argument("is_public", None)
-        if raw not in (None, "true", "false"):
-            raise ApiError(10001, "is_public must be true or false")
         docs, total = await self.projects.page(self.user, self.get_query_argument("search", "")[:64],
-                                               None if raw is None else raw == "true",
-                                               (page - 1) * page_size, page_size)
-        self.write_data({"items": [await self.projects.describe(doc) for doc in docs], "total": total,
-                         "page": page, "page_size": page_size})
+                                               self.bool_arg("is_public"), (page - 1) * page_size, page_size)
+        self.write_page([await self.projects.describe(doc) for doc in docs], total, page, page_size)
 
     async def post(self):
         project = await self.projects.create(self.user, self.json_body("project_create"))
         self.write_data(await self.projects.describe(project))
 
 
-class ProjectStatisticsHandler(ProjectsBase):
+class ProjectStatisticsHandler(ApiHandler):
     auth_optional = True
 
     async def get(self):
         self.write_data(await self.projects.statistics(self.user))
 
 
-class ProjectHandler(ProjectsBase):
-    @property
-    def auth_optional(self):
-        return self.request.method == "GET"
-
+class ProjectHandler(ReadableAnonymously, ApiHandler):
     async def get(self, project_id):
         self.write_data(await self.projects.describe(await self.projects.visible(self.user, project_id)))
 
@@ -58,14 +43,11 @@ class ProjectHandler(ProjectsBase):
 
     async def delete(self, project_id):
         project = await self.projects.writable(self.user, project_id)
-        force = self.get_query_argument("force", "false")
-        if force not in ("true", "false"):
-            raise ApiError(10001, "force must be true or false")
-        await self.projects.delete(project, force == "true")
+        await self.projects.delete(project, self.bool_arg("force", False))
         self.write_data(None)
 
 
-class ProjectQuotaHandler(ProjectsBase):
+class ProjectQuotaHandler(ApiHandler):
     admin_required = True
 
     async def put(self, project_id):
@@ -74,20 +56,19 @@ class ProjectQuotaHandler(ProjectsBase):
         self.write_data(await self.projects.describe(await self.projects.set_quota(project, body["storage_quota"])))
 
 
-class ProjectStorageHandler(ProjectsBase):
+class ProjectStorageHandler(ApiHandler):
     auth_optional = True
 
     async def get(self, project_id):
         self.write_data(await self.projects.storage(await self.projects.visible(self.user, project_id)))
 
 
-class ProjectRecountHandler(ProjectsBase):
+class ProjectRecountHandler(ApiHandler):
     admin_required = True
 
     async def post(self, project_id):
         project = await self.projects.visible(self.user, project_id)
-        fix = self.get_query_argument("fix", "false") == "true"
-        self.write_data(await self.projects.recount(project, fix))
+        self.write_data(await self.projects.recount(project, self.get_query_argument("fix", "false") == "true"))
 
 
 class MembersGoneHandler(ApiHandler):

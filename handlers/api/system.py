@@ -6,4 +6,4 @@ class GarbageCollectHandler(ApiHandler):
     admin_required = True
 
     async def post(self):
-        self.write_data(await self.settings["gc"].run_once())
+        self.write_data(await self.services.gc.run_once())

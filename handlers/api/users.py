@@ -1,49 +1,38 @@
 """/api/v1/users: the caller's own account, its PATs, and user administration."""
-import datetime
-
 import tornado.ioloop
 
 from handlers.api.base import ApiHandler
-from services.api_errors import ApiError
-from services.users import public_pat, public_user
-
-
-def _epoch_iso(seconds):
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+from handlers.api.errors import ApiError
+from services.pats import public_pat
+from services.timestamps import epoch_iso_z
+from services.users import public_user
 
 
 class UsersBase(ApiHandler):
-    @property
-    def users(self):
-        return self.settings["users"]
-
     async def send_avatar(self, user):
-        avatar = user.get("avatar")
-        if not avatar:
-            raise ApiError(20001, "this user has no avatar")
+        avatar, pieces = self.users.avatar(user)
         self.set_header("Content-Type", avatar["media_type"])
         self.set_header("Content-Length", avatar["size"])
         self.set_header("ETag", f'"{avatar["digest"]}"')
         self.set_header("Cache-Control", "private, max-age=300")
-        async for piece in self.blob_store.read(avatar["ref"], 0, avatar["size"]):
+        async for piece in pieces:
             self.write(piece)
         self.finish()
 
 
 class MeHandler(UsersBase):
     async def get(self):
-        self.write_data(public_user(self.principal.user))
+        self.write_data(public_user(self.user))
 
     async def put(self):
-        fields = self.json_body("profile_update")
-        self.write_data(public_user(await self.collections.users.update(self.principal.user["_id"], fields)))
+        self.write_data(public_user(await self.users.update_profile(self.user, self.json_body("profile_update"))))
 
 
 class PasswordHandler(UsersBase):
     async def put(self):
         body = self.json_body("password_change")
-        await self.users.change_password(self.principal.user, body["old_password"], body["new_password"],
-                        self.principal.session_id)
+        await self.users.change_password(self.user, body["old_password"], body["new_password"],
+                                         self.principal.session_id)
         self.write_data(None)
 
 
@@ -80,14 +69,14 @@ class AvatarUploadHandler(UsersBase):
         try:
             if self.stream_error is not None:
                 raise self.stream_error
-            await upload.finish(self.principal.user)
+            await upload.finish(self.user)
         except BaseException:
             await upload.abort()
             raise
-        self.write_data(public_user(await self.users.get(self.principal.user["_id"])))
+        self.write_data(public_user(await self.users.get(self.user["_id"])))
 
     async def get(self):
-        await self.send_avatar(self.principal.user)
+        await self.send_avatar(self.user)
 
 
 class AvatarHandler(UsersBase):
@@ -105,56 +94,32 @@ class TokenInfoHandler(UsersBase):
             info.update(pat_id=pat["id"], pat_name=pat["name"], issued_at=pat["created_at"],
                         expires_at=pat["expires_at"], last_used_at=pat["last_used_at"])
         else:
-            info.update(session_id=principal.session_id, issued_at=_epoch_iso(principal.claims["iat"]),
-                        expires_at=_epoch_iso(principal.claims["exp"]))
+            info.update(session_id=principal.session_id, issued_at=epoch_iso_z(principal.claims["iat"]),
+                        expires_at=epoch_iso_z(principal.claims["exp"]))
         self.write_data(info)
 
 
 class NotificationSettingsHandler(UsersBase):
     async def get(self):
-        self.write_data(self.principal.user.get("notification_settings"))
+        self.write_data(self.user.get("notification_settings"))
 
     async def put(self):
         fields = self.json_body("notification_settings")
-        self.write_data(await self.users.update_notifications(self.principal.user, fields))
-
-
-def _parse_expiry(value):
-    if value is None:
-        return None
-    try:
-        if isinstance(value, int):
-            when = datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
-        else:
-            when = datetime.datetime.fromisoformat(value)
-        if when.tzinfo is None:
-            raise ApiError(10001, "expires_at must carry a time zone")
-        when = when.astimezone(datetime.timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        raise ApiError(10001, "expires_at must be an RFC 3339 time or Unix seconds") from None
-    if when <= datetime.datetime.now(datetime.timezone.utc):
-        raise ApiError(10001, "expires_at must be in the future")
-    return when
+        self.write_data(await self.users.update_notifications(self.user, fields))
 
 
 class PatListHandler(UsersBase):
     async def get(self):
-        pats = await self.collections.pats.list_for_user(self.principal.user["_id"])
-        self.write_data([public_pat(pat) for pat in pats])
+        self.write_data(await self.pats.list(self.user))
 
     async def post(self):
         body = self.json_body("pat_create")
-        if self.principal.kind == "pat":
-            raise ApiError(30003, "a personal access token cannot create another; log in with the password")
-        doc, secret = await self.auth.create_pat(self.principal.user, body["name"], body["scopes"],
-                                                 _parse_expiry(body.get("expires_at")))
-        self.write_data({**public_pat(doc), "token": secret})
+        self.write_data(await self.pats.create(self.principal, body["name"], body["scopes"], body.get("expires_at")))
 
 
 class PatHandler(UsersBase):
     async def delete(self, pat_id):
-        if not await self.collections.pats.revoke(self.principal.user["_id"], pat_id):
-            raise ApiError(20001, "personal access token not found")
+        await self.pats.revoke(self.user, pat_id)
         self.write_data(None)
 
 
@@ -163,14 +128,12 @@ class UserListHandler(UsersBase):
 
     async def get(self):
         page, page_size = self.page_args()
-        search = self.get_query_argument("search", "")[:64]
-        users, total = await self.collections.users.page(search, (page - 1) * page_size, page_size)
-        self.write_data({"items": [public_user(u) for u in users], "total": total, "page": page,
-                         "page_size": page_size})
+        users, total = await self.users.page(self.get_query_argument("search", "")[:64], (page - 1) * page_size,
+                                             page_size)
+        self.write_page([public_user(u) for u in users], total, page, page_size)
 
     async def post(self):
-        user = await self.users.create(self.json_body("user_create"))
-        self.write_data(public_user(user))
+        self.write_data(public_user(await self.users.create(self.json_body("user_create"))))
 
 
 class UserHandler(UsersBase):
@@ -181,7 +144,7 @@ class UserHandler(UsersBase):
 
     async def patch(self, user_id):
         fields = self.json_body("user_admin_update")
-        self.write_data(public_user(await self.users.admin_update(user_id, fields)))
+        self.write_data(public_user(await self.users.admin_update(self.user, user_id, fields)))
 
     async def delete(self, user_id):
         await self.users.delete(user_id)

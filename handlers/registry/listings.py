@@ -2,8 +2,11 @@
 from urllib.parse import urlencode
 
 from handlers.registry.base import RegistryHandler
-from services.errors import RegistryError
+from handlers.registry.errors import RegistryError
 from services.manifests import OCI_INDEX
+
+# Larger page sizes are served as this many (the spec lets a registry return fewer than asked).
+MAX_PAGE_SIZE = 10_000
 
 
 class PaginatedHandler(RegistryHandler):
@@ -12,9 +15,11 @@ class PaginatedHandler(RegistryHandler):
         raw = self.get_query_argument("n", None)
         if raw is None or raw == "":
             return self.get_query_argument("last", None), None
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise RegistryError("PAGINATION_NUMBER_INVALID", "n must be a non-negative integer", detail={"n": raw})
-        return self.get_query_argument("last", None), int(raw)
+        # Compared by length first: a number of thousands of digits is never converted.
+        n = MAX_PAGE_SIZE if len(raw.lstrip("0")) > len(str(MAX_PAGE_SIZE)) else min(int(raw), MAX_PAGE_SIZE)
+        return self.get_query_argument("last", None), n
 
     async def write_page(self, key, fetch, extra=None):
         last, n = self.page_request()
@@ -33,7 +38,7 @@ class TagsHandler(PaginatedHandler):
 
 
 class CatalogHandler(PaginatedHandler):
-    resource_scope = "registry:catalog:*"
+    resource = ("registry", "catalog")
 
     async def get(self):
         await self.write_page("repositories", lambda last, limit: self.registry.catalog(self.user, last, limit))

@@ -1,8 +1,10 @@
-"""Manifests by tag or digest: GET/HEAD with Accept negotiation, PUT (byte-exact), DELETE."""
+"""Manifests by tag or digest: GET/HEAD with Accept negotiation, PUT (byte-exact, optionally tagged
+with ``?tag=``), DELETE."""
 import tornado.web
 
+from handlers.base import BoundedBody
 from handlers.registry.base import RegistryHandler
-from services.errors import RegistryError
+from handlers.registry.errors import RegistryError
 from services.manifests import MAX_MANIFEST_BYTES, accepts
 
 
@@ -14,8 +16,7 @@ def _too_large():
 @tornado.web.stream_request_body
 class ManifestHandler(RegistryHandler):
     async def prepare(self):
-        self.body = bytearray()
-        self.oversize = False
+        self.body = BoundedBody(MAX_MANIFEST_BYTES)
         await super().prepare()
         if self.request.method == "PUT":
             length = self.request.headers.get("Content-Length")
@@ -24,12 +25,7 @@ class ManifestHandler(RegistryHandler):
             self.request.connection.set_max_body_size(1 << 40)
 
     def data_received(self, chunk):
-        # Past the limit the rest of the body is read and dropped, so the client still gets its answer.
-        if not self.oversize:
-            self.body += chunk
-            if len(self.body) > MAX_MANIFEST_BYTES:
-                self.oversize = True
-                self.body = bytearray()
+        self.body.feed(chunk)
 
     async def head(self, name, reference):
         await self.get(name, reference, send_body=False)
@@ -49,15 +45,19 @@ class ManifestHandler(RegistryHandler):
         self.finish()
 
     async def put(self, name, reference):
-        if self.oversize:
+        if self.body.oversize:
             raise _too_large()
-        parsed = await self.registry.put_manifest(name, reference, bytes(self.body),
-                                                  self.request.headers.get("Content-Type"))
+        tag_params = self.get_query_arguments("tag")
+        parsed, tags = await self.registry.put_manifest(name, reference, bytes(self.body),
+                                                        self.request.headers.get("Content-Type"), tag_params)
         self.set_status(201)
         self.set_header("Location", f"/v2/{name}/manifests/{parsed.digest}")
         self.set_header("Docker-Content-Digest", parsed.digest)
         if parsed.subject:
             self.set_header("OCI-Subject", parsed.subject)
+        if tag_params:
+            for tag in tags:
+                self.add_header("OCI-Tag", tag)
         self.set_header("Content-Length", 0)
         self.finish()
 

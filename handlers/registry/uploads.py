@@ -1,15 +1,12 @@
 """Blob uploads: start (monolithic, session or cross-repository mount), PATCH chunks, PUT to finish, status, cancel."""
-import re
-
 import tornado.ioloop
 import tornado.web
 
 from handlers.registry.base import UNLIMITED_BODY, RegistryHandler
+from handlers.registry.errors import RegistryError
 from services.digests import parse_digest
-from services.errors import RegistryError
+from services.ranges import parse_content_range
 from services.uploads import range_header
-
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?$")
 
 
 def upload_location(name, upload_id):
@@ -24,11 +21,15 @@ class StreamingUploadMixin:
     # A monolithic upload has no session the client could resume: a failure discards its data.
     discard_on_failure = False
 
+    def content_length(self):
+        length = self.request.headers.get("Content-Length", "")
+        return int(length) if length.isascii() and length.isdigit() and len(length) < 20 else None
+
     async def precheck_quota(self, size_so_far, digest=None):
         """With Content-Length known up front, refuse before reading a body that could not fit."""
-        length = self.request.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > 0:
-            await self.registry.precheck(self.repo, size_so_far + int(length), digest)
+        length = self.content_length()
+        if length:
+            await self.registry.precheck(self.repo, size_so_far + length, digest)
 
     def start_streaming(self, session):
         self.session = session
@@ -82,11 +83,22 @@ class StreamingUploadMixin:
 class UploadStartHandler(StreamingUploadMixin, RegistryHandler):
     discard_on_failure = True
 
+    def mount_source(self):
+        """The repository a cross-repository mount (``?mount=&from=``) takes its blob from, or None."""
+        if self.get_query_argument("mount", None):
+            return self.get_query_argument("from", None)
+        return None
+
+    def challenge_scopes(self):
+        # Ask for the mount's source too, so a client that may pull it gets a token that mounts (201).
+        source = self.mount_source()
+        return super().challenge_scopes() + ([f"repository:{source}:pull"] if source else [])
+
     async def prepare(self):
         await super().prepare()
         self.mounted = None
-        mount, source = self.get_query_argument("mount", None), self.get_query_argument("from", None)
-        if mount and source and self.holds("pull", source):
+        mount, source = self.get_query_argument("mount", None), self.mount_source()
+        if source and self.holds("pull", source):
             if await self.registry.mount_blob(self.repo, mount, source):
                 self.mounted = mount
                 return
@@ -123,18 +135,7 @@ class UploadHandler(StreamingUploadMixin, RegistryHandler):
 
     def claimed_start(self):
         """The offset a PATCH's (or closing PUT's) Content-Range claims, checked against Content-Length."""
-        header = self.request.headers.get("Content-Range")
-        if not header:
-            return None
-        match = _CONTENT_RANGE_RE.match(header.strip())
-        if not match:
-            raise RegistryError("RANGE_INVALID", "Content-Range must be <start>-<end>", detail={"range": header})
-        start, end = int(match.group(1)), int(match.group(2))
-        length = self.request.headers.get("Content-Length")
-        if end < start or (length is not None and int(length) != end - start + 1):
-            raise RegistryError("RANGE_INVALID", "Content-Range does not match Content-Length",
-                                detail={"range": header, "length": length})
-        return start
+        return parse_content_range(self.request.headers.get("Content-Range"), self.content_length())
 
     async def get(self, name, upload_id):
         doc = await self.uploads.status(name, upload_id)

@@ -22,7 +22,7 @@ STATUS_OF = {
     30001: 401, 30002: 401, 30003: 403, 30004: 429,
     50001: 500, 50003: 503,
 }
-SESSION_SCOPES = ["api:read", "api:write", "registry:pull", "registry:push"]
+SESSION_SCOPES = ["api:read", "api:write", "registry:delete", "registry:pull", "registry:push"]
 
 
 def assert_envelope(response, status, code):

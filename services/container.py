@@ -1,0 +1,48 @@
+"""Every service of one process, built once from the backend and handed to the handlers and commands."""
+from dataclasses import dataclass
+
+from services.access import AccessService
+from services.auth import AuthService
+from services.bootstrap import BootstrapHint
+from services.gc import GarbageCollector
+from services.health import HealthService
+from services.pats import PatService
+from services.projects import ProjectService
+from services.registry import RegistryService
+from services.tokens import RegistryTokens
+from services.uploads import BlobUploads
+from services.users import UserService
+
+
+@dataclass
+class Services:
+    registry: RegistryService
+    uploads: BlobUploads
+    access: AccessService
+    auth: AuthService
+    users: UserService
+    pats: PatService
+    projects: ProjectService
+    gc: GarbageCollector
+    health: HealthService
+    bootstrap_hint: BootstrapHint
+
+
+def build_services(config, backend, codec, bootstrap_hint=None):
+    """``backend`` holds the collections, the blob store and the quota actors (server.open_backend)."""
+    collections, store, quota = backend.collections, backend.blob_store, backend.quota
+    registry = RegistryService(collections, store, quota)
+    auth = AuthService(collections, codec, config)
+    tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
+    return Services(
+        registry=registry,
+        uploads=BlobUploads(collections, store, registry, config["upload_expiry_seconds"]),
+        access=AccessService(collections, tokens, auth),
+        auth=auth,
+        users=UserService(collections, store),
+        pats=PatService(collections),
+        projects=ProjectService(collections, quota, config["default_project_quota"]),
+        gc=GarbageCollector(collections, store, registry, config["gc_grace_seconds"]),
+        health=HealthService(collections, store),
+        bootstrap_hint=BootstrapHint(collections, bootstrap_hint),
+    )
