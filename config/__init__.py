@@ -9,6 +9,8 @@ import jsonschema
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.json"
 ENV_PREFIX = "CYP_"
+# CYP_* variables that are not settings but are read elsewhere.
+OTHER_ENV = {"CYP_CONFIG"}
 
 
 class SettingsError(Exception):
@@ -76,3 +78,10 @@ def load_settings(config_file=None, overrides=None, environ=None):
             raise SettingsError(f"unknown setting: {error.message}")
         raise SettingsError(f"invalid setting {where}: {error.message}")
     return MappingProxyType(values)
+
+
+def unknown_environment(environ=None):
+    """The ``CYP_*`` variables that name no setting (a typo would otherwise be ignored in silence)."""
+    environ = os.environ if environ is None else environ
+    known = {ENV_PREFIX + key.upper() for key in _schema()["properties"]} | OTHER_ENV
+    return sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in known)

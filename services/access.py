@@ -69,6 +69,12 @@ class AccessService:
             return ALL_ACTIONS
         return frozenset({"pull"}) if project.get("is_public") else frozenset()
 
+    async def allowed(self, caller, action, repo):
+        """Whether the caller's account (within its PAT's reach) may take ``action`` on ``repo``, whatever
+        its current token holds."""
+        limit = registry_actions_for(caller.pat["scopes"]) if caller.pat else ALL_ACTIONS
+        return action in limit and action in await self.repository_actions(caller.user, repo)
+
     async def grant(self, user, requested, limit=ALL_ACTIONS):
         """Narrow each requested Scope to what the user holds (and ``limit``, a PAT's reach); empty ones are dropped."""
         result = []
@@ -77,7 +83,7 @@ class AccessService:
                 actions = expand(scope.actions) & await self.repository_actions(user, scope.name) & limit
             elif scope.type == "registry" and scope.name == "catalog":
                 # Anyone may list; the listing holds only the projects the caller can see.
-                actions = frozenset(scope.actions) if "pull" in limit else frozenset()
+                actions = frozenset(scope.actions) & {"*"} if "pull" in limit else frozenset()
             else:
                 actions = frozenset()
             if actions:

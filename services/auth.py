@@ -63,6 +63,18 @@ class AuthService:
             raise AccountDisabled()
         return user, pat
 
+    async def confirm_password(self, user, password, remote_ip):
+        """Whether ``password`` is ``user``'s, counted against the same throttle as logins, so a stolen
+        session cannot guess the password freely."""
+        keys = self._attempt_keys(user["username"], remote_ip)
+        until = await self.collections.login_attempts.locked_until(keys)
+        if until:
+            raise Throttled(until)
+        if await verify_password(password, user.get("password_hash")):
+            return True
+        await self._failed(keys)
+        return False
+
     async def _failed(self, keys):
         user_key, address_key = keys
         await self.collections.login_attempts.record_failure(
@@ -102,12 +114,12 @@ class AuthService:
             raise Unauthenticated("invalid or expired refresh token") from None
         if claims["typ"] != "refresh":
             raise Unauthenticated("not a refresh token")
+        await self._live_user(claims["sub"])
         new_jti = secrets.token_hex(16)
         session = await self.collections.sessions.rotate(claims["sid"], claims["jti"], new_jti, self.refresh_ttl)
         if session is None:
             await self.collections.sessions.revoke(claims["sid"])
             raise Unauthenticated("refresh token already used or session ended; log in again")
-        await self._live_user(claims["sub"])
         return self._session_tokens(claims["sub"], claims["sid"], new_jti)
 
     async def logout(self, principal):

@@ -31,15 +31,16 @@ class Services:
 def build_services(config, backend, codec, bootstrap_hint=None):
     """``backend`` holds the collections, the blob store and the quota actors (server.open_backend)."""
     collections, store, quota = backend.collections, backend.blob_store, backend.quota
-    registry = RegistryService(collections, store, quota)
     auth = AuthService(collections, codec, config)
     tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
+    access = AccessService(collections, tokens, auth)
+    registry = RegistryService(collections, store, quota, access)
     return Services(
         registry=registry,
         uploads=BlobUploads(collections, store, registry, config["upload_expiry_seconds"]),
-        access=AccessService(collections, tokens, auth),
+        access=access,
         auth=auth,
-        users=UserService(collections, store),
+        users=UserService(collections, store, auth),
         pats=PatService(collections),
         projects=ProjectService(collections, quota, config["default_project_quota"]),
         gc=GarbageCollector(collections, store, registry, config["gc_grace_seconds"]),

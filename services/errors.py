@@ -4,6 +4,8 @@ Services raise these; each API maps them in its own table (handlers/registry/err
 OCI codes, handlers/api/errors.py for the envelope codes). ``detail`` holds facts for the caller
 (names, digests, sizes), never wire headers; messages are safe to show.
 """
+import datetime
+import math
 
 
 class DomainError(Exception):
@@ -65,6 +67,11 @@ class Throttled(DomainError):
     def __init__(self, until):
         super().__init__(f"too many failed logins; try again after {until.isoformat(timespec='seconds')}")
         self.until = until
+
+    @property
+    def retry_after(self):
+        """Whole seconds until the lock ends (at least 1)."""
+        return max(1, math.ceil((self.until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()))
 
 
 # --- the registry's own ---------------------------------------------------------------------------

@@ -13,6 +13,8 @@ _NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})+$")
 _TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 MAX_NAME_LENGTH = 255
 MAX_PROJECT_NAME = 64
+# /api/v1/projects/<these> are routes of their own, so a project by that name could not be addressed.
+RESERVED_PROJECT_NAMES = frozenset({"statistics"})
 
 
 def check_repository_name(name):
@@ -27,6 +29,8 @@ def check_project_name(name):
     if len(name) > MAX_PROJECT_NAME or not _PROJECT_RE.match(name):
         raise Invalid("name must be lowercase letters and digits, optionally separated by . _ __ or -, "
                       f"at most {MAX_PROJECT_NAME} characters")
+    if name in RESERVED_PROJECT_NAMES:
+        raise Invalid(f"name {name} is reserved (it is a route of /api/v1/projects)")
 
 
 def is_valid_tag(tag):

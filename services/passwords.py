@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from passlib.hash import argon2
 
+# A password with this prefix is taken for a personal access token at login (services/pats.py).
+PAT_PREFIX = "cyp_"
 _hasher = argon2.using(type="ID", memory_cost=19456, rounds=2, parallelism=1)
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
 
@@ -37,4 +39,6 @@ def password_problem(password, username):
         return "password must mix at least three of: lowercase, uppercase, digits, symbols"
     if username and username.lower() in password.lower():
         return "password must not contain the username"
+    if password.startswith(PAT_PREFIX):
+        return f"password must not start with {PAT_PREFIX} (that marks a personal access token)"
     return None

@@ -7,9 +7,9 @@ import datetime
 import secrets
 
 from services.errors import Forbidden, Invalid, NotFound
+from services.passwords import PAT_PREFIX
 from services.timestamps import iso_z
 
-PAT_PREFIX = "cyp_"
 API_SCOPES = frozenset({"registry:pull", "registry:push", "registry:delete", "api:read", "api:write"})
 
 

@@ -28,9 +28,13 @@ class ProjectService:
 
     async def create(self, user, fields):
         check_project_name(fields["name"])
+        quota = fields.get("storage_quota", self.default_quota)
+        if not user.get("is_admin") and self.default_quota >= 0 and not 0 <= quota <= self.default_quota:
+            raise Forbidden(f"storage_quota may be at most the default of {self.default_quota} bytes; "
+                            "an administrator sets larger ones")
         project = await self.collections.projects.create(
             fields["name"], user["_id"], is_public=fields.get("is_public", False),
-            description=fields.get("description", ""), storage_quota=fields.get("storage_quota", self.default_quota))
+            description=fields.get("description", ""), storage_quota=quota)
         if project is None:
             raise Conflict(f"project {fields['name']} already exists")
         return project

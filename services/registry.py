@@ -1,16 +1,28 @@
 """Repository-level registry operations: blob links, manifests, tags, referrers, catalog, all under quota."""
 from services.access import visibility
 from services.digests import is_digest, parse_digest
-from services.errors import BlobUnknown, DigestInvalid, ManifestBlobUnknown, ManifestUnknown, NameUnknown
+from services.errors import (
+    BlobUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestUnknown,
+    NameUnknown,
+    TokenRequired,
+)
 from services.manifests import OCI_INDEX, annotations_of, parse_manifest
 from services.names import check_repository_name, check_tag
 
 
+# Repositories looked at when a mount names no source.
+MOUNT_CANDIDATES = 20
+
+
 class RegistryService:
-    def __init__(self, collections, store, quota):
+    def __init__(self, collections, store, quota, access):
         self.collections = collections
         self.store = store
         self.quota = quota
+        self.access = access
 
     async def project_of(self, name):
         """The project a repository belongs to; NameUnknown when it does not exist."""
@@ -74,14 +86,33 @@ class RegistryService:
             raise BlobUnknown(digest=digest)
         await self.release(link["project_id"], digest)
 
-    async def mount_blob(self, name, digest, source):
-        """Link a blob of ``source`` into ``name``; False when it is not there to mount."""
+    async def mount_blob(self, caller, name, digest, source=None):
+        """Link ``digest`` from another repository into ``name``; False when there is nothing the caller
+        may mount (the client then uploads it).
+
+        With ``source``, its token must hold pull on it; when only the token falls short of what the
+        account may do, TokenRequired makes the client fetch one that does. Without ``source``, any
+        repository linking the blob that the caller may pull will do.
+        """
         parse_digest(digest)
-        blob = await self.collections.blobs.linked(source, digest)
+        if source is None:
+            source = await self._mount_candidate(caller, digest)
+        elif not caller.holds("pull", "repository", source):
+            if await self.access.allowed(caller, "pull", source):
+                raise TokenRequired("the token does not grant pull on the mount's source; request a new one",
+                                    reason="insufficient_scope")
+            return False
+        blob = await self.collections.blobs.linked(source, digest) if source else None
         if blob is None:
             return False
         await self.link_blob(name, digest, blob["size"])
         return True
+
+    async def _mount_candidate(self, caller, digest):
+        for repo in await self.collections.blobs.repositories_linking(digest, MOUNT_CANDIDATES):
+            if caller.holds("pull", "repository", repo) or await self.access.allowed(caller, "pull", repo):
+                return repo
+        return None
 
     async def resolve(self, name, reference):
         """The digest a tag or digest reference names; ManifestUnknown when there is none."""

@@ -3,10 +3,10 @@ import datetime
 
 
 def iso_z(value):
-    """A datetime as ``2026-02-01T00:00:00.123000Z``; None stays None."""
+    """A datetime as ``2026-02-01T00:00:00.123Z`` (milliseconds, MongoDB's precision); None stays None."""
     if value is None:
         return None
-    return value.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def epoch_iso_z(seconds):

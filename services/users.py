@@ -2,7 +2,7 @@
 import hashlib
 
 from services.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
-from services.passwords import hash_password, password_problem, verify_password
+from services.passwords import generate_password, hash_password, password_problem
 from services.timestamps import iso_z
 
 AVATAR_TYPES = (
@@ -64,6 +64,8 @@ class AvatarUpload:
         if self.too_large:
             return
         if self.writer is None:
+            if len(self.head) >= MAGIC_BYTES:  # already known not to be an image: nothing more is kept
+                return
             self.head += chunk
             if len(self.head) < MAGIC_BYTES:
                 return
@@ -104,9 +106,10 @@ class AvatarUpload:
 
 
 class UserService:
-    def __init__(self, collections, blob_store):
+    def __init__(self, collections, blob_store, auth):
         self.collections = collections
         self.blob_store = blob_store
+        self.auth = auth
 
     async def get(self, user_id):
         user = await self.collections.users.get(user_id)
@@ -125,9 +128,10 @@ class UserService:
             raise Conflict(f"username {fields['username']} is taken")
         return user
 
-    async def change_password(self, user, old_password, new_password, keep_session):
-        """Check the old password, store the new one, and end every other session of the user."""
-        if not await verify_password(old_password, user.get("password_hash")):
+    async def change_password(self, user, old_password, new_password, keep_session, remote_ip):
+        """Check the old password (throttled like a login), store the new one, and end every other
+        session of the user."""
+        if not await self.auth.confirm_password(user, old_password, remote_ip):
             raise Forbidden("old_password is wrong")
         if old_password == new_password:
             raise Invalid("new_password must differ from old_password")
@@ -138,8 +142,9 @@ class UserService:
                                                           "must_change_password": False})
         await self.collections.sessions.revoke_for_user(user["_id"], keep=keep_session)
 
-    async def admin_update(self, admin, user_id, fields):
-        """An administrator's change to a user; a password set for someone else must be changed by its owner."""
+    async def admin_update(self, admin, user_id, fields, keep_session=None):
+        """An administrator's change to a user; a password set for someone else must be changed by its
+        owner. ``keep_session`` is the caller's, kept when administrators change their own account."""
         changes = {k: v for k, v in fields.items() if k != "password"}
         if "password" in fields:
             user = await self.get(user_id)
@@ -156,14 +161,31 @@ class UserService:
                 await self._refuse_if_last_admin()
             updated = await self.collections.users.update(user_id, changes)
         if fields.get("disabled") or "password" in fields:
-            await self.collections.sessions.revoke_for_user(user_id)
+            await self.collections.sessions.revoke_for_user(user_id,
+                                                            keep=keep_session if user_id == admin["_id"] else None)
         return updated
+
+    async def reset_password(self, username):
+        """An operator's way back in: a new generated password (answered once) that must be changed; the
+        user's sessions end and a login lock on the name is lifted."""
+        user = await self.collections.users.get_by_username(username)
+        if user is None:
+            raise NotFound(f"no user named {username}")
+        password = generate_password()
+        await self.collections.users.update(user["_id"], {"password_hash": await hash_password(password),
+                                                          "must_change_password": True})
+        await self.collections.sessions.revoke_for_user(user["_id"])
+        await self.collections.login_attempts.clear([f"user:{user['username'].lower()}"])
+        return password
 
     async def _refuse_if_last_admin(self):
         if await self.collections.users.enabled_admins() <= 1:
             raise Conflict("the last administrator cannot be demoted, disabled or deleted")
 
     async def delete(self, user_id):
+        owned = await self.collections.projects.count_owned_by(user_id)
+        if owned:
+            raise Conflict(f"the user owns {owned} project(s); delete them first")
         async with self.collections.meta.lock("administrators"):
             user = await self.get(user_id)
             if _stays_admin(user):

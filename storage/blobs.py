@@ -47,6 +47,9 @@ class Blobs:
             return None
         return await self.get(digest)
 
+    async def repositories_linking(self, digest, limit):
+        return [doc["repo"] for doc in await self.links.find({"digest": digest}, {"repo": 1}).limit(limit).to_list(None)]
+
     async def missing_links(self, repo, digests):
         found = await self.links.distinct("digest", {"repo": repo, "digest": {"$in": list(digests)}})
         return sorted(set(digests) - set(found))

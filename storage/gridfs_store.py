@@ -12,6 +12,7 @@ from pymongo.errors import PyMongoError
 
 from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raises_unavailable
 from storage.clock import utcnow
+from storage.mongo import BULK_DATA
 
 # Chunks sent per insert_many: fewer round trips without holding much in memory.
 CHUNKS_PER_WRITE_MIB = 4
@@ -50,7 +51,7 @@ class GridFSWriter(UploadWriter):
                 self.next_n += 1
         del self.buffer[:end]
         await self._drain()
-        self.pending = asyncio.ensure_future(self.store.chunks.insert_many(docs, ordered=True))
+        self.pending = asyncio.ensure_future(self.store.chunk_writes.insert_many(docs, ordered=True))
 
     @_storage_errors
     async def _drain(self):
@@ -83,6 +84,8 @@ class GridFSBlobStore(BlobStore):
         self.db = db
         self.chunk_size = chunk_size
         self.chunks = db[f"{bucket}.chunks"]
+        # Chunks need no journal write of their own: the upload's checkpoint or commit is durable and covers them.
+        self.chunk_writes = self.chunks.with_options(write_concern=BULK_DATA)
         self.files = db[f"{bucket}.files"]
 
     async def ensure_ready(self):

@@ -24,15 +24,16 @@ class LoginAttempts:
     async def record_failure(self, keys, window_seconds, max_failures, lock_seconds):
         """Count a failure against every key; a key reaching ``max_failures`` is locked."""
         now = utcnow()
+        window_end = now + datetime.timedelta(seconds=window_seconds)
         for key in keys:
+            # A counter whose window has passed starts again; the increment itself is one atomic upsert,
+            # so failures arriving together each count.
+            await self.collection.update_one({"_id": key, "expires_at": {"$lte": now}},
+                                             {"$set": {"count": 0, "expires_at": window_end},
+                                              "$unset": {"locked_until": ""}})
             doc = await self.collection.find_one_and_update(
-                {"_id": key, "expires_at": {"$gt": now}},
-                {"$inc": {"count": 1}}, return_document=True)
-            if doc is None:
-                await self.collection.replace_one(
-                    {"_id": key},
-                    {"count": 1, "expires_at": now + datetime.timedelta(seconds=window_seconds)}, upsert=True)
-                continue
+                {"_id": key}, {"$inc": {"count": 1}, "$setOnInsert": {"expires_at": window_end}},
+                upsert=True, return_document=True)
             if doc["count"] >= max_failures:
                 until = now + datetime.timedelta(seconds=lock_seconds)
                 await self.collection.update_one({"_id": key}, {"$set": {"locked_until": until, "expires_at": until}})

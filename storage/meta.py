@@ -26,6 +26,9 @@ class Meta:
         doc = await self.collection.find_one({"_id": key})
         return doc["value"] if doc else None
 
+    async def set(self, key, value):
+        await self.collection.update_one({"_id": key}, {"$set": {"value": value}}, upsert=True)
+
     async def take_once(self, key):
         """Atomically mark ``key`` as taken; True only for the first caller, on any node."""
         result = await self.collection.update_one({"_id": key, "taken": {"$ne": True}}, {"$set": {"taken": True}})

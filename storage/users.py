@@ -1,4 +1,5 @@
-"""User accounts."""
+"""User accounts. Usernames are unique without regard to case: ``username_key`` holds the folded
+name under a unique index (see storage/migrations.py for accounts from before it)."""
 import re
 import uuid
 
@@ -13,12 +14,17 @@ DEFAULT_NOTIFICATIONS = {
 }
 
 
+def username_key(username):
+    return username.casefold()
+
+
 class Users:
     def __init__(self, db):
         self.collection = db["users"]
 
     async def ensure_indexes(self):
         await self.collection.create_index("username", unique=True)
+        await self.collection.create_index("username_key", unique=True)
 
     async def count(self):
         return await self.collection.count_documents({})
@@ -27,13 +33,18 @@ class Users:
         return await self.collection.find_one({"_id": user_id})
 
     async def get_by_username(self, username):
-        return await self.collection.find_one({"username": username})
+        """The user named ``username`` in any case; the exact spelling wins for two accounts from before
+        names were folded."""
+        found = await self.collection.find(
+            {"$or": [{"username": username}, {"username_key": username_key(username)}]}).limit(2).to_list(None)
+        return next((user for user in found if user["username"] == username), found[0] if found else None)
 
     async def create(self, username, password_hash, is_admin=False, email=None, display_name=None,
                      must_change_password=False):
         """Insert a user; None when the username is taken."""
         now = utcnow()
-        doc = {"_id": str(uuid.uuid4()), "username": username, "password_hash": password_hash,
+        doc = {"_id": str(uuid.uuid4()), "username": username, "username_key": username_key(username),
+               "password_hash": password_hash,
                "email": email, "display_name": display_name or username, "bio": "", "is_admin": is_admin,
                "disabled": False, "must_change_password": must_change_password, "avatar": None,
                "notification_settings": DEFAULT_NOTIFICATIONS,

@@ -1,14 +1,21 @@
-"""Fixtures: one real SecantusDB and one real CYP-Registry server process for the session."""
+"""Fixtures: one real SecantusDB and one real CYP-Registry server process for the session, and the clients,
+users and database views the test modules share."""
 import itertools
+import time
 
+import pymongo
 import pytest
 
+from tests.support.api_client import Api, admin_api_for, create_user
 from tests.support.processes import MongoServer, RegistryServer
 from tests.support.projects import api_login, create_project
-from tests.support.registry_client import RegistryClient
+from tests.support.quota_support import GC_NOW_ENV, Db
+from tests.support.registry_client import RegistryClient, cached_client
 
 _names = itertools.count(1)
 
+
+# -- servers --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def mongo(tmp_path_factory):
@@ -26,28 +33,13 @@ def registry(mongo, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def admin(registry):
-    return RegistryClient(registry.url, "admin", registry.admin_password)
-
-
-@pytest.fixture
-def anonymous(registry):
-    return RegistryClient(registry.url)
-
-
-@pytest.fixture(scope="session")
-def admin_token(registry):
-    """An /api/v1 access token of the bootstrap administrator."""
-    return api_login(registry.url, "admin", registry.admin_password)
-
-
-@pytest.fixture
-def repo(registry, admin_token):
-    """A fresh repository name in a fresh private project of the administrator."""
-    project = f"project{next(_names)}"
-    create_project(registry.url, admin_token, project)
-    return f"{project}/app"
+@pytest.fixture(scope="module")
+def gc_server(mongo, tmp_path_factory):
+    """A server of the module's own whose garbage collector has no grace period (collections are triggered by
+    hand)."""
+    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("gc-now"), env=GC_NOW_ENV).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +50,104 @@ def moto(tmp_path_factory):
     server = MotoServer(tmp_path_factory.mktemp("moto")).start()
     yield server
     server.stop()
+
+
+# -- /v2/ clients ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def admin(registry):
+    """The administrator's RegistryClient; it fetches one token per scope in a test (each fetch costs an argon2
+    verification)."""
+    return cached_client(registry.url, "admin", registry.admin_password)
+
+
+@pytest.fixture
+def anonymous(registry):
+    return RegistryClient(registry.url)
+
+
+@pytest.fixture(scope="module")
+def gc_client(gc_server):
+    return cached_client(gc_server.url, "admin", gc_server.admin_password)
+
+
+@pytest.fixture
+def repo(registry, admin_token):
+    """A fresh repository name in a fresh private project of the administrator."""
+    project = f"project{next(_names)}"
+    create_project(registry.url, admin_token, project)
+    return f"{project}/app"
+
+
+# -- /api/v1 clients and users --------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def admin_token(registry):
+    """An /api/v1 access token of the bootstrap administrator."""
+    return api_login(registry.url, "admin", registry.admin_password)
+
+
+@pytest.fixture
+def api(registry):
+    """Anonymous /api/v1 client."""
+    return Api(registry.url)
+
+
+@pytest.fixture(scope="session")
+def admin_session(registry):
+    """The administrator's login, shared by the run (no test logs it out or changes its password)."""
+    return {"api": None}
+
+
+@pytest.fixture
+def admin_api(registry, admin_session):
+    """The administrator's logged-in client (logged in again when its access token is about to expire)."""
+    current = admin_session["api"]
+    if current is None or current.tokens["expires_at"] - time.time() < 120:
+        admin_session["api"] = current = admin_api_for(registry)
+    return current
+
+
+@pytest.fixture(scope="module")
+def gc_api(gc_server):
+    return admin_api_for(gc_server)
+
+
+@pytest.fixture
+def make_user(admin_api):
+    """Factory: a new ordinary (or admin) user created through POST /api/v1/users, already logged in."""
+
+    def make(is_admin=False, **fields):
+        return create_user(admin_api, is_admin, **fields)
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user()
+
+
+# -- databases ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def db(mongo, registry):
+    """The shared server's database (pymongo)."""
+    client = pymongo.MongoClient(mongo.uri, tz_aware=True)
+    yield client[registry.db_name]
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def store(mongo, registry):
+    """The shared server's database through quota_support.Db (usage and counted objects of projects)."""
+    db = Db(mongo.uri, registry.db_name)
+    yield db
+    db.close()
+
+
+@pytest.fixture(scope="module")
+def gc_store(mongo, gc_server):
+    db = Db(mongo.uri, gc_server.db_name)
+    yield db
+    db.close()

@@ -6,7 +6,6 @@ project links and holds; after every step the project's ``storage_used`` equals 
 """
 import json
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -18,20 +17,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.support.processes import RegistryServer
-from tests.support.quota_support import (
-    GC_NOW_ENV,
-    OCI_CONFIG,
-    OCI_LAYER,
-    OCI_MANIFEST,
-    Db,
-    admin_api_for,
-    cached_client,
-    new_project,
-    recount,
-    run_gc,
-    sha256,
-)
+from tests.support.manifests import OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST, sha256
+from tests.support.quota_support import new_project, recount, run_gc
 
 # A small pool per run, so the same blob is pushed again, to the other repository, after a delete, ...
 POOL = st.lists(st.binary(min_size=1, max_size=3000), min_size=3, max_size=6, unique=True)
@@ -39,30 +26,13 @@ REPO = st.sampled_from([0, 1])
 TAG = st.sampled_from(["t1", "t2", "t3"])
 
 
-@pytest.fixture(scope="module")
-def gc_server(mongo, tmp_path_factory):
-    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("props"), env=GC_NOW_ENV).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def store(mongo, gc_server):
-    db = Db(mongo.uri, gc_server.db_name)
-    yield db
-    db.close()
-
-
-def test_storage_used_always_equals_the_recount(gc_server, store):
-    api = admin_api_for(gc_server)
-    client = cached_client(gc_server.url, "admin", gc_server.admin_password)
-
+def test_storage_used_always_equals_the_recount(gc_api, gc_client, gc_store):
     class Accounting(RuleBasedStateMachine):
         @initialize(pool=POOL)
         def setup(self, pool):
-            self.project = new_project(api, "prop")
+            self.project = new_project(gc_api, "prop")
             self.repos = [f"{self.project['name']}/a", f"{self.project['name']}/b"]
-            self.scope_token = client.token(*[f"repository:{r}:pull,push,delete" for r in self.repos])
+            self.scope_token = gc_client.token(*[f"repository:{r}:pull,push,delete" for r in self.repos])
             self.pool = pool
             self.sizes = {sha256(data): len(data) for data in pool}
             self.links = [set(), set()]        # digests linked to each repository
@@ -71,7 +41,7 @@ def test_storage_used_always_equals_the_recount(gc_server, store):
 
         def call(self, method, path, **kwargs):
             headers = {"Authorization": f"Bearer {self.scope_token}", **kwargs.pop("headers", {})}
-            return client.request(method, path, headers=headers, **kwargs)
+            return gc_client.request(method, path, headers=headers, **kwargs)
 
         # -- operations ---------------------------------------------------------------------------
 
@@ -123,7 +93,7 @@ def test_storage_used_always_equals_the_recount(gc_server, store):
             self.ensure_linked(repo, [config, *layers])
             document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                         "config": {"mediaType": OCI_CONFIG, "digest": config, "size": self.sizes[config]},
-                        "layers": [{"mediaType": OCI_LAYER, "digest": d, "size": self.sizes[d]} for d in layers],
+                        "layers": [{"mediaType": OCI_LAYER_TAR, "digest": d, "size": self.sizes[d]} for d in layers],
                         "annotations": {"variant": str(variant)}}
             self.put_manifest(repo, tag, json.dumps(document, sort_keys=True).encode(), {config, *layers})
 
@@ -194,7 +164,7 @@ def test_storage_used_always_equals_the_recount(gc_server, store):
         @precondition(lambda self: any(self.collectable()) or any(self.manifests))
         @rule()
         def gc(self):
-            result = run_gc(api)
+            result = run_gc(gc_api)
             assert set(result) == {"unlinked", "deleted_blobs", "freed_bytes"}
             for repo, stale in enumerate(self.collectable()):
                 self.links[repo] -= stale
@@ -208,12 +178,12 @@ def test_storage_used_always_equals_the_recount(gc_server, store):
             counted = {d: self.sizes[d] for repo in (0, 1) for d in self.links[repo]}
             counted.update({d: len(body) for repo in (0, 1) for d, (body, _) in self.manifests[repo].items()})
             expected = sum(counted.values())
-            result = recount(api, self.project["id"])
-            used = store.used(self.project["id"])
+            result = recount(gc_api, self.project["id"])
+            used = gc_store.used(self.project["id"])
             assert result["drift"] == 0, result
             assert used == result["actual"] == result["recorded"], (used, result)
-            assert used == expected, (used, expected, counted, store.counted(self.project["id"]))
-            assert store.counted(self.project["id"]) == counted
+            assert used == expected, (used, expected, counted, gc_store.counted(self.project["id"]))
+            assert gc_store.counted(self.project["id"]) == counted
 
     run_state_machine_as_test(Accounting, settings=settings(
         max_examples=15, stateful_step_count=15, deadline=None, derandomize=False,

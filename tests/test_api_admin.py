@@ -7,10 +7,9 @@ import pymongo
 import pytest
 import requests
 
-from tests.support.api_client import (  # noqa: F401  (fixtures)
-    admin_api, admin_session, Api, api, db, fresh_address, make_user, ok, refused, strong_password, unique, user,
-)
+from tests.support.api_client import Api, admin_api_for, fresh_address, ok, refused, strong_password, unique_name
 from tests.support.processes import RegistryServer
+from tests.support.registry_client import RegistryClient
 
 
 def admin_id(db):
@@ -25,8 +24,7 @@ def require_single_admin(db):
 
 
 def registry_token(registry, username, password, scope="registry:catalog:*"):
-    return requests.get(f"{registry.url}/auth/token", params={"service": "cyp-registry", "scope": scope},
-                        auth=(username, password), headers={"X-Real-Ip": fresh_address()}, timeout=30)
+    return RegistryClient(registry.url, username, password, address=fresh_address()).token_response(scope)
 
 
 # -- listing --------------------------------------------------------------------------------------
@@ -84,7 +82,7 @@ def test_a_page_number_too_large_to_use_answers_an_empty_page_or_10001_never_500
 # -- creating -------------------------------------------------------------------------------------
 
 def test_an_administrator_creates_a_user_who_can_then_log_in(admin_api, api, db):
-    username, password = unique("new"), strong_password()
+    username, password = unique_name("new"), strong_password()
 
     data = ok(admin_api.post("/api/v1/users", json={"username": username, "password": password,
                                                    "email": f"{username}@example.com", "display_name": "New One"}))
@@ -106,7 +104,7 @@ def test_creating_a_user_with_a_taken_username_answers_20002(admin_api, user, db
 
 @pytest.mark.parametrize("password", ["short1!", "onlylowercaseletters", "ONLYUPPER123456", "{username}-X9x"])
 def test_creating_a_user_with_a_weak_password_answers_10001_and_creates_nothing(admin_api, db, password):
-    username = unique("weak")
+    username = unique_name("weak")
 
     message = refused(admin_api.post("/api/v1/users", json={"username": username,
                                                             "password": password.format(username=username)}), 10001)
@@ -285,10 +283,10 @@ def test_two_administrators_demoting_each_other_at_once_leave_one_administrator(
     client = pymongo.MongoClient(mongo.uri)
     try:
         users = client[server.db_name].users
-        first = Api(server.url).session("admin", server.admin_password)
+        first = admin_api_for(server)
         first_id = users.find_one({"username": "admin"})["_id"]
         for _ in range(5):
-            name, password = unique("adm"), strong_password()
+            name, password = unique_name("adm"), strong_password()
             second_id = ok(first.post("/api/v1/users", json={"username": name, "password": password,
                                                             "is_admin": True}))["id"]
             second = Api(server.url).session(name, password)

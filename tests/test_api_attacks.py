@@ -4,12 +4,9 @@ import time
 
 import jwt
 import pytest
-import requests
 
-from tests.support.api_client import (  # noqa: F401  (fixtures)
-    admin_api, admin_session, api, assert_no_secrets, b64url, db, jwt_claims, make_user, ok, refused, strong_password,
-    unique, user,
-)
+from tests.support.api_client import assert_no_secrets, b64url, jwt_claims, ok, refused, strong_password, unique_name
+from tests.support.registry_client import RegistryClient
 
 ATTEMPT = {"display_name": "pwned"}
 
@@ -105,8 +102,7 @@ def test_a_garbage_bearer_token_answers_30002(api, token):
 
 
 def test_a_registry_token_is_not_an_api_token(registry, api, user, db):
-    response = requests.get(f"{registry.url}/auth/token", params={"service": "cyp-registry"},
-                            auth=(user.username, user.password), timeout=30)
+    response = RegistryClient(registry.url, user.username, user.password).token_response()
     assert response.status_code == 200
 
     refused(attempt_write(api, response.json()["token"], user, db), 30002)
@@ -175,7 +171,7 @@ def test_no_answer_about_users_contains_a_password_or_its_hash(registry, admin_a
         admin_api.get("/api/v1/users", params={"page_size": 100}),
         admin_api.get(f"/api/v1/users/{member.id}"),
         admin_api.patch(f"/api/v1/users/{member.id}", json={"bio": "patched"}),
-        admin_api.post("/api/v1/users", json={"username": unique("h"), "password": created_password}),
+        admin_api.post("/api/v1/users", json={"username": unique_name("h"), "password": created_password}),
         member.api.put("/api/v1/users/me/password",
                        json={"old_password": member.password, "new_password": new_password}),
     ]

@@ -6,9 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pymongo
 import pytest
 
-from tests.support.api_client import (  # noqa: F401  (fixtures)
-    admin_api, admin_session, Api, api, db, fresh_address, jwt_claims, make_user, ok, refused, unique, user,
-)
+from tests.support.api_client import Api, fresh_address, jwt_claims, ok, refused, unique_name
 from tests.support.processes import RegistryServer
 
 USER_LOCK_AFTER = 5  # the default login_max_failures
@@ -61,7 +59,7 @@ def test_an_unknown_username_is_refused_exactly_like_a_wrong_password(registry, 
     anonymous = Api(registry.url, address=fresh_address())
 
     wrong_password = refused(anonymous.login_response(user.username, "Wrong-password-1"), 30001)
-    no_such_user = refused(anonymous.login_response(unique("nobody"), "Wrong-password-1"), 30001)
+    no_such_user = refused(anonymous.login_response(unique_name("nobody"), "Wrong-password-1"), 30001)
 
     assert wrong_password == no_such_user
 
@@ -95,9 +93,9 @@ def test_repeated_failed_logins_from_one_address_lock_that_address(mongo, tmp_pa
     try:
         api = Api(server.url)
         for _ in range(3):
-            refused(api.login_response(unique("nobody"), "Wrong-password-1"), 30001)
+            refused(api.login_response(unique_name("nobody"), "Wrong-password-1"), 30001)
         assert ok(api.login_response("admin", server.admin_password))["access_token"]
-        refused(api.login_response(unique("nobody"), "Wrong-password-1"), 30001)
+        refused(api.login_response(unique_name("nobody"), "Wrong-password-1"), 30001)
 
         refused(api.login_response("admin", server.admin_password), 30004)
 
@@ -116,7 +114,7 @@ def test_a_client_cannot_dodge_the_address_lock_with_forwarded_headers_by_defaul
     server = RegistryServer(mongo.uri, tmp_path, env={"CYP_LOGIN_MAX_FAILURES": "1"}).start()
     try:
         for _ in range(4):
-            refused(Api(server.url, address=fresh_address()).login_response(unique("nobody"), "Wrong-password-1"),
+            refused(Api(server.url, address=fresh_address()).login_response(unique_name("nobody"), "Wrong-password-1"),
                     30001)
 
         refused(Api(server.url, address=fresh_address()).login_response("admin", server.admin_password), 30004)

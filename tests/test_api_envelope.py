@@ -5,9 +5,7 @@ import time
 
 import pytest
 
-from tests.support.api_client import (  # noqa: F401  (fixtures)
-    admin_api, admin_session, api, assert_envelope, db, make_user, ok, refused, user,
-)
+from tests.support.api_client import assert_envelope, ok, refused
 
 ENVELOPE_FIELDS = {"code", "message", "data", "timestamp", "trace_id"}
 

@@ -1,19 +1,16 @@
 """Personal access tokens: created once, stored hashed, scoped on /api/v1, usable as the registry password."""
 import datetime
 import hashlib
-import json
-import os
 import secrets
-import subprocess
 import time
 
 import pytest
 import requests
 
-from tests.support.api_client import (  # noqa: F401  (fixtures)
-    admin_api, admin_session, api, db, fresh_address, jwt_claims, make_user, ok, refused, user,
-)
+from tests.support.api_client import fresh_address, jwt_claims, ok, refused
+from tests.support.clients import Skopeo, layout_manifest
 from tests.support.oci_layout import make_image_layout
+from tests.support.registry_client import RegistryClient
 
 PAT_FIELDS = {"id", "name", "scopes", "prefix", "expires_at", "created_at", "last_used_at"}
 
@@ -205,33 +202,21 @@ def test_a_made_up_pat_is_refused(api):
 # -- PATs at the registry -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def skopeo_env(tmp_path_factory):
-    base = tmp_path_factory.mktemp("pat-skopeo")
-    (base / "registries.conf").write_text("unqualified-search-registries = []\n")
-    (base / "policy.json").write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
-    (base / "tmp").mkdir()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("CONTAINERS_", "REGISTRY_AUTH_FILE", "DOCKER_"))}
-    env.update({"REGISTRY_AUTH_FILE": str(base / "auth.json"),
-                "CONTAINERS_REGISTRIES_CONF": str(base / "registries.conf"), "TMPDIR": str(base / "tmp"),
-                "HOME": str(base)})
-    return env, str(base / "policy.json")
+def skopeo(tmp_path_factory):
+    return Skopeo(tmp_path_factory.mktemp("pat-skopeo"))
 
 
 @pytest.fixture
 def layout(tmp_path):
     path = tmp_path / "image"
-    descriptor = make_image_layout(path, [1024 * 1024], seed=secrets.token_hex(4))
-    manifest = json.loads((path / "blobs" / "sha256" / descriptor["digest"].split(":", 1)[1]).read_text())
+    make_image_layout(path, [1024 * 1024], seed=secrets.token_hex(4))
+    descriptor, _, manifest = layout_manifest(path)
     return path, descriptor, manifest
 
 
-def skopeo_push(skopeo_env, registry, layout_path, repo, creds):
-    env, policy = skopeo_env
-    return subprocess.run(
-        ["skopeo", "--policy", policy, "copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", creds,
-         f"oci:{layout_path}:v1", f"docker://{registry.host}/{repo}:v1"],
-        env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+def skopeo_push(skopeo, registry, layout_path, repo, creds):
+    return skopeo.run("copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", creds,
+                      f"oci:{layout_path}:v1", f"docker://{registry.host}/{repo}:v1", check=False)
 
 
 def assert_nothing_pushed(admin, repo, manifest):
@@ -242,8 +227,7 @@ def assert_nothing_pushed(admin, repo, manifest):
 
 
 def token_endpoint(registry, credentials, *scopes):
-    return requests.get(f"{registry.url}/auth/token", params={"service": "cyp-registry", "scope": list(scopes)},
-                        auth=credentials, headers={"X-Real-Ip": fresh_address()}, timeout=30)
+    return RegistryClient(registry.url, *credentials, address=fresh_address()).token_response(*scopes)
 
 
 def granted_actions(token, repo):
@@ -251,11 +235,11 @@ def granted_actions(token, repo):
                    for action in entry["actions"]})
 
 
-def test_skopeo_pushes_with_a_registry_push_pat_as_the_password(registry, admin, admin_api, skopeo_env, layout, repo):
+def test_skopeo_pushes_with_a_registry_push_pat_as_the_password(registry, admin, admin_api, skopeo, layout, repo):
     path, descriptor, _ = layout
     pat = admin_api.create_pat(["registry:push"])
 
-    result = skopeo_push(skopeo_env, registry, path, repo, f"admin:{pat['token']}")
+    result = skopeo_push(skopeo, registry, path, repo, f"admin:{pat['token']}")
 
     assert result.returncode == 0, result.stderr
     response = admin.request("GET", f"/v2/{repo}/manifests/v1", f"repository:{repo}:pull",
@@ -266,25 +250,25 @@ def test_skopeo_pushes_with_a_registry_push_pat_as_the_password(registry, admin,
     assert listed[pat["id"]]["last_used_at"] is not None
 
 
-def test_skopeo_cannot_push_with_a_pull_only_pat_and_nothing_is_stored(registry, admin, admin_api, skopeo_env,
+def test_skopeo_cannot_push_with_a_pull_only_pat_and_nothing_is_stored(registry, admin, admin_api, skopeo,
                                                                         layout, repo):
     path, _, manifest = layout
     pat = admin_api.create_pat(["registry:pull"])
 
-    result = skopeo_push(skopeo_env, registry, path, repo, f"admin:{pat['token']}")
+    result = skopeo_push(skopeo, registry, path, repo, f"admin:{pat['token']}")
 
     assert result.returncode != 0
     assert "denied" in result.stderr.lower() or "unauthorized" in result.stderr.lower(), result.stderr
     assert_nothing_pushed(admin, repo, manifest)
 
 
-def test_skopeo_cannot_push_with_a_revoked_pat_and_nothing_is_stored(registry, admin, admin_api, skopeo_env,
+def test_skopeo_cannot_push_with_a_revoked_pat_and_nothing_is_stored(registry, admin, admin_api, skopeo,
                                                                       layout, repo):
     path, _, manifest = layout
     pat = admin_api.create_pat(["registry:push"])
     ok(admin_api.delete(f"/api/v1/users/me/pat/{pat['id']}"))
 
-    result = skopeo_push(skopeo_env, registry, path, repo, f"admin:{pat['token']}")
+    result = skopeo_push(skopeo, registry, path, repo, f"admin:{pat['token']}")
 
     assert result.returncode != 0
     assert "unauthorized" in result.stderr.lower(), result.stderr

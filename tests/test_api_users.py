@@ -4,10 +4,7 @@ import os
 
 import pytest
 
-from tests.support.api_client import (  # noqa: F401  (fixtures)
-    admin_api, admin_session, Api, api, db, fresh_address, jwt_claims, make_user, ok, refused, SESSION_SCOPES,
-    strong_password, user,
-)
+from tests.support.api_client import SESSION_SCOPES, Api, fresh_address, jwt_claims, ok, refused, strong_password
 
 AVATAR_LIMIT = 2 * 1024 * 1024
 

@@ -1,15 +1,9 @@
 """Pulling blobs: GET/HEAD headers, byte ranges (across storage chunks), unknown blobs, deletes."""
 import pytest
 
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
-from tests.support.manifests import assert_error, blob_url, delete, pull, push_blob, random_bytes, sha256
+from tests.support.manifests import assert_registry_error, blob_url, delete, get_blob, push_blob, random_bytes, sha256
 
 STORAGE_CHUNK = 1024 * 1024
-
-
-def get_blob(client, repo, digest, method="GET", byte_range=None):
-    headers = {"Range": byte_range} if byte_range else {}
-    return client.request(method, blob_url(repo, digest), pull(repo), headers=headers)
 
 
 @pytest.fixture
@@ -137,7 +131,7 @@ def test_an_unknown_blob_is_blob_unknown(admin, repo, small_blob, method):
 
     assert response.status_code == 404
     if method == "GET":
-        assert_error(response, 404, "BLOB_UNKNOWN")
+        assert_registry_error(response, 404, "BLOB_UNKNOWN")
 
 
 def test_a_blob_of_another_repository_is_unknown_here(admin, repo):
@@ -146,13 +140,13 @@ def test_a_blob_of_another_repository_is_unknown_here(admin, repo):
 
     response = get_blob(admin, repo, digest)
 
-    assert_error(response, 404, "BLOB_UNKNOWN")
+    assert_registry_error(response, 404, "BLOB_UNKNOWN")
 
 
 def test_a_malformed_digest_is_digest_invalid(admin, repo, small_blob):
     response = get_blob(admin, repo, "sha256:nothex")
 
-    assert_error(response, 400, "DIGEST_INVALID")
+    assert_registry_error(response, 400, "DIGEST_INVALID")
 
 
 def test_deleting_a_blob_answers_202_and_it_is_gone(admin, repo, small_blob):
@@ -161,7 +155,7 @@ def test_deleting_a_blob_answers_202_and_it_is_gone(admin, repo, small_blob):
     deleted = admin.request("DELETE", blob_url(repo, digest), delete(repo))
 
     assert deleted.status_code == 202
-    assert_error(get_blob(admin, repo, digest), 404, "BLOB_UNKNOWN")
+    assert_registry_error(get_blob(admin, repo, digest), 404, "BLOB_UNKNOWN")
 
 
 def test_deleting_a_blob_in_one_repository_leaves_it_readable_in_another(admin, repo):
@@ -173,11 +167,11 @@ def test_deleting_a_blob_in_one_repository_leaves_it_readable_in_another(admin, 
     deleted = admin.request("DELETE", blob_url(repo, digest), delete(repo))
 
     assert deleted.status_code == 202
-    assert_error(get_blob(admin, repo, digest), 404, "BLOB_UNKNOWN")
+    assert_registry_error(get_blob(admin, repo, digest), 404, "BLOB_UNKNOWN")
     assert get_blob(admin, other, digest).content == data
 
 
 def test_deleting_an_unknown_blob_is_blob_unknown(admin, repo, small_blob):
     response = admin.request("DELETE", blob_url(repo, sha256(b"never pushed")), delete(repo))
 
-    assert_error(response, 404, "BLOB_UNKNOWN")
+    assert_registry_error(response, 404, "BLOB_UNKNOWN")

@@ -1,9 +1,9 @@
 """Pushing blobs: single POST, POST then PUT, chunked PATCH uploads, status, cancel, digests and mounts."""
 import pytest
 
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
 from tests.support.manifests import (
-    assert_error, blob_url, bearer, patch_chunk, pull, push, push_blob, random_bytes, sha256, sha512, start_upload,
+    assert_registry_error, bearer, blob_url, get_blob, patch_chunk, pull, push, push_blob, random_bytes, sha256, sha512,
+    start_upload,
 )
 
 
@@ -17,11 +17,7 @@ def finish_upload(client, repo, location, digest, data=b"", headers=None):
 
 
 def head_blob(client, repo, digest):
-    return client.request("HEAD", blob_url(repo, digest), pull(repo))
-
-
-def get_blob(client, repo, digest):
-    return client.request("GET", blob_url(repo, digest), pull(repo))
+    return get_blob(client, repo, digest, method="HEAD")
 
 
 def chunks_of(data, size):
@@ -76,7 +72,7 @@ def test_a_single_post_with_a_wrong_digest_is_digest_invalid_and_stores_nothing(
 
     response = admin.push_blob(repo, data, claimed)
 
-    assert_error(response, 400, "DIGEST_INVALID")
+    assert_registry_error(response, 400, "DIGEST_INVALID")
     assert head_blob(admin, repo, claimed).status_code == 404
     assert head_blob(admin, repo, sha256(data)).status_code == 404
 
@@ -91,7 +87,7 @@ def test_a_single_post_with_a_wrong_digest_is_digest_invalid_and_stores_nothing(
 def test_a_single_post_with_a_malformed_digest_is_digest_invalid(admin, repo, digest):
     response = admin.push_blob(repo, b"data", digest)
 
-    assert_error(response, 400, "DIGEST_INVALID")
+    assert_registry_error(response, 400, "DIGEST_INVALID")
 
 
 def test_an_empty_blob_round_trips(admin, repo):
@@ -131,7 +127,7 @@ def test_a_single_post_with_a_sha512_digest_stores_the_blob(admin, repo):
 def test_pushing_into_a_project_that_does_not_exist_is_name_unknown(admin, repo):
     response = admin.push_blob(repo.replace("/", "-missing/", 1), b"data", sha256(b"data"))
 
-    assert_error(response, 404, "NAME_UNKNOWN")
+    assert_registry_error(response, 404, "NAME_UNKNOWN")
 
 
 # -- sessions and chunks --------------------------------------------------------------------------
@@ -197,7 +193,7 @@ def test_a_final_chunk_out_of_order_in_the_closing_put_is_refused_with_416(admin
 
     response = finish_upload(admin, repo, location, sha256(data), data[200:], headers={"Content-Range": "200-299"})
 
-    assert_error(response, 416)
+    assert_registry_error(response, 416)
     assert head_blob(admin, repo, sha256(data)).status_code == 404
     assert upload_status(admin, repo, location).headers["Range"] == "0-99"
 
@@ -220,7 +216,7 @@ def test_a_chunk_that_does_not_start_where_the_upload_ends_is_refused_with_416(a
 
     response = patch_chunk(admin, repo, location, random_bytes(50), 150)
 
-    assert_error(response, 416, "RANGE_INVALID")
+    assert_registry_error(response, 416, "RANGE_INVALID")
     assert response.headers["Range"] == "0-99"
     assert upload_status(admin, repo, location).headers["Range"] == "0-99"
 
@@ -231,7 +227,7 @@ def test_a_chunk_with_a_malformed_content_range_is_refused_with_416(admin, repo)
     response = admin.request("PATCH", location, push(repo), data=b"abc",
                              headers={"Content-Type": "application/octet-stream", "Content-Range": "zero-two"})
 
-    assert_error(response, 416, "RANGE_INVALID")
+    assert_registry_error(response, 416, "RANGE_INVALID")
     assert upload_status(admin, repo, location).headers["Range"] == "0-0"
 
 
@@ -255,10 +251,10 @@ def test_a_closing_put_with_a_wrong_digest_is_digest_invalid_and_discards_the_up
 
     response = finish_upload(admin, repo, location, claimed)
 
-    assert_error(response, 400, "DIGEST_INVALID")
+    assert_registry_error(response, 400, "DIGEST_INVALID")
     assert head_blob(admin, repo, claimed).status_code == 404
     assert head_blob(admin, repo, sha256(data)).status_code == 404
-    assert_error(upload_status(admin, repo, location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_registry_error(upload_status(admin, repo, location), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 def test_a_closing_put_with_a_malformed_digest_is_digest_invalid(admin, repo):
@@ -266,7 +262,7 @@ def test_a_closing_put_with_a_malformed_digest_is_digest_invalid(admin, repo):
 
     response = finish_upload(admin, repo, location, "sha256:not-hex")
 
-    assert_error(response, 400, "DIGEST_INVALID")
+    assert_registry_error(response, 400, "DIGEST_INVALID")
     assert head_blob(admin, repo, sha256(b"payload")).status_code == 404
 
 
@@ -275,7 +271,7 @@ def test_a_closing_put_without_a_digest_does_not_complete_the_upload(admin, repo
 
     response = admin.request("PUT", location, push(repo))
 
-    assert_error(response, 400, "DIGEST_INVALID")
+    assert_registry_error(response, 400, "DIGEST_INVALID")
     assert head_blob(admin, repo, sha256(b"payload")).status_code == 404
 
 
@@ -298,10 +294,10 @@ def test_a_chunked_upload_closed_with_a_wrong_sha512_digest_is_digest_invalid_an
 
     response = finish_upload(admin, repo, location, claimed)
 
-    assert_error(response, 400, "DIGEST_INVALID")
+    assert_registry_error(response, 400, "DIGEST_INVALID")
     assert head_blob(admin, repo, claimed).status_code == 404
     assert head_blob(admin, repo, sha512(data)).status_code == 404
-    assert_error(upload_status(admin, repo, location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_registry_error(upload_status(admin, repo, location), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 def test_a_finished_upload_is_gone(admin, repo):
@@ -311,8 +307,8 @@ def test_a_finished_upload_is_gone(admin, repo):
 
     response = upload_status(admin, repo, location)
 
-    assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
-    assert_error(patch_chunk(admin, repo, location, b"more", len(data)), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_registry_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_registry_error(patch_chunk(admin, repo, location, b"more", len(data)), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 def test_cancelling_an_upload_forgets_it(admin, repo):
@@ -321,8 +317,8 @@ def test_cancelling_an_upload_forgets_it(admin, repo):
     cancelled = admin.request("DELETE", location, push(repo))
 
     assert cancelled.status_code == 204
-    assert_error(upload_status(admin, repo, location), 404, "BLOB_UPLOAD_UNKNOWN")
-    assert_error(patch_chunk(admin, repo, location, b" more", 7), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_registry_error(upload_status(admin, repo, location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_registry_error(patch_chunk(admin, repo, location, b" more", 7), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 @pytest.mark.parametrize("method", ["GET", "PATCH", "PUT", "DELETE"])
@@ -332,7 +328,7 @@ def test_an_unknown_upload_id_is_blob_upload_unknown(admin, repo, method):
 
     response = admin.request(method, location, push(repo), params={"digest": sha256(b"")} if method == "PUT" else None)
 
-    assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_registry_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 def test_an_upload_cannot_be_reached_through_another_repository(admin, repo):
@@ -342,7 +338,7 @@ def test_an_upload_cannot_be_reached_through_another_repository(admin, repo):
 
     response = admin.request("GET", f"/v2/{other}/blobs/uploads/{upload_id}", push(other))
 
-    assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_registry_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 def test_a_blob_of_20_mib_sent_in_chunks_unaligned_with_storage_round_trips_exactly(admin, repo):
@@ -383,7 +379,7 @@ def test_mounting_into_a_project_that_does_not_exist_is_name_unknown(admin, repo
 
     response = mount(admin, repo.replace("/", "-missing/", 1), digest, repo)
 
-    assert_error(response, 404, "NAME_UNKNOWN")
+    assert_registry_error(response, 404, "NAME_UNKNOWN")
 
 
 def test_mounting_a_blob_the_source_lacks_falls_back_to_an_upload_session(admin, repo):
@@ -400,12 +396,15 @@ def test_mounting_a_blob_the_source_lacks_falls_back_to_an_upload_session(admin,
     assert head_blob(admin, repo, digest).status_code == 404
 
 
-def test_mounting_without_pull_access_to_the_source_does_not_link_the_blob(admin, repo):
+def test_a_mount_whose_token_lacks_the_source_asks_for_a_token_that_has_it(admin, repo):
     source = f"{repo}-source"
     digest = push_blob(admin, source, random_bytes(128))["digest"]
 
     response = admin.request("POST", f"/v2/{repo}/blobs/uploads/", push(repo),
                              params={"mount": digest, "from": source}, headers={"Content-Length": "0"})
 
-    assert response.status_code == 202
+    assert_registry_error(response, 401, "UNAUTHORIZED")
+    challenge = response.headers["WWW-Authenticate"]
+    assert f"repository:{repo}:pull,push repository:{source}:pull" in challenge
+    assert 'error="insufficient_scope"' in challenge
     assert head_blob(admin, repo, digest).status_code == 404

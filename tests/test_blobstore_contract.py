@@ -3,7 +3,6 @@
 Sizes are given in the backend's ``unit``, the amount it sends to storage at once (a GridFS batch of
 chunks, an S3 part, a filesystem write), so every backend sees writes and reads across its boundaries.
 """
-import hashlib
 import random
 import secrets
 
@@ -14,6 +13,7 @@ from storage.blobstore import StorageUnavailable
 from storage.filesystem_store import IO_PIECE, FilesystemBlobStore
 from storage.gridfs_store import CHUNKS_PER_WRITE_MIB, GridFSBlobStore
 from storage.s3_store import PART_SIZE, S3BlobStore
+from tests.support.manifests import sha256
 
 # Small GridFS chunks: many chunk boundaries inside one batch.
 GRIDFS_CHUNK = 256 * 1024
@@ -90,10 +90,6 @@ def payload(size, seed):
     return random.Random(f"{seed}-{size}").randbytes(size)
 
 
-def digest_of(data):
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 async def write_in_pieces(writer, data):
     offset, sizes = 0, iter(ODD_PIECES * (len(data) // sum(ODD_PIECES) + 1))
     while offset < len(data):
@@ -109,7 +105,7 @@ async def read_bytes(store, ref, start, length):
 async def store_blob(store, data):
     writer = await store.open_writer(store.new_upload_state())
     await write_in_pieces(writer, data)
-    return await writer.commit(digest_of(data))
+    return await writer.commit(sha256(data))
 
 
 async def test_odd_sized_pieces_across_boundaries_read_back_exactly(backend):
@@ -127,7 +123,7 @@ async def test_blobs_of_edge_sizes_written_in_one_piece(backend, size_in):
     writer = await backend.store.open_writer(backend.store.new_upload_state())
 
     await writer.write(data)
-    ref = await writer.commit(digest_of(data))
+    ref = await writer.commit(sha256(data))
 
     assert await read_bytes(backend.store, ref, 0, len(data)) == data
 
@@ -144,7 +140,7 @@ async def test_checkpoints_let_other_writers_continue_the_upload(backend):
         state = await writer.checkpoint()
     writer = await store.open_writer(state)
     await write_in_pieces(writer, data[cuts[-2]:])
-    ref = await writer.commit(digest_of(data))
+    ref = await writer.commit(sha256(data))
 
     assert await read_bytes(store, ref, 0, len(data)) == data
     assert await backend.upload_leftovers(state) == 0
@@ -193,7 +189,7 @@ async def test_a_writer_after_a_crashed_request_continues_from_the_checkpoint(ba
     await crashed.discard()
     resumed = await store.open_writer(state)
     await write_in_pieces(resumed, data[unit + 11:])
-    ref = await resumed.commit(digest_of(data))
+    ref = await resumed.commit(sha256(data))
 
     assert await read_bytes(store, ref, 0, len(data)) == data
     assert await backend.upload_leftovers(state) == 0
@@ -235,7 +231,7 @@ async def test_commit_after_a_request_that_crashed_before_any_checkpoint_leaves_
 
     writer = await backend.store.open_writer(state)
     await write_in_pieces(writer, data)
-    ref = await writer.commit(digest_of(data))
+    ref = await writer.commit(sha256(data))
 
     assert await read_bytes(backend.store, ref, 0, len(data)) == data
     assert await backend.upload_leftovers(state) == 0
@@ -274,4 +270,4 @@ async def test_ping_answers_and_nothing_redirects_by_default(backend):
 
     await backend.store.ping()
 
-    assert await backend.store.redirect_url(ref, digest_of(b"x")) is None
+    assert await backend.store.redirect_url(ref, sha256(b"x")) is None

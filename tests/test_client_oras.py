@@ -1,5 +1,4 @@
 """The oras Python SDK against a real server: an artifact of several files pushed with chunked uploads, pulled back."""
-import hashlib
 import json
 import math
 import secrets
@@ -82,7 +81,7 @@ def test_oras_manifest_lists_every_file_with_its_digest_and_title(registry, push
     manifest = client.get_manifest(f"{registry.host}/{repo}:v1")
 
     assert {layer["annotations"]["org.opencontainers.image.title"]: layer["digest"] for layer in manifest["layers"]} \
-        == {path.name: "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() for path in artifact}
+        == {path.name: sha256_file(path) for path in artifact}
 
 
 def test_oras_get_tags_lists_the_pushed_tag(registry, pushed, tmp_path):

@@ -1,5 +1,4 @@
 """skopeo against a real server: a 200 MiB image pushed and pulled with digests preserved, tags, inspect, delete."""
-import hashlib
 import json
 import secrets
 
@@ -14,6 +13,7 @@ from tests.support.clients import (
     require_tool,
     sha256_file,
 )
+from tests.support.manifests import sha256
 from tests.support.oci_layout import make_image_layout
 
 require_tool("skopeo")
@@ -74,7 +74,7 @@ def test_skopeo_inspect_raw_returns_the_manifest_bytes_that_were_pushed(registry
 
     result = skopeo.run("inspect", "--raw", *creds(registry), f"docker://{registry.host}/{repo}:v1")
 
-    assert "sha256:" + hashlib.sha256(result.stdout.encode()).hexdigest() == digest
+    assert sha256(result.stdout.encode()) == digest
     assert result.stdout.encode() == layout_manifest(big_layout)[1]
 
 
@@ -84,7 +84,7 @@ def test_skopeo_pull_with_preserved_digests_keeps_the_manifest_digest(pulled, pu
     descriptor, raw, _ = layout_manifest(pulled)
 
     assert descriptor["digest"] == digest
-    assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+    assert sha256(raw) == digest
 
 
 def test_skopeo_pull_returns_every_blob_byte_for_byte(pulled, big_layout):

@@ -1,61 +1,11 @@
 """Online garbage collection (grace period) and the recount that recomputes usage from the links."""
 import secrets
 
-import pytest
-
-from tests.support.api_client import admin_api, admin_session, ok, refused  # noqa: F401 (fixtures)
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
-from tests.support.processes import RegistryServer
-from tests.support.quota_support import (
-    GC_NOW_ENV,
-    Db,
-    admin_api_for,
-    cached_client,
-    delete,
-    manifest_bytes,
-    new_project,
-    pull,
-    push,
-    push_bytes,
-    push_image,
-    push_ok,
-    put_manifest,
-    recount,
-    run_gc,
-    sha256,
+from tests.support.api_client import create_user, ok, refused
+from tests.support.manifests import (
+    OCI_LAYER_TAR, delete, encode, image_manifest, pull, push, push_blob, push_image, sha256,
 )
-
-
-@pytest.fixture(scope="module")
-def gc_server(mongo, tmp_path_factory):
-    """A server of its own whose garbage collector has no grace period (collections are triggered by hand)."""
-    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("gc-now"), env=GC_NOW_ENV).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def gc_api(gc_server):
-    return admin_api_for(gc_server)
-
-
-@pytest.fixture(scope="module")
-def gc_client(gc_server):
-    return cached_client(gc_server.url, "admin", gc_server.admin_password)
-
-
-@pytest.fixture(scope="module")
-def gc_store(mongo, gc_server):
-    db = Db(mongo.uri, gc_server.db_name)
-    yield db
-    db.close()
-
-
-@pytest.fixture(scope="module")
-def session_store(mongo, registry):
-    db = Db(mongo.uri, registry.db_name)
-    yield db
-    db.close()
+from tests.support.quota_support import new_project, recount, run_gc
 
 
 def head(client, repo, digest):
@@ -73,20 +23,20 @@ def test_gc_after_a_manifest_delete_unlinks_its_blobs_and_frees_the_usage(gc_api
     project = new_project(gc_api, "gc")
     repo = f"{project['name']}/a"
     image = push_image(gc_client, repo, "v1", layer_sizes=(3000, 5000))
-    delete_manifest(gc_client, repo, image["digest"])
-    assert gc_store.used(project["id"]) == sum(image["blobs"].values())
+    delete_manifest(gc_client, repo, image.digest)
+    assert gc_store.used(project["id"]) == sum(image.blobs.values())
 
     result = run_gc(gc_api)
 
-    assert result["unlinked"] >= len(image["blobs"]) and result["deleted_blobs"] >= len(image["blobs"])
-    assert result["freed_bytes"] >= sum(image["blobs"].values())
+    assert result["unlinked"] >= len(image.blobs) and result["deleted_blobs"] >= len(image.blobs)
+    assert result["freed_bytes"] >= sum(image.blobs.values())
     assert ok(gc_api.get(f"/api/v1/projects/{project['id']}"))["storage_used"] == 0
     assert gc_store.counted(project["id"]) == {}
-    for digest in image["blobs"]:
+    for digest in image.blobs:
         assert head(gc_client, repo, digest) == 404
         assert gc_store["blobs"].find_one({"_id": digest}) is None
         assert gc_store["repository_blobs"].find_one({"digest": digest}) is None
-    assert gc_store["fs.files"].count_documents({"metadata.digest": {"$in": list(image["blobs"])}}) == 0
+    assert gc_store["fs.files"].count_documents({"metadata.digest": {"$in": list(image.blobs)}}) == 0
 
 
 def test_gc_keeps_a_layer_another_manifest_still_references(gc_api, gc_client, gc_store):
@@ -95,13 +45,13 @@ def test_gc_keeps_a_layer_another_manifest_still_references(gc_api, gc_client, g
     shared = secrets.token_bytes(4000)
     gone = push_image(gc_client, repo, "old", layers=[shared, secrets.token_bytes(1000)])
     kept = push_image(gc_client, repo, "new", layers=[shared])
-    delete_manifest(gc_client, repo, gone["digest"])
+    delete_manifest(gc_client, repo, gone.digest)
 
     run_gc(gc_api)
 
-    assert gc_store.used(project["id"]) == sum(kept["blobs"].values()) + kept["size"]
+    assert gc_store.used(project["id"]) == sum(kept.blobs.values()) + kept.size
     assert head(gc_client, repo, sha256(shared)) == 200
-    only_old = set(gone["blobs"]) - set(kept["blobs"])
+    only_old = set(gone.blobs) - set(kept.blobs)
     assert only_old and all(head(gc_client, repo, digest) == 404 for digest in only_old)
     pulled = gc_client.request("GET", f"/v2/{repo}/blobs/{sha256(shared)}", pull(repo))
     assert pulled.status_code == 200 and pulled.content == shared
@@ -115,8 +65,8 @@ def test_gc_after_a_tag_delete_keeps_the_untagged_manifest_and_its_blobs(gc_api,
 
     run_gc(gc_api)
 
-    assert gc_store.used(project["id"]) == sum(image["blobs"].values()) + image["size"]
-    assert all(head(gc_client, repo, digest) == 200 for digest in image["blobs"])
+    assert gc_store.used(project["id"]) == sum(image.blobs.values()) + image.size
+    assert all(head(gc_client, repo, digest) == 200 for digest in image.blobs)
 
 
 def test_gc_unlinks_an_unreferenced_copy_without_freeing_a_blob_another_repository_uses(gc_api, gc_client,
@@ -124,7 +74,7 @@ def test_gc_unlinks_an_unreferenced_copy_without_freeing_a_blob_another_reposito
     project = new_project(gc_api, "gc")
     image = push_image(gc_client, f"{project['name']}/a", "v1")
     stray = f"{project['name']}/b"
-    layer = list(image["blobs"])[-1]
+    layer = list(image.blobs)[-1]
     response = gc_client.request("POST", f"/v2/{stray}/blobs/uploads/", None,
                                  params={"mount": layer, "from": f"{project['name']}/a"},
                                  headers={"Authorization": "Bearer " + gc_client.token(push(stray),
@@ -135,7 +85,7 @@ def test_gc_unlinks_an_unreferenced_copy_without_freeing_a_blob_another_reposito
 
     assert head(gc_client, stray, layer) == 404
     assert head(gc_client, f"{project['name']}/a", layer) == 200
-    assert gc_store.used(project["id"]) == sum(image["blobs"].values()) + image["size"]
+    assert gc_store.used(project["id"]) == sum(image.blobs.values()) + image.size
     assert recount(gc_api, project["id"])["drift"] == 0
 
 
@@ -143,7 +93,7 @@ def test_gc_frees_a_blob_whose_only_other_link_was_deleted(gc_api, gc_client, gc
     project = new_project(gc_api, "gc")
     repo = f"{project['name']}/a"
     data = secrets.token_bytes(2000)
-    push_ok(gc_client, repo, data)
+    push_blob(gc_client, repo, data)
 
     result = run_gc(gc_api)
 
@@ -156,10 +106,10 @@ def test_a_blob_collected_by_gc_can_be_pushed_again(gc_api, gc_client, gc_store)
     project = new_project(gc_api, "gc")
     repo = f"{project['name']}/a"
     data = secrets.token_bytes(2500)
-    push_ok(gc_client, repo, data)
+    push_blob(gc_client, repo, data)
     run_gc(gc_api)
 
-    push_ok(gc_client, repo, data)
+    push_blob(gc_client, repo, data)
 
     pulled = gc_client.request("GET", f"/v2/{repo}/blobs/{sha256(data)}", pull(repo))
     assert pulled.status_code == 200 and pulled.content == data
@@ -167,30 +117,27 @@ def test_a_blob_collected_by_gc_can_be_pushed_again(gc_api, gc_client, gc_store)
     assert recount(gc_api, project["id"])["drift"] == 0
 
 
-def test_gc_needs_an_administrator(gc_server, gc_api):
-    user = ok(gc_api.post("/api/v1/users", json={"username": f"gcuser{secrets.token_hex(3)}",
-                                                 "password": "Str0ng!pass-gc", "is_admin": False}))
-    session = gc_api.__class__(gc_server.url).session(user["username"], "Str0ng!pass-gc")
+def test_gc_needs_an_administrator(gc_api):
+    user = create_user(gc_api)
 
-    refused(session.post("/api/v1/system/gc"), 30003)
+    refused(user.api.post("/api/v1/system/gc"), 30003)
 
 
-def test_gc_with_a_grace_period_leaves_a_just_pushed_unreferenced_layer_alone(admin, admin_api, session_store):
+def test_gc_with_a_grace_period_leaves_a_just_pushed_unreferenced_layer_alone(admin, admin_api, store):
     """The session server keeps its default grace period (an hour): this layer is a push in progress."""
     project = new_project(admin_api, "grace")
     repo = f"{project['name']}/a"
     data = secrets.token_bytes(3000)
-    push_ok(admin, repo, data)
+    push_blob(admin, repo, data)
 
     run_gc(admin_api)
 
     assert head(admin, repo, sha256(data)) == 200
-    assert session_store["repository_blobs"].find_one({"repo": repo, "digest": sha256(data)}) is not None
-    assert session_store.used(project["id"]) == 3000
-    config = push_ok(admin, repo, b'{"os":"linux"}')
-    body = manifest_bytes(config, [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(data),
-                                    "size": len(data)}])
-    assert put_manifest(admin, repo, "v1", body).status_code == 201
+    assert store["repository_blobs"].find_one({"repo": repo, "digest": sha256(data)}) is not None
+    assert store.used(project["id"]) == 3000
+    config = push_blob(admin, repo, b'{"os":"linux"}')
+    body = encode(image_manifest(config, [{"mediaType": OCI_LAYER_TAR, "digest": sha256(data), "size": len(data)}]))
+    assert admin.put_manifest(repo, "v1", body).status_code == 201
 
 
 # -- recount --------------------------------------------------------------------------------------
@@ -201,18 +148,18 @@ def test_a_recount_after_a_series_of_operations_finds_no_drift(gc_api, gc_client
     shared = secrets.token_bytes(6000)
     first = push_image(gc_client, a, "v1", layers=[shared, secrets.token_bytes(100)])
     second = push_image(gc_client, b, "v1", layers=[shared])
-    push_ok(gc_client, b, secrets.token_bytes(700))
+    push_blob(gc_client, b, secrets.token_bytes(700))
     third = push_image(gc_client, a, "v2")
-    assert put_manifest(gc_client, a, "v1", third["body"]).status_code == 201  # the tag moves
-    delete_manifest(gc_client, a, first["digest"])
-    extra = push_ok(gc_client, a, secrets.token_bytes(900))
+    assert gc_client.put_manifest(a, "v1", third.body).status_code == 201  # the tag moves
+    delete_manifest(gc_client, a, first.digest)
+    extra = push_blob(gc_client, a, secrets.token_bytes(900))
     assert gc_client.request("DELETE", f"/v2/{a}/blobs/{extra['digest']}", delete(a)).status_code == 202
     run_gc(gc_api)
     delete_manifest(gc_client, b, "v1")
 
     result = recount(gc_api, project["id"])
 
-    expected = sum({**second["blobs"], **third["blobs"]}.values()) + second["size"] + third["size"]
+    expected = sum({**second.blobs, **third.blobs}.values()) + second.size + third.size
     assert result == {"project_id": project["id"], "recorded": expected, "actual": expected, "drift": 0,
                       "fixed": False}
     assert gc_store.used(project["id"]) == expected
@@ -221,7 +168,7 @@ def test_a_recount_after_a_series_of_operations_finds_no_drift(gc_api, gc_client
 def test_a_recount_reports_usage_corrupted_in_the_database_without_changing_it(gc_api, gc_client, gc_store):
     project = new_project(gc_api, "recount")
     image = push_image(gc_client, f"{project['name']}/a", "v1")
-    actual = sum(image["blobs"].values()) + image["size"]
+    actual = sum(image.blobs.values()) + image.size
     gc_store["projects"].update_one({"_id": project["id"]}, {"$inc": {"storage_used": 12345}})
 
     result = recount(gc_api, project["id"])
@@ -234,7 +181,7 @@ def test_a_recount_reports_usage_corrupted_in_the_database_without_changing_it(g
 def test_a_recount_with_fix_repairs_corrupted_usage(gc_api, gc_client, gc_store):
     project = new_project(gc_api, "recount")
     image = push_image(gc_client, f"{project['name']}/a", "v1")
-    actual = sum(image["blobs"].values()) + image["size"]
+    actual = sum(image.blobs.values()) + image.size
     gc_store["projects"].update_one({"_id": project["id"]}, {"$set": {"storage_used": 7}})
 
     result = recount(gc_api, project["id"], fix=True)
@@ -249,11 +196,11 @@ def test_a_recount_with_fix_repairs_corrupted_usage(gc_api, gc_client, gc_store)
 def test_after_a_fix_the_quota_is_enforced_from_the_repaired_usage(gc_api, gc_client, gc_store):
     project = new_project(gc_api, "recount", storage_quota=10000)
     repo = f"{project['name']}/a"
-    push_ok(gc_client, repo, secrets.token_bytes(6000))
+    push_blob(gc_client, repo, secrets.token_bytes(6000))
     gc_store["projects"].update_one({"_id": project["id"]}, {"$set": {"storage_used": 0}})
     recount(gc_api, project["id"], fix=True)
 
-    response = push_bytes(gc_client, repo, secrets.token_bytes(6000))
+    response = gc_client.push_blob(repo, secrets.token_bytes(6000))
 
     assert response.status_code == 403 and "DENIED" in response.text
     assert gc_store.used(project["id"]) == 6000
@@ -262,7 +209,7 @@ def test_after_a_fix_the_quota_is_enforced_from_the_repaired_usage(gc_api, gc_cl
 def test_a_recount_with_fix_restores_the_counted_objects(gc_api, gc_client, gc_store):
     project = new_project(gc_api, "recount")
     repo = f"{project['name']}/a"
-    data = push_ok(gc_client, repo, secrets.token_bytes(4000))
+    data = push_blob(gc_client, repo, secrets.token_bytes(4000))
     gc_store["project_objects"].delete_many({"project_id": project["id"]})
     gc_store["projects"].update_one({"_id": project["id"]}, {"$set": {"storage_used": 0}})
     recount(gc_api, project["id"], fix=True)
@@ -273,13 +220,11 @@ def test_a_recount_with_fix_restores_the_counted_objects(gc_api, gc_client, gc_s
     assert recount(gc_api, project["id"])["drift"] == 0
 
 
-def test_a_recount_needs_an_administrator(gc_server, gc_api):
+def test_a_recount_needs_an_administrator(gc_api):
     project = new_project(gc_api, "recount")
-    user = ok(gc_api.post("/api/v1/users", json={"username": f"rcuser{secrets.token_hex(3)}",
-                                                 "password": "Str0ng!pass-rc", "is_admin": False}))
-    session = gc_api.__class__(gc_server.url).session(user["username"], "Str0ng!pass-rc")
+    user = create_user(gc_api)
 
-    refused(session.post(f"/api/v1/projects/{project['id']}/recount"), 30003)
+    refused(user.api.post(f"/api/v1/projects/{project['id']}/recount"), 30003)
 
 
 def test_a_recount_of_a_project_that_does_not_exist_is_not_found(gc_api):

@@ -3,8 +3,7 @@ import re
 
 import pytest
 
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
-from tests.support.manifests import OCI_MANIFEST, assert_error, list_tags, push_blob, push_image, put_manifest
+from tests.support.manifests import OCI_MANIFEST, assert_registry_error, list_tags, push_blob, push_image, put_manifest
 
 TAGS = ["v10", "v2", "latest", "B", "a", "1.0", "_private", "a-b"]
 CATALOG = "registry:catalog:*"
@@ -114,7 +113,7 @@ def test_an_invalid_n_is_400(admin, repo, n):
 
     response = list_tags(admin, repo, n=n)
 
-    assert_error(response, 400)
+    assert_registry_error(response, 400)
 
 
 def test_a_repository_without_tags_lists_none(admin, repo):
@@ -129,7 +128,7 @@ def test_a_repository_without_tags_lists_none(admin, repo):
 def test_tags_of_an_unknown_repository_are_name_unknown(admin, repo):
     response = list_tags(admin, repo)
 
-    assert_error(response, 404, "NAME_UNKNOWN")
+    assert_registry_error(response, 404, "NAME_UNKNOWN")
 
 
 # -- catalog --------------------------------------------------------------------------------------
@@ -165,14 +164,14 @@ def test_catalog_pages_follow_each_other_through_the_link_header(admin, repo, th
 def test_an_administrator_whose_token_lacks_the_catalog_scope_is_told_to_fetch_one(admin, three_repositories):
     response = admin.request("GET", "/v2/_catalog", f"repository:{three_repositories[0]}:pull")
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
     assert 'scope="registry:catalog:*"' in response.headers["WWW-Authenticate"]
 
 
 def test_the_catalog_challenges_an_anonymous_client_for_a_catalog_token(anonymous, registry):
     response = anonymous.request("GET", "/v2/_catalog")
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
     assert response.headers["WWW-Authenticate"] == \
         f'Bearer realm="{registry.url}/auth/token",service="cyp-registry",scope="{CATALOG}"'
 
@@ -188,6 +187,6 @@ def test_the_base_endpoint_answers_200_with_a_token(admin):
 def test_the_base_endpoint_answers_401_with_a_bearer_challenge_without_one(anonymous, registry):
     response = anonymous.request("GET", "/v2/")
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
     assert response.headers["WWW-Authenticate"] == \
         f'Bearer realm="{registry.url}/auth/token",service="cyp-registry"'

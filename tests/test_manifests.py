@@ -3,9 +3,8 @@ import json
 
 import pytest
 
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
 from tests.support.manifests import (
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, EMPTY_JSON_DIGEST, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, assert_error,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, EMPTY_JSON_DIGEST, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, assert_registry_error,
     delete, encode, get_manifest, image_blobs, image_manifest, index_manifest, list_tags, pull, push_artifact,
     push_blob, push_image, put_manifest, sha256, sha512,
 )
@@ -87,9 +86,9 @@ def test_putting_a_manifest_under_a_digest_it_does_not_have_is_digest_invalid(ad
 
     response = admin.put_manifest(repo, wrong, body, OCI_MANIFEST)
 
-    assert_error(response, 400, "DIGEST_INVALID")
-    assert_error(get_manifest(admin, repo, wrong), 404, "MANIFEST_UNKNOWN")
-    assert_error(get_manifest(admin, repo, sha256(body)), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(response, 400, "DIGEST_INVALID")
+    assert_registry_error(get_manifest(admin, repo, wrong), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(get_manifest(admin, repo, sha256(body)), 404, "MANIFEST_UNKNOWN")
 
 
 def test_a_manifest_can_be_pushed_and_pulled_by_a_sha512_digest(admin, repo):
@@ -113,8 +112,8 @@ def test_a_manifest_cannot_reference_a_blob_only_another_repository_holds(admin,
 
     response = admin.put_manifest(repo, "v1", body, OCI_MANIFEST)
 
-    assert_error(response, 400, "MANIFEST_BLOB_UNKNOWN")
-    assert_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(response, 400, "MANIFEST_BLOB_UNKNOWN")
+    assert_registry_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
 
 
 def test_putting_a_tag_again_moves_it_to_the_new_manifest(admin, repo):
@@ -162,9 +161,9 @@ def test_an_index_of_a_missing_manifest_is_manifest_blob_unknown_and_not_stored(
 
     response = admin.put_manifest(repo, "multi", body, index_type)
 
-    assert_error(response, 400, "MANIFEST_BLOB_UNKNOWN")
-    assert_error(get_manifest(admin, repo, "multi"), 404, "MANIFEST_UNKNOWN")
-    assert_error(get_manifest(admin, repo, sha256(body)), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(response, 400, "MANIFEST_BLOB_UNKNOWN")
+    assert_registry_error(get_manifest(admin, repo, "multi"), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(get_manifest(admin, repo, sha256(body)), 404, "MANIFEST_UNKNOWN")
 
 
 @pytest.mark.parametrize("missing", ["config", "layer"])
@@ -176,9 +175,9 @@ def test_a_manifest_referencing_a_missing_blob_is_manifest_blob_unknown_and_not_
 
     response = admin.put_manifest(repo, "v1", body, OCI_MANIFEST)
 
-    assert_error(response, 400, "MANIFEST_BLOB_UNKNOWN")
-    assert_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
-    assert_error(get_manifest(admin, repo, sha256(body)), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(response, 400, "MANIFEST_BLOB_UNKNOWN")
+    assert_registry_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(get_manifest(admin, repo, sha256(body)), 404, "MANIFEST_UNKNOWN")
 
 
 @pytest.mark.parametrize("body", [
@@ -193,8 +192,8 @@ def test_a_malformed_manifest_is_manifest_invalid(admin, repo, body):
 
     response = admin.put_manifest(repo, "v1", body, OCI_MANIFEST)
 
-    assert_error(response, 400, "MANIFEST_INVALID")
-    assert_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(response, 400, "MANIFEST_INVALID")
+    assert_registry_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
 
 
 def test_a_manifest_of_exactly_4_mib_is_accepted(admin, repo):
@@ -213,11 +212,10 @@ def test_a_manifest_over_4_mib_is_size_invalid_with_413(admin, repo, framing):
     body = padded(image_manifest(config, layers), MAX_MANIFEST + 1)
     data = body if framing == "content-length" else (body[i:i + 65536] for i in range(0, len(body), 65536))
 
-    response = admin.request("PUT", f"/v2/{repo}/manifests/big", f"repository:{repo}:pull,push", data=data,
-                             headers={"Content-Type": OCI_MANIFEST})
+    response = admin.put_manifest(repo, "big", data, OCI_MANIFEST)
 
-    assert_error(response, 413, "SIZE_INVALID")
-    assert_error(get_manifest(admin, repo, "big"), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(response, 413, "SIZE_INVALID")
+    assert_registry_error(get_manifest(admin, repo, "big"), 404, "MANIFEST_UNKNOWN")
 
 
 def test_an_oci_artifact_with_an_empty_config_is_accepted(admin, repo):
@@ -238,7 +236,7 @@ def test_an_invalid_tag_is_tag_invalid(admin, repo, tag):
 
     response = admin.put_manifest(repo, tag, encode(image_manifest(config, layers)), OCI_MANIFEST)
 
-    assert_error(response, 400, "TAG_INVALID")
+    assert_registry_error(response, 400, "TAG_INVALID")
     assert list_tags(admin, repo).json()["tags"] == []
 
 
@@ -272,13 +270,13 @@ def test_an_unknown_tag_is_manifest_unknown(admin, repo, method):
 
     assert response.status_code == 404
     if method == "GET":
-        assert_error(response, 404, "MANIFEST_UNKNOWN")
+        assert_registry_error(response, 404, "MANIFEST_UNKNOWN")
 
 
 def test_a_manifest_of_an_unknown_repository_is_name_unknown(admin, repo):
     response = get_manifest(admin, repo, "latest")
 
-    assert_error(response, 404, "NAME_UNKNOWN")
+    assert_registry_error(response, 404, "NAME_UNKNOWN")
 
 
 def test_a_manifest_of_another_repository_is_unknown_here(admin, repo):
@@ -287,7 +285,7 @@ def test_a_manifest_of_another_repository_is_unknown_here(admin, repo):
 
     response = get_manifest(admin, repo, elsewhere.digest)
 
-    assert_error(response, 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(response, 404, "MANIFEST_UNKNOWN")
 
 
 def test_a_client_accepting_only_docker_manifests_does_not_get_an_oci_manifest(admin, repo):
@@ -295,7 +293,7 @@ def test_a_client_accepting_only_docker_manifests_does_not_get_an_oci_manifest(a
 
     response = get_manifest(admin, repo, "v1", accept=DOCKER_MANIFEST)
 
-    assert_error(response, 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(response, 404, "MANIFEST_UNKNOWN")
 
 
 @pytest.mark.parametrize("accept", ["*/*", f"{DOCKER_MANIFEST}, {OCI_MANIFEST};q=0.5", f"{OCI_INDEX},{OCI_MANIFEST}"])
@@ -319,8 +317,8 @@ def test_deleting_a_manifest_by_digest_removes_it_and_its_tags(admin, repo):
     response = delete_manifest(admin, repo, pushed.digest)
 
     assert response.status_code == 202
-    assert_error(get_manifest(admin, repo, pushed.digest), 404, "MANIFEST_UNKNOWN")
-    assert_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(get_manifest(admin, repo, pushed.digest), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
     assert list_tags(admin, repo).json()["tags"] == ["other"]
     assert get_manifest(admin, repo, kept.digest).status_code == 200
 
@@ -332,7 +330,7 @@ def test_deleting_a_tag_removes_only_the_tag(admin, repo):
     response = delete_manifest(admin, repo, "v1")
 
     assert response.status_code == 202
-    assert_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(get_manifest(admin, repo, "v1"), 404, "MANIFEST_UNKNOWN")
     assert list_tags(admin, repo).json()["tags"] == ["stable"]
     assert get_manifest(admin, repo, pushed.digest).content == pushed.body
 
@@ -343,4 +341,4 @@ def test_deleting_an_unknown_manifest_is_manifest_unknown(admin, repo, reference
 
     response = delete_manifest(admin, repo, reference)
 
-    assert_error(response, 404, "MANIFEST_UNKNOWN")
+    assert_registry_error(response, 404, "MANIFEST_UNKNOWN")

@@ -281,8 +281,7 @@ def test_the_first_start_prints_the_generated_admin_password_exactly_once(genera
 def test_the_printed_bootstrap_password_logs_in_as_admin(generated_password_server):
     [password] = printed_passwords(generated_password_server)
 
-    response = requests.get(f"{generated_password_server.url}/auth/token", auth=("admin", password),
-                            params={"service": "cyp-registry"}, timeout=30)
+    response = RegistryClient(generated_password_server.url, "admin", password).token_response()
 
     assert response.status_code == 200, response.text
 

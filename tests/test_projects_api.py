@@ -1,19 +1,10 @@
 """/api/v1/projects: create, list, get, update, delete, statistics, quota, storage, and the retired members."""
 import pytest
 
-from tests.support.api_client import admin_api, admin_session, api, db, make_user, ok, refused  # noqa: F401 (fixtures)
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
-from tests.support.quota_support import (
-    MiB,
-    assert_registry_error,
-    cached_client,
-    new_project,
-    pull,
-    push_image,
-    push_ok,
-    set_quota,
-    unique_name,
-)
+from tests.support.api_client import ok, refused, unique_name
+from tests.support.manifests import OCI_MANIFEST, assert_registry_error, pull, push_blob, push_image
+from tests.support.quota_support import MiB, new_project, set_quota
+from tests.support.registry_client import cached_client
 
 PROJECT_FIELDS = {"id", "name", "description", "is_public", "owner_id", "storage_quota", "storage_used",
                   "image_count", "repository_count", "created_at", "updated_at"}
@@ -212,7 +203,7 @@ def test_deleting_a_project_that_holds_images_is_refused_without_force(admin_api
     assert "force" in message
     assert db["projects"].find_one({"_id": created["id"]}) is not None
     assert admin.request("GET", f"/v2/{created['name']}/app/manifests/v1", pull(f"{created['name']}/app"),
-                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).status_code == 200
+                         headers={"Accept": OCI_MANIFEST}).status_code == 200
 
 
 def test_force_deleting_a_project_removes_its_repositories_and_frees_its_storage(admin_api, admin, db):
@@ -230,7 +221,7 @@ def test_force_deleting_a_project_removes_its_repositories_and_frees_its_storage
     assert db["repositories"].count_documents({"project_id": created["id"]}) == 0
     assert db["repository_blobs"].count_documents({"project_id": created["id"]}) == 0
     assert db["manifests"].count_documents({"project_id": created["id"]}) == 0
-    response = admin.request("GET", f"/v2/{repo}/manifests/{image['digest']}", pull(repo))
+    response = admin.request("GET", f"/v2/{repo}/manifests/{image.digest}", pull(repo))
     assert_registry_error(response, 404, "NAME_UNKNOWN")
 
 
@@ -255,9 +246,8 @@ def test_image_count_and_storage_used_are_exact_after_pushes(admin_api, admin):
     first = push_image(admin, f"{name}/a", "v1", layers=[shared, b"a" * 1000])
     second = push_image(admin, f"{name}/b", "v1", layers=[shared])
     # The same manifest under a second tag is still one image; a blob in two repositories counts once.
-    assert admin.put_manifest(f"{name}/a", "v2", first["body"], "application/vnd.oci.image.manifest.v1+json") \
-        .status_code == 201
-    expected = sum({**first["blobs"], **second["blobs"]}.values()) + first["size"] + second["size"]
+    assert admin.put_manifest(f"{name}/a", "v2", first.body, OCI_MANIFEST).status_code == 201
+    expected = sum({**first.blobs, **second.blobs}.values()) + first.size + second.size
 
     data = ok(admin_api.get(f"/api/v1/projects/{created['id']}"))
 
@@ -280,10 +270,9 @@ def test_statistics_count_the_projects_repositories_images_tags_and_storage_the_
     public = new_project(owner.api, is_public=True)
     a = push_image(client, f"{private['name']}/a", "v1")
     b = push_image(client, f"{private['name']}/b", "v1")
-    assert client.put_manifest(f"{private['name']}/b", "v2", b["body"],
-                               "application/vnd.oci.image.manifest.v1+json").status_code == 201
+    assert client.put_manifest(f"{private['name']}/b", "v2", b.body, OCI_MANIFEST).status_code == 201
     c = push_image(client, f"{public['name']}/c", "v1")
-    used = sum(sum(image["blobs"].values()) + image["size"] for image in (a, b, c))
+    used = sum(sum(image.blobs.values()) + image.size for image in (a, b, c))
 
     after = ok(owner.api.get("/api/v1/projects/statistics"))
 
@@ -348,7 +337,7 @@ def test_storage_reports_usage_quota_percent_and_each_repository(admin_api, admi
     shared = b"z" * (MiB // 2)
     a = push_image(admin, f"{name}/a", "v1", layers=[shared])
     b = push_image(admin, f"{name}/b", "v1", layers=[shared, b"y" * 1000])
-    used = sum({**a["blobs"], **b["blobs"]}.values()) + a["size"] + b["size"]
+    used = sum({**a.blobs, **b.blobs}.values()) + a.size + b.size
 
     data = ok(admin_api.get(f"/api/v1/projects/{created['id']}/storage"))
 
@@ -357,15 +346,15 @@ def test_storage_reports_usage_quota_percent_and_each_repository(admin_api, admi
     assert data["percent"] == pytest.approx(used * 100 / (4 * MiB), abs=0.01)
     by_name = {repo["name"]: repo for repo in data["repositories"]}
     assert set(by_name) == {f"{name}/a", f"{name}/b"}
-    assert by_name[f"{name}/a"]["size"] == sum(a["blobs"].values()) + a["size"]
-    assert by_name[f"{name}/b"]["size"] == sum(b["blobs"].values()) + b["size"]
+    assert by_name[f"{name}/a"]["size"] == sum(a.blobs.values()) + a.size
+    assert by_name[f"{name}/b"]["size"] == sum(b.blobs.values()) + b.size
     assert by_name[f"{name}/a"]["blob_count"] == 2 and by_name[f"{name}/a"]["manifest_count"] == 1
     assert by_name[f"{name}/b"]["blob_count"] == 3 and by_name[f"{name}/b"]["manifest_count"] == 1
 
 
 def test_storage_of_an_unlimited_project_reports_quota_minus_one(admin_api, admin):
     created = new_project(admin_api)
-    push_ok(admin, f"{created['name']}/a", b"x" * 100)
+    push_blob(admin, f"{created['name']}/a", b"x" * 100)
 
     data = ok(admin_api.get(f"/api/v1/projects/{created['id']}/storage"))
 

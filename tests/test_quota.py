@@ -5,33 +5,11 @@ import secrets
 
 import pytest
 
-from tests.support.api_client import admin_api, admin_session, ok  # noqa: F401 (fixtures)
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
-from tests.support.quota_support import (
-    OCI_MANIFEST,
-    Db,
-    MiB,
-    assert_registry_error,
-    delete,
-    manifest_bytes,
-    new_project,
-    pull,
-    push,
-    push_bytes,
-    push_image,
-    push_ok,
-    put_manifest,
-    recount,
-    set_quota,
-    sha256,
+from tests.support.api_client import ok
+from tests.support.manifests import (
+    OCI_MANIFEST, assert_registry_error, delete, encode, image_manifest, pull, push, push_blob, push_image, sha256,
 )
-
-
-@pytest.fixture(scope="module")
-def store(mongo, registry):
-    db = Db(mongo.uri, registry.db_name)
-    yield db
-    db.close()
+from tests.support.quota_support import MiB, new_project, recount, set_quota
 
 
 @pytest.fixture
@@ -77,8 +55,8 @@ def quota_message(response):
 def test_a_blob_pushed_to_two_repositories_counts_once(admin, admin_api, project, store):
     data = secrets.token_bytes(5000)
 
-    push_ok(admin, f"{project['name']}/a", data)
-    push_ok(admin, f"{project['name']}/b", data)
+    push_blob(admin, f"{project['name']}/a", data)
+    push_blob(admin, f"{project['name']}/b", data)
 
     assert ok(admin_api.get(f"/api/v1/projects/{project['id']}"))["storage_used"] == 5000
     assert store.counted(project["id"]) == {sha256(data): 5000}
@@ -87,7 +65,7 @@ def test_a_blob_pushed_to_two_repositories_counts_once(admin, admin_api, project
 def test_a_mounted_blob_counts_once(admin, admin_api, project, store):
     data = secrets.token_bytes(7000)
     a, b = f"{project['name']}/a", f"{project['name']}/b"
-    push_ok(admin, a, data)
+    push_blob(admin, a, data)
 
     response = admin.request("POST", f"/v2/{b}/blobs/uploads/", None,
                              params={"mount": sha256(data), "from": a},
@@ -100,12 +78,12 @@ def test_a_mounted_blob_counts_once(admin, admin_api, project, store):
 
 def test_a_manifest_counts_with_its_own_size_once_whatever_its_tags(admin, admin_api, project, store):
     repo = f"{project['name']}/a"
-    config = push_ok(admin, repo, b'{"os":"linux"}')
-    layer = push_ok(admin, repo, secrets.token_bytes(1000))
-    body = manifest_bytes(config, [layer])
+    config = push_blob(admin, repo, b'{"os":"linux"}')
+    layer = push_blob(admin, repo, secrets.token_bytes(1000))
+    body = encode(image_manifest(config, [layer]))
 
-    assert put_manifest(admin, repo, "v1", body).status_code == 201
-    assert put_manifest(admin, repo, "v2", body).status_code == 201
+    assert admin.put_manifest(repo, "v1", body).status_code == 201
+    assert admin.put_manifest(repo, "v2", body).status_code == 201
 
     assert ok(admin_api.get(f"/api/v1/projects/{project['id']}"))["storage_used"] == \
         config["size"] + layer["size"] + len(body)
@@ -116,21 +94,21 @@ def test_the_same_manifest_in_two_repositories_counts_once(admin, admin_api, pro
     source, other = f"{project['name']}/a", f"{project['name']}/b"
     image = push_image(admin, source, "v1")
     token = admin.token(push(other), pull(source))
-    for digest in image["blobs"]:
+    for digest in image.blobs:
         response = admin.request("POST", f"/v2/{other}/blobs/uploads/", None,
                                  params={"mount": digest, "from": source}, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 201, response.text
 
-    assert put_manifest(admin, other, "v1", image["body"]).status_code == 201
+    assert admin.put_manifest(other, "v1", image.body).status_code == 201
 
     assert ok(admin_api.get(f"/api/v1/projects/{project['id']}"))["storage_used"] == \
-        sum(image["blobs"].values()) + image["size"]
+        sum(image.blobs.values()) + image.size
 
 
 def test_a_push_that_exactly_fills_the_quota_is_accepted(admin, admin_api, store):
     project = quota_project(admin_api, 4096)
 
-    push_ok(admin, f"{project['name']}/a", secrets.token_bytes(4096))
+    push_blob(admin, f"{project['name']}/a", secrets.token_bytes(4096))
 
     assert store.used(project["id"]) == 4096
     assert ok(admin_api.get(f"/api/v1/projects/{project['id']}/storage"))["percent"] == 100
@@ -141,11 +119,11 @@ def test_a_push_that_exactly_fills_the_quota_is_accepted(admin, admin_api, store
 def test_a_push_over_the_quota_is_denied_with_the_sizes_and_leaves_nothing(admin, admin_api, store):
     project = quota_project(admin_api, 3 * MiB)
     repo = f"{project['name']}/a"
-    push_ok(admin, repo, secrets.token_bytes(MiB + MiB // 2))
+    push_blob(admin, repo, secrets.token_bytes(MiB + MiB // 2))
     data = secrets.token_bytes(2 * MiB)
     orphans = orphan_chunks(store)
 
-    response = push_bytes(admin, repo, data)
+    response = admin.push_blob(repo, data)
 
     message = quota_message(response)
     assert re.search(r"adding 2\.0 MiB .*exceeds the limit of 3\.0 MiB", message), message
@@ -244,13 +222,13 @@ def test_a_manifest_over_the_quota_is_denied_and_neither_it_nor_its_tag_appears(
     repo_blobs = secrets.token_bytes(3000)
     project = quota_project(admin_api, 3000 + 20 + 50)
     repo = f"{project['name']}/a"
-    config = push_ok(admin, repo, b'{"architecture":"amd64","os":"linux"}')  # 38 bytes
-    layer = push_ok(admin, repo, repo_blobs)
-    body = manifest_bytes(config, [layer])
+    config = push_blob(admin, repo, b'{"architecture":"amd64","os":"linux"}')  # 38 bytes
+    layer = push_blob(admin, repo, repo_blobs)
+    body = encode(image_manifest(config, [layer]))
     used = store.used(project["id"])
     assert used + len(body) > project["storage_quota"]
 
-    response = put_manifest(admin, repo, "v1", body)
+    response = admin.put_manifest(repo, "v1", body)
 
     assert "exceeds the limit" in quota_message(response)
     assert admin.request("GET", f"/v2/{repo}/manifests/v1", pull(repo),
@@ -267,7 +245,7 @@ def test_a_mount_from_another_project_over_the_quota_is_denied_and_links_nothing
     source = new_project(admin_api, "src")
     source_repo = f"{source['name']}/a"
     data = secrets.token_bytes(4000)
-    push_ok(admin, source_repo, data)
+    push_blob(admin, source_repo, data)
     project = quota_project(admin_api, 1000)
     target = f"{project['name']}/a"
 
@@ -285,7 +263,7 @@ def test_a_mount_from_another_project_counts_in_the_target_project(admin, admin_
     source = new_project(admin_api, "src")
     source_repo = f"{source['name']}/a"
     data = secrets.token_bytes(4000)
-    push_ok(admin, source_repo, data)
+    push_blob(admin, source_repo, data)
     project = new_project(admin_api, "dst")
     target = f"{project['name']}/a"
 
@@ -308,12 +286,12 @@ def test_lowering_the_quota_below_usage_blocks_new_pushes_and_keeps_the_data_rea
 
     set_quota(admin_api, project["id"], 1000)
     refused_data = secrets.token_bytes(10)
-    response = push_bytes(admin, repo, refused_data)
+    response = admin.push_blob(repo, refused_data)
 
     assert "exceeds the limit" in quota_message(response)
     manifest = admin.request("GET", f"/v2/{repo}/manifests/v1", pull(repo), headers={"Accept": OCI_MANIFEST})
-    assert manifest.status_code == 200 and manifest.content == image["body"]
-    for digest, size in image["blobs"].items():
+    assert manifest.status_code == 200 and manifest.content == image.body
+    for digest, size in image.blobs.items():
         blob = admin.request("GET", f"/v2/{repo}/blobs/{digest}", pull(repo))
         assert blob.status_code == 200 and len(blob.content) == size
     storage = ok(admin_api.get(f"/api/v1/projects/{project['id']}/storage"))
@@ -325,10 +303,10 @@ def test_lowering_the_quota_below_usage_blocks_new_pushes_and_keeps_the_data_rea
 def test_a_blob_already_counted_can_be_pushed_again_after_the_quota_was_lowered(admin, admin_api, store):
     project = new_project(admin_api, "lower")
     data = secrets.token_bytes(5000)
-    push_ok(admin, f"{project['name']}/a", data)
+    push_blob(admin, f"{project['name']}/a", data)
     set_quota(admin_api, project["id"], 100)
 
-    response = push_bytes(admin, f"{project['name']}/b", data)
+    response = admin.push_blob(f"{project['name']}/b", data)
 
     assert response.status_code == 201, response.text
     assert store.used(project["id"]) == 5000
@@ -337,11 +315,11 @@ def test_a_blob_already_counted_can_be_pushed_again_after_the_quota_was_lowered(
 def test_raising_the_quota_again_lets_pushes_through(admin, admin_api, store):
     project = quota_project(admin_api, 100)
     data = secrets.token_bytes(500)
-    assert push_bytes(admin, f"{project['name']}/a", data).status_code == 403
+    assert admin.push_blob(f"{project['name']}/a", data).status_code == 403
 
     set_quota(admin_api, project["id"], 1000)
 
-    assert push_bytes(admin, f"{project['name']}/a", data).status_code == 201
+    assert admin.push_blob(f"{project['name']}/a", data).status_code == 201
     assert store.used(project["id"]) == 500
 
 
@@ -349,8 +327,8 @@ def test_raising_the_quota_again_lets_pushes_through(admin, admin_api, store):
 
 def test_deleting_a_blob_from_its_only_repository_releases_its_bytes(admin, admin_api, project, store):
     repo = f"{project['name']}/a"
-    keep = push_ok(admin, repo, secrets.token_bytes(300))
-    gone = push_ok(admin, repo, secrets.token_bytes(4000))
+    keep = push_blob(admin, repo, secrets.token_bytes(300))
+    gone = push_blob(admin, repo, secrets.token_bytes(4000))
 
     response = admin.request("DELETE", f"/v2/{repo}/blobs/{gone['digest']}", delete(repo))
 
@@ -363,8 +341,8 @@ def test_deleting_a_blob_from_its_only_repository_releases_its_bytes(admin, admi
 def test_deleting_a_blob_from_one_of_two_repositories_keeps_its_bytes_counted(admin, admin_api, project, store):
     data = secrets.token_bytes(4000)
     a, b = f"{project['name']}/a", f"{project['name']}/b"
-    push_ok(admin, a, data)
-    push_ok(admin, b, data)
+    push_blob(admin, a, data)
+    push_blob(admin, b, data)
 
     response = admin.request("DELETE", f"/v2/{a}/blobs/{sha256(data)}", delete(a))
 
@@ -378,10 +356,10 @@ def test_deleting_a_manifest_releases_its_own_size(admin, admin_api, project, st
     repo = f"{project['name']}/a"
     image = push_image(admin, repo, "v1")
 
-    response = admin.request("DELETE", f"/v2/{repo}/manifests/{image['digest']}", delete(repo))
+    response = admin.request("DELETE", f"/v2/{repo}/manifests/{image.digest}", delete(repo))
 
     assert response.status_code == 202, response.text
-    assert store.used(project["id"]) == sum(image["blobs"].values())
+    assert store.used(project["id"]) == sum(image.blobs.values())
     assert recount(admin_api, project["id"])["drift"] == 0
 
 
@@ -392,18 +370,18 @@ def test_deleting_a_tag_releases_nothing(admin, admin_api, project, store):
     response = admin.request("DELETE", f"/v2/{repo}/manifests/v1", delete(repo))
 
     assert response.status_code == 202, response.text
-    assert store.used(project["id"]) == sum(image["blobs"].values()) + image["size"]
+    assert store.used(project["id"]) == sum(image.blobs.values()) + image.size
 
 
 def test_space_released_by_a_delete_can_be_used_again(admin, admin_api, store):
     project = quota_project(admin_api, 5000)
     repo = f"{project['name']}/a"
-    first = push_ok(admin, repo, secrets.token_bytes(4000))
-    assert push_bytes(admin, repo, secrets.token_bytes(4000)).status_code == 403
+    first = push_blob(admin, repo, secrets.token_bytes(4000))
+    assert admin.push_blob(repo, secrets.token_bytes(4000)).status_code == 403
 
     assert admin.request("DELETE", f"/v2/{repo}/blobs/{first['digest']}", delete(repo)).status_code == 202
 
-    assert push_bytes(admin, repo, secrets.token_bytes(4000)).status_code == 201
+    assert admin.push_blob(repo, secrets.token_bytes(4000)).status_code == 201
     assert store.used(project["id"]) == 4000
 
 
@@ -416,11 +394,11 @@ def events(store, project_id, kind):
 def test_crossing_eighty_percent_emits_one_quota_warning(admin, admin_api, store):
     project = quota_project(admin_api, 10000)
     repo = f"{project['name']}/a"
-    push_ok(admin, repo, secrets.token_bytes(7000))
+    push_blob(admin, repo, secrets.token_bytes(7000))
     assert events(store, project["id"], "QUOTA_WARNING") == []
 
-    push_ok(admin, repo, secrets.token_bytes(1500))
-    push_ok(admin, repo, secrets.token_bytes(500))
+    push_blob(admin, repo, secrets.token_bytes(1500))
+    push_blob(admin, repo, secrets.token_bytes(500))
 
     warnings = events(store, project["id"], "QUOTA_WARNING")
     assert len(warnings) == 1
@@ -433,7 +411,7 @@ def test_crossing_eighty_percent_emits_one_quota_warning(admin, admin_api, store
 def test_reaching_the_quota_emits_quota_exceeded(admin, admin_api, store):
     project = quota_project(admin_api, 10000)
 
-    push_ok(admin, f"{project['name']}/a", secrets.token_bytes(10000))
+    push_blob(admin, f"{project['name']}/a", secrets.token_bytes(10000))
 
     exceeded = events(store, project["id"], "QUOTA_EXCEEDED")
     assert len(exceeded) == 1 and exceeded[0]["payload"]["storage_used"] == 10000
@@ -456,7 +434,7 @@ def test_a_push_refused_at_its_end_emits_quota_exceeded(admin, admin_api, store)
 def test_a_push_refused_early_from_its_content_length_emits_quota_exceeded(admin, admin_api, store):
     project = quota_project(admin_api, 10000)
 
-    response = push_bytes(admin, f"{project['name']}/a", secrets.token_bytes(20000))
+    response = admin.push_blob(f"{project['name']}/a", secrets.token_bytes(20000))
 
     assert response.status_code == 403
     exceeded = events(store, project["id"], "QUOTA_EXCEEDED")

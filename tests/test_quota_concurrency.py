@@ -13,24 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.api_client import Api, ok
+from tests.support.api_client import admin_api_for, ok
 from tests.support.clients import Skopeo, layout_manifest, require_tool
+from tests.support.manifests import OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST, encode, image_manifest, pull, sha256
 from tests.support.oci_layout import make_image_layout
 from tests.support.processes import RegistryServer
-from tests.support.quota_support import (
-    OCI_CONFIG,
-    OCI_LAYER,
-    OCI_MANIFEST,
-    Db,
-    MiB,
-    cached_client,
-    manifest_bytes,
-    new_project,
-    pull,
-    push_bytes,
-    recount,
-    sha256,
-)
+from tests.support.quota_support import Db, MiB, new_project, recount
+from tests.support.registry_client import cached_client
 
 require_tool("skopeo")
 
@@ -67,7 +56,7 @@ def cluster_store(mongo, cluster):
 
 @pytest.fixture(scope="module")
 def cluster_api(cluster):
-    return Api(cluster[0].url).session("admin", cluster[0].admin_password)
+    return admin_api_for(cluster[0])
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +120,7 @@ def test_concurrent_pushes_through_two_nodes_never_exceed_the_quota_and_refusals
 
     def raw(index):
         client = clients[(index + 1) % len(clients)]
-        return push_bytes(client, f"{project['name']}/raw{index}", raws[index])
+        return client.push_blob(f"{project['name']}/raw{index}", raws[index])
 
     poller = UsagePoller(cluster_store, project["id"], quota)
     poller.start()
@@ -210,7 +199,7 @@ def test_concurrent_uploads_of_one_blob_to_several_repositories_all_succeed_when
             clients[i % 2].token(f"repository:{repo}:pull,push")
 
         with ThreadPoolExecutor(len(repos)) as pool:
-            responses = list(pool.map(lambda i, repos=repos, data=data: push_bytes(clients[i % 2], repos[i], data),
+            responses = list(pool.map(lambda i, repos=repos, data=data: clients[i % 2].push_blob(repos[i], data),
                                       range(len(repos))))
 
         assert [r.status_code for r in responses] == [201] * len(repos), \
@@ -291,9 +280,9 @@ def test_a_manifest_pushed_to_one_repository_while_deleted_from_another_stays_co
     config, layer = b'{"os":"linux"}', secrets.token_bytes(4096)
     for index, repo in enumerate(repos):
         for blob in (config, layer):
-            assert push_bytes(clients[index], repo, blob).status_code == 201
-    body = manifest_bytes({"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
-                          [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)}])
+            assert clients[index].push_blob(repo, blob).status_code == 201
+    body = encode(image_manifest({"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
+                                 [{"mediaType": OCI_LAYER_TAR, "digest": sha256(layer), "size": len(layer)}]))
     expected = len(config) + len(layer) + len(body)
 
     def put_to(index):

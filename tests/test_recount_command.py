@@ -1,11 +1,9 @@
 """`python server.py recount`: the operator's command that recomputes usage and reports (or fixes) drift."""
-import hashlib
 import json
 
 import pymongo
 
 from tests.support.clients import run_server_cli, server_env
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
 
 
 def _recount(mongo, registry, *flags):
@@ -22,7 +20,7 @@ def _corrupt_usage(mongo, registry, project, delta):
 
 def test_recount_reports_a_drift_without_changing_anything(admin, repo, mongo, registry):
     project = repo.split("/")[0]
-    admin.push_blob(repo, b"x" * 1000, "sha256:" + hashlib.sha256(b"x" * 1000).hexdigest())
+    admin.push_blob(repo, b"x" * 1000)
     db = _corrupt_usage(mongo, registry, project, 77)
 
     report = _recount(mongo, registry)[project]
@@ -33,7 +31,7 @@ def test_recount_reports_a_drift_without_changing_anything(admin, repo, mongo, r
 
 def test_recount_with_fix_repairs_the_drift(admin, repo, mongo, registry):
     project = repo.split("/")[0]
-    admin.push_blob(repo, b"y" * 1000, "sha256:" + hashlib.sha256(b"y" * 1000).hexdigest())
+    admin.push_blob(repo, b"y" * 1000)
     db = _corrupt_usage(mongo, registry, project, -500)
 
     report = _recount(mongo, registry, "--fix")[project]

@@ -1,9 +1,8 @@
 """The referrers API: manifests with a subject, listed as an OCI index, filtered by artifactType."""
 import pytest
 
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
 from tests.support.manifests import (
-    OCI_INDEX, OCI_MANIFEST, assert_error, delete, encode, image_blobs, image_manifest, index_manifest, pull,
+    OCI_INDEX, OCI_MANIFEST, assert_registry_error, delete, encode, image_blobs, image_manifest, index_manifest, pull,
     push_artifact, push_image, put_manifest, sha256,
 )
 
@@ -141,4 +140,4 @@ def test_referrers_of_a_malformed_digest_is_400(admin, repo, digest):
 
     response = referrers(admin, repo, digest)
 
-    assert_error(response, 400, "DIGEST_INVALID")
+    assert_registry_error(response, 400, "DIGEST_INVALID")

@@ -1,5 +1,4 @@
 """The Docker token flow under /v2/: challenges, the token endpoint, forged tokens, names, the API version header."""
-import base64
 import http.client
 import json
 
@@ -7,23 +6,13 @@ import jwt
 import pytest
 import requests
 
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
-from tests.support.manifests import (
-    API_VERSION_HEADER, assert_error, jwt_payload, pull, push, push_blob, push_image, sha256,
-)
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+from tests.support.api_client import b64url, jwt_claims
+from tests.support.manifests import API_VERSION_HEADER, assert_registry_error, pull, push, push_blob, push_image, sha256
+from tests.support.registry_client import RegistryClient
 
 
 def with_token(client, path, token, method="GET"):
     return client.request(method, path, headers={"Authorization": f"Bearer {token}"})
-
-
-def token_response(registry, scope, auth):
-    return requests.get(f"{registry.url}/auth/token", params={"service": "cyp-registry", "scope": scope},
-                        auth=auth, timeout=30)
 
 
 def challenge(registry, scope):
@@ -37,7 +26,7 @@ def test_an_anonymous_pull_of_a_private_repository_is_challenged_for_a_pull_toke
 
     response = anonymous.request("GET", f"/v2/{repo}/manifests/v1")
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
     assert response.headers["WWW-Authenticate"] == challenge(registry, pull(repo))
 
 
@@ -46,7 +35,7 @@ def test_an_anonymous_client_cannot_tell_a_missing_project_from_a_private_one(an
 
     response = anonymous.request("GET", f"/v2/{missing}/manifests/v1")
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
     assert response.headers["WWW-Authenticate"] == challenge(registry, pull(missing))
 
 
@@ -55,7 +44,7 @@ def test_an_anonymous_push_is_challenged_for_a_push_token(admin, anonymous, regi
 
     response = anonymous.request("POST", f"/v2/{repo}/blobs/uploads/", headers={"Content-Length": "0"})
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
     assert response.headers["WWW-Authenticate"] == challenge(registry, push(repo))
 
 
@@ -65,7 +54,7 @@ def test_a_token_for_one_repository_does_not_open_another(admin, repo):
 
     response = admin.request("GET", f"/v2/{other}/manifests/{pushed.digest}", pull(repo))
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
     assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
 
 
@@ -74,7 +63,7 @@ def test_a_pull_token_does_not_allow_a_push(admin, repo):
 
     response = admin.request("POST", f"/v2/{repo}/blobs/uploads/", pull(repo), headers={"Content-Length": "0"})
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
     assert f'scope="{push(repo)}"' in response.headers["WWW-Authenticate"]
 
 
@@ -82,17 +71,17 @@ def test_a_pull_token_does_not_allow_a_push(admin, repo):
 
 @pytest.mark.parametrize("username, password", [("admin", "wrong password"), ("nobody", "whatever")])
 def test_the_token_endpoint_refuses_wrong_credentials(registry, repo, username, password):
-    response = token_response(registry, pull(repo), (username, password))
+    response = RegistryClient(registry.url, username, password).token_response(pull(repo))
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
     assert "token" not in response.json()
 
 
-def test_the_token_endpoint_grants_the_administrator_what_it_asked_for(admin, registry, repo):
-    response = token_response(registry, push(repo), admin.auth)
+def test_the_token_endpoint_grants_the_administrator_what_it_asked_for(admin, repo):
+    response = admin.token_response(push(repo))
 
     assert response.status_code == 200
-    claims = jwt_payload(response.json()["token"])
+    claims = jwt_claims(response.json()["token"])
     assert claims["access"] == [{"type": "repository", "name": repo, "actions": ["pull", "push"]}]
 
 
@@ -103,7 +92,7 @@ def test_the_token_endpoint_answers_the_oauth2_password_grant(admin, registry, r
         "username": username, "password": password, "scope": pull(repo)})
 
     assert response.status_code == 200
-    assert jwt_payload(response.json()["access_token"])["access"] == [
+    assert jwt_claims(response.json()["access_token"])["access"] == [
         {"type": "repository", "name": repo, "actions": ["pull"]}]
 
 
@@ -113,15 +102,15 @@ def test_an_anonymous_token_for_a_private_repository_grants_nothing(admin, anony
     token = anonymous.token(pull(repo))
     response = with_token(anonymous, f"/v2/{repo}/manifests/{pushed.digest}", token)
 
-    assert jwt_payload(token)["access"] == []
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert jwt_claims(token)["access"] == []
+    assert_registry_error(response, 401, "UNAUTHORIZED")
 
 
 # -- forged tokens --------------------------------------------------------------------------------
 
 def forge(kind, genuine):
     header, payload, signature = genuine.split(".")
-    claims = jwt_payload(genuine)
+    claims = jwt_claims(genuine)
     if kind == "garbage":
         return "not-a-jwt-at-all"
     if kind == "altered-signature":
@@ -144,7 +133,7 @@ def test_a_token_the_registry_did_not_sign_is_refused(admin, registry, repo, kin
 
     response = with_token(admin, f"/v2/{repo}/manifests/{pushed.digest}", token)
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
     assert response.headers["WWW-Authenticate"].startswith(f'Bearer realm="{registry.url}/auth/token"')
 
 
@@ -152,7 +141,7 @@ def test_a_token_the_registry_did_not_sign_is_refused(admin, registry, repo, kin
 def test_a_forged_token_does_not_open_the_base_endpoint(admin, kind):
     response = with_token(admin, "/v2/", forge(kind, admin.token()))
 
-    assert_error(response, 401, "UNAUTHORIZED")
+    assert_registry_error(response, 401, "UNAUTHORIZED")
 
 
 # -- repository names -----------------------------------------------------------------------------

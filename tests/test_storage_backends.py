@@ -1,6 +1,5 @@
 """Every storage backend behind a real server: skopeo push and pull, S3 redirects, and S3 going down."""
 import contextlib
-import hashlib
 import secrets
 
 import boto3
@@ -9,6 +8,7 @@ import pytest
 import requests
 
 from tests.support.clients import Skopeo, ensure_project, layout_blob_files, layout_manifest, require_tool, sha256_file
+from tests.support.manifests import sha256
 from tests.support.oci_layout import make_image_layout
 from tests.support.processes import RegistryServer
 from tests.support.registry_client import RegistryClient
@@ -124,7 +124,7 @@ def test_s3_redirect_mode_answers_blob_gets_with_a_presigned_url(moto, redirecti
     repo, scope = "redirect/app", "repository:redirect/app:pull"
     client = RegistryClient(server.url, "admin", server.admin_password)
     data = secrets.token_bytes(100_000)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    digest = sha256(data)
     assert client.push_blob(repo, data, digest).status_code == 201
 
     head = client.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope)
@@ -159,11 +159,11 @@ def test_s3_down_answers_503_and_leaves_no_upload_half_committed(mongo, tmp_path
         client = RegistryClient(server.url, "admin", server.admin_password)
         scope = f"repository:{repo}:pull,push"
         stored = secrets.token_bytes(1000)
-        stored_digest = "sha256:" + hashlib.sha256(stored).hexdigest()
+        stored_digest = sha256(stored)
         assert client.push_blob(repo, stored, stored_digest).status_code == 201
         # An upload with one 8 MiB part in S3 and its tail in MongoDB, then the rest sent while S3 is down.
         pending = secrets.token_bytes(9 * 1024 * 1024)
-        pending_digest = "sha256:" + hashlib.sha256(pending).hexdigest()
+        pending_digest = sha256(pending)
         location = client.request("POST", f"/v2/{repo}/blobs/uploads/", scope).headers["Location"]
         patched = client.request("PATCH", location, scope, data=pending[:-1000],
                                  headers={"Content-Type": "application/octet-stream"})

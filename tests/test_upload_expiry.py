@@ -1,9 +1,8 @@
 """Abandoned uploads expire: their session is gone and their partial data is deleted."""
-import time
-
 import pymongo
 import pytest
 
+from tests.support.clients import wait_until
 from tests.support.processes import RegistryServer
 from tests.support.projects import api_login, create_project
 from tests.support.registry_client import RegistryClient
@@ -15,15 +14,6 @@ def quick_expiry_server(mongo, tmp_path):
         "CYP_UPLOAD_EXPIRY_SECONDS": "2", "CYP_UPLOAD_SWEEP_INTERVAL_SECONDS": "1"}).start()
     yield server
     server.stop()
-
-
-def _wait_until(condition, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def test_an_abandoned_upload_expires_and_its_chunks_are_deleted(quick_expiry_server, mongo):
@@ -40,7 +30,7 @@ def test_an_abandoned_upload_expires_and_its_chunks_are_deleted(quick_expiry_ser
     file_id = db.uploads.find_one({"_id": upload_id})["store_state"]["file_id"]
     assert db["fs.chunks"].count_documents({"files_id": file_id}) == 3
 
-    assert _wait_until(lambda: db.uploads.find_one({"_id": upload_id}) is None)
+    assert wait_until(lambda: db.uploads.find_one({"_id": upload_id}) is None, timeout=20, interval=0.5)
 
     assert db["fs.chunks"].count_documents({"files_id": file_id}) == 0
     status = client.request("GET", location, scope)

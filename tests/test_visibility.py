@@ -6,22 +6,10 @@ and under /v2/; public projects are pulled anonymously but never pushed to by st
 import pytest
 import requests
 
-from tests.support.api_client import jwt_claims, ok, refused
-from tests.support.manifests import reuse_tokens  # noqa: F401 (autouse fixture)
-from tests.support.quota_support import (
-    OCI_MANIFEST,
-    Db,
-    admin_api_for,
-    assert_registry_error,
-    cached_client,
-    create_user,
-    new_project,
-    pull,
-    push,
-    push_image,
-    sha256,
-    unique_name,
-)
+from tests.support.api_client import admin_api_for, create_user, jwt_claims, ok, refused, unique_name
+from tests.support.manifests import OCI_MANIFEST, assert_registry_error, pull, push, push_image, sha256
+from tests.support.quota_support import new_project
+from tests.support.registry_client import RegistryClient, cached_client
 
 CATALOG = "registry:catalog:*"
 
@@ -66,13 +54,6 @@ def public_image(owner, owner_registry):
     return project, repo, push_image(owner_registry, repo, "v1")
 
 
-@pytest.fixture(scope="module")
-def db_check(mongo, registry):
-    db = Db(mongo.uri, registry.db_name)
-    yield db
-    db.close()
-
-
 def comparable(response, *keys):
     """Status and body without trace id and timestamp, each of ``keys`` replaced by a placeholder."""
     body = response.json()
@@ -104,7 +85,7 @@ ENDPOINTS = [
 @pytest.mark.parametrize("by", ["id", "name"])
 @pytest.mark.parametrize("method,suffix,body,code", ENDPOINTS)
 def test_a_stranger_gets_the_same_answer_for_a_private_project_as_for_a_missing_one(
-        stranger, private_image, db_check, method, suffix, body, code, by):
+        stranger, private_image, store, method, suffix, body, code, by):
     project, _, _ = private_image
     key = project[by]
     missing = unique_name("nothere") if by == "name" else "00000000-0000-4000-8000-000000000000"
@@ -115,7 +96,7 @@ def test_a_stranger_gets_the_same_answer_for_a_private_project_as_for_a_missing_
     refused(on_private, code)
     assert comparable(on_private, key) == comparable(on_missing, missing)
     assert project["name"] not in on_private.text and project["id"] not in on_private.text
-    stored = db_check.project(project["id"])
+    stored = store.project(project["id"])
     assert stored is not None and stored["is_public"] is False and stored["description"] == ""
     assert stored["storage_quota"] == project["storage_quota"]
 
@@ -157,7 +138,7 @@ def test_a_public_project_counts_in_a_strangers_statistics(stranger, owner, owne
 
     delta = {key: after[key] - before[key] for key in after}
     assert delta == {"total_projects": 1, "public_projects": 1, "private_projects": 0, "repository_count": 1,
-                     "image_count": 1, "tag_count": 1, "storage_used": sum(image["blobs"].values()) + image["size"],
+                     "image_count": 1, "tag_count": 1, "storage_used": sum(image.blobs.values()) + image.size,
                      "storage_quota": 1 << 30, "unlimited_projects": 0}
 
 
@@ -170,18 +151,18 @@ def test_a_public_project_is_listed_and_read_by_a_stranger(stranger, public_imag
 
     assert [p["id"] for p in listed["items"]] == [project["id"]]
     assert data["id"] == project["id"] and data["image_count"] == 1
-    assert storage["storage_used"] == sum(image["blobs"].values()) + image["size"]
+    assert storage["storage_used"] == sum(image.blobs.values()) + image.size
     assert [r["name"] for r in storage["repositories"]] == [repo]
 
 
 @pytest.mark.parametrize("method,body", [("PUT", {"description": "x"}), ("PATCH", {"is_public": False}),
                                          ("DELETE", None)])
-def test_a_stranger_may_not_change_a_public_project(stranger, public_image, db_check, method, body):
+def test_a_stranger_may_not_change_a_public_project(stranger, public_image, store, method, body):
     project, _, _ = public_image
 
     refused(stranger.api.request(method, f"/api/v1/projects/{project['id']}", json=body), 30003)
 
-    stored = db_check.project(project["id"])
+    stored = store.project(project["id"])
     assert stored is not None and stored["is_public"] is True and stored["description"] == ""
 
 
@@ -202,7 +183,7 @@ def test_a_strangers_pull_of_a_private_repository_is_name_unknown_like_a_missing
         stranger_registry, private_image, what):
     project, repo, image = private_image
     missing_repo = f"{unique_name('nothere')}/app"
-    digest = next(iter(image["blobs"]))
+    digest = next(iter(image.blobs))
     paths = {"manifest": "manifests/v1", "blob": f"blobs/{digest}", "tags": "tags/list"}
 
     on_private = stranger_registry.request("GET", f"/v2/{repo}/{paths[what]}", pull(repo))
@@ -217,8 +198,7 @@ def test_a_stranger_gets_no_pull_right_on_a_private_repository_from_the_token_en
         registry, stranger, private_image):
     _, repo, _ = private_image
 
-    response = requests.get(f"{registry.url}/auth/token", params={"service": "cyp-registry", "scope": pull(repo)},
-                            auth=(stranger.username, stranger.password), timeout=30)
+    response = RegistryClient(registry.url, stranger.username, stranger.password).token_response(pull(repo))
 
     assert response.status_code == 200
     assert jwt_claims(response.json()["token"])["access"] == []
@@ -248,10 +228,10 @@ def test_a_public_repository_is_pulled_anonymously(registry, public_image):
     anonymous = cached_client(registry.url)
 
     manifest = anonymous.request("GET", f"/v2/{repo}/manifests/v1", pull(repo), headers={"Accept": OCI_MANIFEST})
-    digest, size = next(iter(image["blobs"].items()))
+    digest, size = next(iter(image.blobs.items()))
     blob = anonymous.request("GET", f"/v2/{repo}/blobs/{digest}", pull(repo))
 
-    assert manifest.status_code == 200 and manifest.content == image["body"]
+    assert manifest.status_code == 200 and manifest.content == image.body
     assert blob.status_code == 200 and len(blob.content) == size and sha256(blob.content) == digest
 
 
@@ -261,29 +241,29 @@ def test_a_public_repository_is_pulled_by_a_stranger(stranger_registry, public_i
     response = stranger_registry.request("GET", f"/v2/{repo}/manifests/v1", pull(repo),
                                          headers={"Accept": OCI_MANIFEST})
 
-    assert response.status_code == 200 and response.content == image["body"]
+    assert response.status_code == 200 and response.content == image.body
 
 
-def test_a_stranger_may_not_push_to_a_public_repository(stranger_registry, public_image, db_check):
+def test_a_stranger_may_not_push_to_a_public_repository(stranger_registry, public_image, store):
     project, repo, _ = public_image
-    used = db_check.used(project["id"])
+    used = store.used(project["id"])
     data = b"stranger data"
 
     response = stranger_registry.push_blob(repo, data, sha256(data))
 
     assert_registry_error(response, 403, "DENIED")
-    assert db_check.used(project["id"]) == used
-    assert db_check["repository_blobs"].find_one({"repo": repo, "digest": sha256(data)}) is None
+    assert store.used(project["id"]) == used
+    assert store["repository_blobs"].find_one({"repo": repo, "digest": sha256(data)}) is None
 
 
-def test_a_stranger_may_not_delete_from_a_public_repository(stranger_registry, public_image, db_check):
+def test_a_stranger_may_not_delete_from_a_public_repository(stranger_registry, public_image, store):
     _, repo, image = public_image
 
-    response = stranger_registry.request("DELETE", f"/v2/{repo}/manifests/{image['digest']}",
+    response = stranger_registry.request("DELETE", f"/v2/{repo}/manifests/{image.digest}",
                                          f"repository:{repo}:pull,delete")
 
     assert_registry_error(response, 403, "DENIED")
-    assert db_check["manifests"].find_one({"repo": repo, "digest": image["digest"]}) is not None
+    assert store["manifests"].find_one({"repo": repo, "digest": image.digest}) is not None
 
 
 def test_an_anonymous_push_to_a_public_repository_is_challenged(registry, public_image):

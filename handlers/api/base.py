@@ -1,4 +1,5 @@
 """ApiHandler: the /api/v1 base: the envelope, authentication, scopes, and schema-checked JSON bodies."""
+import decimal
 import json
 import time
 
@@ -10,7 +11,12 @@ from services.validation import InvalidBody, validate
 
 # JSON bodies above this are refused (with the envelope) instead of being read into memory.
 MAX_JSON_BODY = 256 * 1024
+OVERSIZE_READ_BYTES = 1024 * 1024
 MAX_PAGE = 1_000_000
+
+
+def _not_json(constant):
+    raise ValueError(f"{constant} is not JSON")
 
 
 @tornado.web.stream_request_body
@@ -35,7 +41,12 @@ class ApiHandler(BaseHandler):
         self.body = BoundedBody(self.max_body)
         self.principal = None
         await super().prepare()
-        self.request.connection.set_max_body_size(1 << 40)
+        length = self.request.headers.get("Content-Length", "")
+        if length.isascii() and length.isdigit() and int(length) > self.max_body:
+            raise ApiError(10003, f"request body exceeds {self.max_body} bytes")
+        # A body of unknown length is read (and dropped) up to twice the limit (at least 1 MiB more) so the
+        # client still gets its answer, then cut off: nobody makes the server read without end.
+        self.request.connection.set_max_body_size(self.max_body + max(self.max_body, OVERSIZE_READ_BYTES))
         anonymous = self.auth_optional and not self.request.headers.get("Authorization")
         if self.auth_required and not anonymous:
             self.principal = await self.authenticate()
@@ -66,9 +77,11 @@ class ApiHandler(BaseHandler):
         if self.body.oversize:
             raise ApiError(10003, f"request body exceeds {self.max_body} bytes")
         try:
-            value = json.loads(bytes(self.body) or b"null")
+            # Numbers with a fraction or exponent stay Decimal, so an integer field refuses 1000.0 and 1e30;
+            # NaN and Infinity are not JSON.
+            value = json.loads(bytes(self.body) or b"null", parse_float=decimal.Decimal, parse_constant=_not_json)
             # Lone surrogates parse but cannot be stored as UTF-8.
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
         except (UnicodeError, ValueError, RecursionError):
             raise ApiError(10002, "request body is not valid JSON in UTF-8") from None
         if value is None:

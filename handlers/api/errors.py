@@ -62,6 +62,8 @@ def api_error_for(exc, method):
     """The envelope error for any exception an /api/v1 request raised."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, domain.Throttled):
+        return ApiError(30004, exc.message, headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, domain.DomainError):
         code = next((_BY_CLASS[cls] for cls in type(exc).__mro__ if cls in _BY_CLASS), 50001)
         return _unavailable(exc.message) if code == 50003 else ApiError(code, exc.message)

@@ -68,7 +68,7 @@ class ProjectRecountHandler(ApiHandler):
 
     async def post(self, project_id):
         project = await self.projects.visible(self.user, project_id)
-        self.write_data(await self.projects.recount(project, self.get_query_argument("fix", "false") == "true"))
+        self.write_data(await self.projects.recount(project, self.bool_arg("fix", False)))
 
 
 class MembersGoneHandler(ApiHandler):

@@ -2,7 +2,6 @@
 import tornado.ioloop
 
 from handlers.api.base import ApiHandler
-from handlers.api.errors import ApiError
 from services.pats import public_pat
 from services.timestamps import epoch_iso_z
 from services.users import public_user
@@ -32,23 +31,23 @@ class PasswordHandler(UsersBase):
     async def put(self):
         body = self.json_body("password_change")
         await self.users.change_password(self.user, body["old_password"], body["new_password"],
-                                         self.principal.session_id)
+                                         self.principal.session_id, self.request.remote_ip)
         self.write_data(None)
 
 
 class AvatarUploadHandler(UsersBase):
     """POST streams the image bytes (the request body) into the blob store; GET serves it back."""
 
+    @property
+    def max_body(self):
+        return self.config["avatar_max_bytes"]
+
     async def prepare(self):
         self.upload = None
         self.stream_error = None
         await super().prepare()
         if self.request.method == "POST":
-            limit = self.config["avatar_max_bytes"]
-            length = self.request.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > limit:
-                raise ApiError(10003, f"avatar exceeds {limit} bytes")
-            self.upload = self.users.avatar_upload(limit)
+            self.upload = self.users.avatar_upload(self.max_body)
 
     async def data_received(self, chunk):
         if self.upload is None or self.stream_error is not None:
@@ -144,7 +143,8 @@ class UserHandler(UsersBase):
 
     async def patch(self, user_id):
         fields = self.json_body("user_admin_update")
-        self.write_data(public_user(await self.users.admin_update(self.user, user_id, fields)))
+        self.write_data(public_user(await self.users.admin_update(self.user, user_id, fields,
+                                                                  self.principal.session_id)))
 
     async def delete(self, user_id):
         await self.users.delete(user_id)

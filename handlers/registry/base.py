@@ -13,15 +13,18 @@ UNLIMITED_BODY = 1 << 50
 
 
 def parse_basic_auth(header):
-    """``(username, password)`` from an HTTP Basic header, or None."""
+    """``(username, password)`` from an HTTP Basic header; None without one. A Basic header that cannot
+    be read is refused rather than taken for anonymous."""
     scheme, _, value = (header or "").partition(" ")
-    if scheme.lower() != "basic" or not value:
+    if scheme.lower() != "basic":
         return None
     try:
         username, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return None
-    return (username, password) if sep else None
+        sep = ""
+    if not sep:
+        raise RegistryError("UNAUTHORIZED", "malformed Basic credentials")
+    return username, password
 
 
 class RegistryErrorsMixin:
@@ -87,6 +90,16 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
     def user(self):
         return self.caller.user
 
+    def finish_empty(self, status, headers=None):
+        """An answer without a body (and so without a Content-Type)."""
+        self.set_status(status)
+        for name, value in (headers or {}).items():
+            self.set_header(name, value)
+        self.clear_header("Content-Type")
+        if status != 204:
+            self.set_header("Content-Length", 0)
+        self.finish()
+
     async def prepare(self):
         self.caller = None
         await super().prepare()
@@ -98,9 +111,6 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
                 raise RegistryError("UNAUTHORIZED")
             return
         await self.access.authorize(self.caller, self.required_action(), self.repo, self.resource)
-
-    def holds(self, action, name):
-        return self.caller.holds(action, "repository", name)
 
 
 class RegistryFallbackHandler(RegistryHandler):

@@ -1,8 +1,12 @@
 """Blob reads (GET/HEAD with Range) and deletes."""
+import logging
+
 from tornado.iostream import StreamClosedError
 
 from handlers.registry.base import RegistryHandler
 from services.ranges import parse_range
+
+log = logging.getLogger("cyp.blobs")
 
 # Bytes handed to the socket per flush: large enough to keep the write path cheap, small enough to stay flat.
 FLUSH_BYTES = 4 * 1024 * 1024
@@ -35,23 +39,32 @@ class BlobHandler(RegistryHandler):
         self.finish()
 
     async def stream(self, blob, start, length):
-        """Write the blob piece by piece, flushing every few MiB so memory stays flat whatever its size."""
+        """Write the blob piece by piece, flushing every few MiB so memory stays flat whatever its size.
+
+        A read that fails before anything was sent is answered as an error; one that fails after the
+        headers went out can only cut the response short: the connection is closed, so the client sees
+        a truncated body, and the request is over.
+        """
         pieces = self.registry.read_blob(blob, start, length)
-        unflushed = 0
+        unflushed, sent = 0, False
         try:
             async for piece in pieces:
                 self.write(piece)
                 unflushed += len(piece)
                 if unflushed >= FLUSH_BYTES:
                     await self.flush()
-                    unflushed = 0
+                    unflushed, sent = 0, True
         except StreamClosedError:
             return
+        except Exception:
+            if not sent:
+                raise
+            log.exception("blob read failed mid-response; closing the connection",
+                          extra={"digest": blob["_id"], "trace_id": self.trace_id})
+            self.request.connection.close()
         finally:
             await pieces.aclose()
 
     async def delete(self, name, digest):
         await self.registry.unlink_blob(name, digest)
-        self.set_status(202)
-        self.set_header("Content-Length", 0)
-        self.finish()
+        self.finish_empty(202)

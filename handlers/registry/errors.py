@@ -92,6 +92,8 @@ def registry_error_for(exc, method, status=500):
     """The wire error for any exception a /v2/ request raised (``status`` is Tornado's, for the rest)."""
     if isinstance(exc, RegistryError):
         return exc
+    if isinstance(exc, domain.Throttled):
+        return RegistryError("TOOMANYREQUESTS", exc.message, headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, domain.DomainError):
         for cls in type(exc).__mro__:
             if cls in _BY_CLASS:

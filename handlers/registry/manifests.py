@@ -50,19 +50,14 @@ class ManifestHandler(RegistryHandler):
         tag_params = self.get_query_arguments("tag")
         parsed, tags = await self.registry.put_manifest(name, reference, bytes(self.body),
                                                         self.request.headers.get("Content-Type"), tag_params)
-        self.set_status(201)
-        self.set_header("Location", f"/v2/{name}/manifests/{parsed.digest}")
-        self.set_header("Docker-Content-Digest", parsed.digest)
-        if parsed.subject:
-            self.set_header("OCI-Subject", parsed.subject)
         if tag_params:
             for tag in tags:
                 self.add_header("OCI-Tag", tag)
-        self.set_header("Content-Length", 0)
-        self.finish()
+        headers = {"Location": f"/v2/{name}/manifests/{parsed.digest}", "Docker-Content-Digest": parsed.digest}
+        if parsed.subject:
+            headers["OCI-Subject"] = parsed.subject
+        self.finish_empty(201, headers)
 
     async def delete(self, name, reference):
         await self.registry.delete_manifest(name, reference)
-        self.set_status(202)
-        self.set_header("Content-Length", 0)
-        self.finish()
+        self.finish_empty(202)

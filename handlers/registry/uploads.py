@@ -64,19 +64,11 @@ class StreamingUploadMixin:
 
     def answer_created(self, name, digest):
         self.session = None
-        self.set_status(201)
-        self.set_header("Location", f"/v2/{name}/blobs/{digest}")
-        self.set_header("Docker-Content-Digest", digest)
-        self.set_header("Content-Length", 0)
-        self.finish()
+        self.finish_empty(201, {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
 
-    def answer_progress(self, name, upload_id, size):
-        self.set_status(202)
-        self.set_header("Location", upload_location(name, upload_id))
-        self.set_header("Docker-Upload-UUID", upload_id)
-        self.set_header("Range", range_header(size))
-        self.set_header("Content-Length", 0)
-        self.finish()
+    def answer_progress(self, name, upload_id, size, status=202):
+        self.finish_empty(status, {"Location": upload_location(name, upload_id), "Docker-Upload-UUID": upload_id,
+                                   "Range": range_header(size)})
 
 
 @tornado.web.stream_request_body
@@ -97,11 +89,10 @@ class UploadStartHandler(StreamingUploadMixin, RegistryHandler):
     async def prepare(self):
         await super().prepare()
         self.mounted = None
-        mount, source = self.get_query_argument("mount", None), self.mount_source()
-        if source and self.holds("pull", source):
-            if await self.registry.mount_blob(self.repo, mount, source):
-                self.mounted = mount
-                return
+        mount = self.get_query_argument("mount", None)
+        if mount and await self.registry.mount_blob(self.caller, self.repo, mount, self.mount_source()):
+            self.mounted = mount
+            return
         await self.registry.project_of(self.repo)
         digest = self.get_query_argument("digest", None)
         if digest:
@@ -139,11 +130,7 @@ class UploadHandler(StreamingUploadMixin, RegistryHandler):
 
     async def get(self, name, upload_id):
         doc = await self.uploads.status(name, upload_id)
-        self.set_status(204)
-        self.set_header("Location", upload_location(name, upload_id))
-        self.set_header("Docker-Upload-UUID", upload_id)
-        self.set_header("Range", range_header(doc["size"]))
-        self.finish()
+        self.answer_progress(name, upload_id, doc["size"], status=204)
 
     async def patch(self, name, upload_id):
         self.raise_stream_error()
@@ -161,8 +148,7 @@ class UploadHandler(StreamingUploadMixin, RegistryHandler):
 
     async def delete(self, name, upload_id):
         await self.uploads.cancel(name, upload_id)
-        self.set_status(204)
-        self.finish()
+        self.finish_empty(204)
 
     def required_action(self):
         # Cancelling an upload is part of pushing, not a delete of stored content.

@@ -1,6 +1,6 @@
 """A small /api/v1 client for behaviour tests: the envelope checked on every answer, logins, throwaway users.
 
-Fixtures defined here are imported by the test modules that use them (``from tests.support.api_client import …``).
+The fixtures built on it (``api``, ``admin_api``, ``make_user``, ``user``, ...) are in tests/conftest.py.
 """
 import base64
 import json
@@ -8,8 +8,6 @@ import secrets
 import time
 from dataclasses import dataclass
 
-import pymongo
-import pytest
 import requests
 
 ENVELOPE_KEYS = {"code", "message", "data", "timestamp", "trace_id"}
@@ -59,7 +57,8 @@ def refused(response, code):
     return body["message"]
 
 
-def unique(prefix="u"):
+def unique_name(prefix="u"):
+    """``prefix`` and ten random hex digits: a fresh name for a user, a project or a PAT."""
     return f"{prefix}{secrets.token_hex(5)}"
 
 
@@ -68,13 +67,14 @@ def strong_password():
 
 
 def b64url(data):
+    """Unpadded base64url of bytes, or of a document as compact JSON (a part of a JWT)."""
     if isinstance(data, (dict, list)):
         data = json.dumps(data, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def jwt_claims(token):
-    """A JWT's claims, read without checking its signature."""
+    """A JWT's claims (an /api/v1 token's or a registry token's), read without checking its signature."""
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
@@ -137,7 +137,7 @@ class Api:
         return api
 
     def create_pat(self, scopes, name=None, expires_at=None):
-        body = {"name": name or unique("pat-"), "scopes": list(scopes)}
+        body = {"name": name or unique_name("pat-"), "scopes": list(scopes)}
         if expires_at is not None:
             body["expires_at"] = expires_at
         return ok(self.post("/api/v1/users/me/pat", json=body))
@@ -151,50 +151,15 @@ class User:
     api: Api  # logged in as this user
 
 
-# -- fixtures -------------------------------------------------------------------------------------
-
-@pytest.fixture
-def api(registry):
-    """Anonymous /api/v1 client."""
-    return Api(registry.url)
+def admin_api_for(server):
+    """The bootstrap administrator's logged-in client on ``server`` (a processes.RegistryServer)."""
+    return Api(server.url).session("admin", server.admin_password)
 
 
-@pytest.fixture(scope="session")
-def admin_session(registry):
-    """The administrator's login, shared by the run (no test logs it out or changes its password)."""
-    return {"api": None}
-
-
-@pytest.fixture
-def admin_api(registry, admin_session):
-    """The administrator's logged-in client (logged in again when its access token is about to expire)."""
-    current = admin_session["api"]
-    if current is None or current.tokens["expires_at"] - time.time() < 120:
-        admin_session["api"] = current = Api(registry.url).session("admin", registry.admin_password)
-    return current
-
-
-@pytest.fixture
-def db(mongo, registry):
-    client = pymongo.MongoClient(mongo.uri, tz_aware=True)
-    yield client[registry.db_name]
-    client.close()
-
-
-@pytest.fixture
-def make_user(registry, admin_api):
-    """Factory: a new ordinary (or admin) user created through POST /api/v1/users, already logged in."""
-
-    def make(is_admin=False, **fields):
-        username = unique("user")
-        password = strong_password()
-        data = ok(admin_api.post("/api/v1/users", json={"username": username, "password": password,
-                                                        "is_admin": is_admin, **fields}))
-        return User(data["id"], username, password, Api(registry.url).session(username, password))
-
-    return make
-
-
-@pytest.fixture
-def user(make_user):
-    return make_user()
+def create_user(admin_api, is_admin=False, **fields):
+    """A new ordinary (or admin) user created through POST /api/v1/users by an administrator, already logged in."""
+    username = unique_name("user")
+    password = strong_password()
+    data = ok(admin_api.post("/api/v1/users", json={"username": username, "password": password,
+                                                    "is_admin": is_admin, **fields}))
+    return User(data["id"], username, password, Api(admin_api.url).session(username, password))

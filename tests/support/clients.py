@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.manifests import format_digest
 from tests.support.oci_layout import RandomReader
 from tests.support.processes import ROOT, RegistryServer
 from tests.support.projects import api_login
@@ -33,11 +34,12 @@ class CommandFailed(AssertionError):
 
 
 def sha256_file(path):
+    """The sha256 digest of a file's content, read a MiB at a time."""
     hasher = hashlib.sha256()
     with open(path, "rb") as f:
         for piece in iter(lambda: f.read(1024 * 1024), b""):
             hasher.update(piece)
-    return "sha256:" + hasher.hexdigest()
+    return format_digest(hasher)
 
 
 def layer_file_bytes(size, seed, index):

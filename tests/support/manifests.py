@@ -1,17 +1,14 @@
 """Shared helpers for the /v2/ behaviour tests: digests, scopes, error bodies, blob pushes and manifests."""
-import base64
-import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
-
-import pytest
+from dataclasses import dataclass, field
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -23,23 +20,19 @@ EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c0
 API_VERSION_HEADER = ("Docker-Distribution-Api-Version", "registry/2.0")
 
 
-@pytest.fixture(autouse=True)
-def reuse_tokens(admin):
-    """The administrator fetches one token per scope per test: each fetch costs an argon2 verification.
-
-    Autouse in every module that imports it.
-    """
-    admin.token = functools.lru_cache(maxsize=None)(admin.token)
-
-
 # -- digests and scopes ---------------------------------------------------------------------------
 
+def format_digest(hasher):
+    """The digest (``algorithm:hex``) of what a hashlib object was fed."""
+    return f"{hasher.name}:{hasher.hexdigest()}"
+
+
 def sha256(data):
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return format_digest(hashlib.sha256(data))
 
 
 def sha512(data):
-    return "sha512:" + hashlib.sha512(data).hexdigest()
+    return format_digest(hashlib.sha512(data))
 
 
 def random_bytes(size):
@@ -63,20 +56,16 @@ def bearer(client, *scopes):
     return {"Authorization": f"Bearer {client.token(*scopes)}"}
 
 
-def jwt_payload(token):
-    """The claims of a JWT, read without verifying its signature."""
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-
-
 # -- error bodies ---------------------------------------------------------------------------------
 
-def assert_error(response, status, code=None):
-    """The spec's ``{"errors": [{"code", "message", "detail"}]}`` body, with ``code`` among the errors when given."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["Content-Type"].startswith("application/json")
+def assert_registry_error(response, status, code=None):
+    """The spec's ``{"errors": [{"code", "message", "detail"}]}`` body with this status, ``code`` among the errors
+    when given; answers the errors."""
+    assert response.status_code == status, (response.request.method, response.url, response.status_code,
+                                            response.text[:500])
+    assert response.headers.get("Content-Type", "").startswith("application/json"), response.headers
     errors = response.json()["errors"]
-    assert errors and all({"code", "message", "detail"} <= set(error) for error in errors)
+    assert errors and all({"code", "message", "detail"} <= set(error) for error in errors), errors
     assert code is None or code in [error["code"] for error in errors], errors
     return errors
 
@@ -109,18 +98,29 @@ def blob_url(repo, digest):
     return f"/v2/{repo}/blobs/{digest}"
 
 
+def get_blob(client, repo, digest, method="GET", byte_range=None):
+    headers = {"Range": byte_range} if byte_range else {}
+    return client.request(method, blob_url(repo, digest), pull(repo), headers=headers)
+
+
 # -- manifests ------------------------------------------------------------------------------------
 
 @dataclass
 class Pushed:
-    """A manifest as sent: its exact bytes, digest and media type."""
+    """A manifest as sent: its exact bytes, digest and media type; ``blobs``: ``{digest: size}`` of the blobs
+    pushed for it (by push_image: its config and layers)."""
     body: bytes
     digest: str
     media_type: str
+    blobs: dict = field(default_factory=dict)
+
+    @property
+    def size(self):
+        return len(self.body)
 
     @property
     def descriptor(self):
-        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.body)}
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
 def encode(document):
@@ -135,7 +135,7 @@ def index_manifest(children, media_type=OCI_INDEX, **fields):
     return {"schemaVersion": 2, "mediaType": media_type, "manifests": children, **fields}
 
 
-def put_manifest(client, repo, reference, body, media_type):
+def put_manifest(client, repo, reference, body, media_type=OCI_MANIFEST):
     """PUT ``body`` (bytes, or a document to encode) and require 201; returns a Pushed."""
     body = body if isinstance(body, bytes) else encode(body)
     response = client.put_manifest(repo, reference, body, media_type)
@@ -143,20 +143,25 @@ def put_manifest(client, repo, reference, body, media_type):
     return Pushed(body, sha256(body), media_type)
 
 
-def image_blobs(client, repo, config_type=OCI_CONFIG, layer_type=OCI_LAYER):
-    """Push a unique config and one layer; returns their descriptors."""
+def image_blobs(client, repo, config_type=OCI_CONFIG, layer_type=OCI_LAYER, layer_sizes=(64,), layers=None):
+    """Push a unique config and the layers: the byte strings ``layers``, else fresh random ones of ``layer_sizes``;
+    returns their descriptors."""
     config = push_blob(client, repo, encode({"architecture": "amd64", "os": "linux", "nonce": os.urandom(8).hex()}),
                        config_type)
-    layer = push_blob(client, repo, random_bytes(64), layer_type)
-    return config, [layer]
+    datas = layers if layers is not None else [random_bytes(size) for size in layer_sizes]
+    return config, [push_blob(client, repo, data, layer_type) for data in datas]
 
 
-def push_image(client, repo, reference="latest", media_type=OCI_MANIFEST, **fields):
-    """Push blobs and an image manifest referencing them; returns the Pushed manifest."""
+def push_image(client, repo, reference="latest", media_type=OCI_MANIFEST, layer_sizes=(64,), layers=None, **fields):
+    """Push a config and layers (see image_blobs) and an image manifest referencing them; returns the Pushed
+    manifest, its ``blobs`` the config and layers."""
     docker = media_type == DOCKER_MANIFEST
-    config, layers = image_blobs(client, repo, DOCKER_CONFIG if docker else OCI_CONFIG,
-                                 DOCKER_LAYER if docker else OCI_LAYER)
-    return put_manifest(client, repo, reference, image_manifest(config, layers, media_type, **fields), media_type)
+    config, descriptors = image_blobs(client, repo, DOCKER_CONFIG if docker else OCI_CONFIG,
+                                      DOCKER_LAYER if docker else OCI_LAYER, layer_sizes, layers)
+    pushed = put_manifest(client, repo, reference, image_manifest(config, descriptors, media_type, **fields),
+                          media_type)
+    pushed.blobs = {blob["digest"]: blob["size"] for blob in [config, *descriptors]}
+    return pushed
 
 
 def push_artifact(client, repo, subject=None, artifact_type="application/vnd.example.sbom.v1", annotations=None,

@@ -7,9 +7,7 @@ import random
 import tarfile
 from pathlib import Path
 
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+from tests.support.manifests import OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST, format_digest
 
 
 class RandomReader(io.RawIOBase):
@@ -45,9 +43,9 @@ class HashingWriter(io.RawIOBase):
 
 
 def _write_blob(blobs, data):
-    digest = hashlib.sha256(data).hexdigest()
-    (blobs / digest).write_bytes(data)
-    return {"digest": f"sha256:{digest}", "size": len(data)}
+    hasher = hashlib.sha256(data)
+    (blobs / hasher.hexdigest()).write_bytes(data)
+    return {"digest": format_digest(hasher), "size": len(data)}
 
 
 def _write_tar_layer(blobs, size, seed):
@@ -59,9 +57,8 @@ def _write_tar_layer(blobs, size, seed):
             info = tarfile.TarInfo(f"data-{seed}.bin")
             info.size = size
             tar.addfile(info, io.BufferedReader(RandomReader(size, seed), 1024 * 1024))
-    digest = out.hasher.hexdigest()
-    os.replace(tmp, blobs / digest)
-    return {"mediaType": LAYER_TYPE, "digest": f"sha256:{digest}", "size": out.size}
+    os.replace(tmp, blobs / out.hasher.hexdigest())
+    return {"mediaType": OCI_LAYER_TAR, "digest": format_digest(out.hasher), "size": out.size}
 
 
 def make_image_layout(path, layer_sizes, tag="v1", seed=0):
@@ -75,9 +72,9 @@ def make_image_layout(path, layer_sizes, tag="v1", seed=0):
     config = {"architecture": "amd64", "os": "linux",
               "rootfs": {"type": "layers", "diff_ids": [layer["digest"] for layer in layers]},
               "config": {"Labels": {"seed": str(seed)}}}
-    config_desc = dict(_write_blob(blobs, json.dumps(config).encode()), mediaType=CONFIG_TYPE)
-    manifest = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "config": config_desc, "layers": layers}
-    manifest_desc = dict(_write_blob(blobs, json.dumps(manifest).encode()), mediaType=MANIFEST_TYPE,
+    config_desc = dict(_write_blob(blobs, json.dumps(config).encode()), mediaType=OCI_CONFIG)
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc, "layers": layers}
+    manifest_desc = dict(_write_blob(blobs, json.dumps(manifest).encode()), mediaType=OCI_MANIFEST,
                          annotations={"org.opencontainers.image.ref.name": tag})
     (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [manifest_desc]}))
     return manifest_desc

@@ -1,0 +1,137 @@
+"""Serving: the application, the listening socket (bound before anything else happens), background
+work, and a clean stop on SIGTERM / SIGINT."""
+import asyncio
+import logging
+import secrets
+import signal
+
+import tornado.netutil
+import tornado.web
+
+from handlers import ROUTES
+from handlers.api.base import ApiFallbackHandler
+from handlers.http_server import RegistryHTTPServer
+from runtime.backend import open_backend
+from services.bootstrap import ensure_bootstrap_admin
+from services.container import build_services
+from services.gc import collect_forever
+from services.tokens import JwtCodec
+from services.uploads import sweep_forever
+
+log = logging.getLogger("cyp.server")
+access_log = logging.getLogger("cyp.access")
+
+# Bodies that are not streamed (API JSON, token forms) stay small; upload handlers raise it per request.
+MAX_BUFFERED_BODY = 8 * 1024 * 1024
+# Read request bodies in MiB-sized pieces: fewer Python calls per GiB on the upload path.
+BODY_CHUNK_SIZE = 1024 * 1024
+
+
+class RequestTracker:
+    """Counts requests in flight so shutdown can wait for them."""
+
+    def __init__(self):
+        self.active = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def enter(self):
+        self.active += 1
+        self.idle.clear()
+
+    def leave(self):
+        self.active -= 1
+        if self.active <= 0:
+            self.active = 0
+            self.idle.set()
+
+
+def log_request(handler):
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.ERROR
+    access_log.log(level, "%s %s %d", handler.request.method, handler.request.path, status, extra={
+        "trace_id": getattr(handler, "trace_id", None), "status": status, "method": handler.request.method,
+        "path": handler.request.path, "remote_ip": handler.request.remote_ip,
+        "duration_ms": round(handler.request.request_time() * 1000, 1),
+    })
+
+
+def make_app(config, services):
+    return tornado.web.Application(
+        ROUTES,
+        default_handler_class=ApiFallbackHandler,
+        log_function=log_request,
+        config=config,
+        services=services,
+        tracker=RequestTracker(),
+    )
+
+
+def announce_bootstrap_admin(hint):
+    if hint and hint["password"]:
+        print(f"\n  CYP-Registry first start: administrator '{hint['username']}' created with the one-time "
+              f"password: {hint['password']}\n  It is shown only this once; change it after logging in.\n",
+              flush=True)
+
+
+class ListenError(RuntimeError):
+    pass
+
+
+def bind(config):
+    """The listening sockets, bound first: a port that is taken fails the start before anything is written."""
+    try:
+        return tornado.netutil.bind_sockets(config["port"], config["host"])
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {config['host']}:{config['port']}: {exc.strerror}") from None
+
+
+async def wait_for_stop(embedded):
+    """Until SIGTERM / SIGINT (answers 0), or the embedded database is lost for good (answers 1)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(stop.wait())]
+    if embedded is not None:
+        waits.append(asyncio.ensure_future(embedded.failed.wait()))
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in waits:
+        waiting.cancel()
+    return 0 if stop.is_set() else 1
+
+
+async def serve(config):
+    """Serve until told to stop; answers the exit status."""
+    sockets = bind(config)
+    async with open_backend(config) as backend:
+        collections = backend.collections
+        signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
+        hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
+        announce_bootstrap_admin(hint)
+        services = build_services(config, backend, JwtCodec(signing_key), hint)
+        app = make_app(config, services)
+        server = RegistryHTTPServer(app, xheaders=config["trust_proxy_headers"], max_body_size=MAX_BUFFERED_BODY,
+                                    chunk_size=BODY_CHUNK_SIZE)
+        server.add_sockets(sockets)
+        background = [
+            asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
+            asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
+        ]
+        log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],
+                 extra={"url": f"http://{config['host']}:{config['port']}", "storage": backend.blob_store.name})
+        status = await wait_for_stop(backend.embedded)
+        if status:
+            log.error("stopping: the embedded database is gone and could not be restarted")
+        log.info("shutting down: no new connections; waiting for requests in flight")
+        server.stop()
+        tracker = app.settings["tracker"]
+        try:
+            await asyncio.wait_for(tracker.idle.wait(), config["shutdown_grace_seconds"])
+        except asyncio.TimeoutError:
+            log.warning("requests still in flight after the grace period", extra={"active": tracker.active})
+        for task in background:
+            task.cancel()
+        await server.close_all_connections()
+    log.info("stopped")
+    return status

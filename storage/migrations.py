@@ -1,0 +1,56 @@
+"""Changes of stored shape, applied once per database, in order, before the indexes that rely on them.
+
+The database records the last step applied (``meta.schema_version``); every node runs the same
+list at start under a cluster-wide lock, so a step runs once however many nodes start together.
+Each step is idempotent: one interrupted half-way runs again whole.
+"""
+import logging
+
+from storage.users import username_key
+
+log = logging.getLogger("cyp.migrations")
+
+SCHEMA_VERSION_KEY = "schema_version"
+
+
+async def fold_usernames(db):
+    """Version 1: usernames become unique without regard to case (``username_key``).
+
+    Two accounts from before whose names differ only in case both keep working (each logs in by its
+    exact spelling); the later one's key carries its id so the index holds, and the pair is logged.
+    """
+    users = db["users"]
+    taken = {}
+    async for user in users.find({}, {"username": 1, "username_key": 1}).sort([("created_at", 1), ("_id", 1)]):
+        key = username_key(user["username"])
+        if key in taken:
+            log.warning("usernames differ only in case; new accounts can no longer do this",
+                        extra={"kept": taken[key], "also": user["username"]})
+            key = f"{key}#{user['_id']}"
+        else:
+            taken[key] = user["username"]
+        if user.get("username_key") != key:
+            await users.update_one({"_id": user["_id"]}, {"$set": {"username_key": key}})
+
+
+MIGRATIONS = [
+    (1, fold_usernames),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+async def migrate(db, meta):
+    """Bring the database to the latest shape; answers the versions applied."""
+    if (await meta.get(SCHEMA_VERSION_KEY) or 0) >= LATEST:
+        return []
+    applied = []
+    async with meta.lock("migrations", lease_seconds=600, wait_seconds=600):
+        current = await meta.get(SCHEMA_VERSION_KEY) or 0
+        for version, step in MIGRATIONS:
+            if version <= current:
+                continue
+            log.info("applying migration", extra={"version": version, "step": step.__name__})
+            await step(db)
+            await meta.set(SCHEMA_VERSION_KEY, version)
+            applied.append(version)
+    return applied
