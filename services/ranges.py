@@ -9,7 +9,7 @@ from services.errors import ContentRangeInvalid, RangeNotSatisfiable
 
 # 19 digits hold any 63-bit offset; nothing larger is a real position in a blob.
 _NUMBER = r"(\d{1,19})"
-_RANGE_RE = re.compile(rf"^bytes=(\d{{0,19}})-(\d{{0,19}})$")
+_RANGE_RE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
 _CONTENT_RANGE_RE = re.compile(rf"^(?:bytes[ =])?{_NUMBER}-{_NUMBER}(?:/\d{{1,19}}|/\*)?$")
 
 

@@ -33,6 +33,14 @@ def registry(mongo, tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture
+def own_registry(mongo, tmp_path):
+    """A server of this test's own (its own database on the session's SecantusDB), free to be stopped."""
+    server = RegistryServer(mongo.uri, tmp_path / "registry").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def gc_server(mongo, tmp_path_factory):
     """A server of the module's own whose garbage collector has no grace period (collections are triggered by

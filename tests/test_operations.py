@@ -2,47 +2,26 @@
 shutdown, and the one-time bootstrap password. Tests that stop or restart things use their own processes."""
 import json
 import os
-import re
 import signal
 import socket
 import ssl
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.support.clients import (
-    EmbeddedRegistryServer,
     connection_refused,
     ensure_project,
-    process_alive,
+    log_records,
     run_server_cli,
     server_env,
     wait_until,
 )
+from tests.support.manifests import sha256
 from tests.support.processes import MongoServer, RegistryServer, free_port
 from tests.support.registry_client import RegistryClient
-
-BANNER_RE = re.compile(r"one-time password: (\S+)")
-
-
-def child_processes(pid):
-    """``[(pid, command line)]`` of the live children of ``pid``."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            children.append((int(entry.name), cmdline))
-    return children
-
 
 def envelope(response, status):
     body = response.json()
@@ -50,26 +29,6 @@ def envelope(response, status):
     assert set(body) >= {"code", "message", "data", "timestamp", "trace_id"}, body
     assert body["trace_id"] and body["trace_id"] == response.headers.get("X-Trace-Id"), (body, response.headers)
     return body
-
-
-@pytest.fixture
-def own_registry(mongo, tmp_path):
-    """A server of this test's own (its own database on the session's SecantusDB), free to be stopped."""
-    server = RegistryServer(mongo.uri, tmp_path / "registry").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def generated_password_server(mongo, tmp_path):
-    """A first start with no configured administrator password: the server makes one up and prints it."""
-    server = RegistryServer(mongo.uri, tmp_path / "registry", env={"CYP_BOOTSTRAP_ADMIN_PASSWORD": ""}).start()
-    yield server
-    server.stop()
-
-
-def printed_passwords(server):
-    return BANNER_RE.findall(server.log_text())
 
 
 # --- command line and settings ------------------------------------------------------------------
@@ -90,6 +49,14 @@ def test_a_non_integer_port_in_the_environment_exits_2_with_one_line_naming_it(t
     assert "CYP_PORT" in result.stderr or "port" in result.stderr
 
 
+def test_an_unknown_cyp_environment_variable_is_named_in_a_warning_at_start(mongo, tmp_path):
+    server = RegistryServer(mongo.uri, tmp_path / "registry", env={"CYP_STORGE_BACKEND": "s3"}).start()
+    server.stop()
+
+    warnings = [record for record in log_records(server.log_text()) if record["level"] == "WARNING"]
+    assert any("CYP_STORGE_BACKEND" in record["msg"] for record in warnings), server.log_text()
+
+
 def test_an_unknown_key_in_the_config_file_exits_2_with_one_line_naming_it(tmp_path):
     config = tmp_path / "cyp.json"
     config.write_text(json.dumps({"port": free_port(), "no_such_setting": 1}))
@@ -99,41 +66,6 @@ def test_an_unknown_key_in_the_config_file_exits_2_with_one_line_naming_it(tmp_p
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "no_such_setting" in result.stderr
-
-
-# --- embedded SecantusDB ------------------------------------------------------------------------
-
-@pytest.fixture
-def embedded(tmp_path):
-    server = EmbeddedRegistryServer(tmp_path / "data")
-    server.start()
-    databases = [pid for pid, cmdline in child_processes(server.process.pid) if "secantusd" in cmdline]
-    yield server, databases
-    server.stop()
-    for pid in databases:  # never leave an orphaned database behind, whatever the test found
-        if process_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
-
-def test_a_server_without_a_mongo_uri_runs_its_own_database_under_the_data_dir(embedded):
-    server, databases = embedded
-
-    health = requests.get(f"{server.url}/health", timeout=10)
-
-    assert health.status_code == 200
-    assert (server.data_dir / "mongo").is_dir()
-    assert len(databases) == 1, child_processes(server.process.pid)
-    assert str(server.data_dir / "mongo") in dict(child_processes(server.process.pid))[databases[0]]
-
-
-def test_sigterm_stops_the_embedded_server_with_status_0_and_its_database_with_it(embedded):
-    server, databases = embedded
-
-    server.process.send_signal(signal.SIGTERM)
-    status = server.process.wait(60)
-
-    assert status == 0, server.log_text()
-    assert databases and not any(process_alive(pid) for pid in databases)
 
 
 # --- health -------------------------------------------------------------------------------------
@@ -269,75 +201,29 @@ def test_a_tls_handshake_on_the_plain_http_port_fails_at_once_so_clients_fall_ba
     assert time.monotonic() - started < 2
 
 
-# --- bootstrap administrator --------------------------------------------------------------------
-
-def test_the_first_start_prints_the_generated_admin_password_exactly_once(generated_password_server):
-    passwords = printed_passwords(generated_password_server)
-
-    assert len(passwords) == 1, generated_password_server.log_text()
-    assert generated_password_server.log_text().count(passwords[0]) == 1
-
-
-def test_the_printed_bootstrap_password_logs_in_as_admin(generated_password_server):
-    [password] = printed_passwords(generated_password_server)
-
-    response = RegistryClient(generated_password_server.url, "admin", password).token_response()
-
-    assert response.status_code == 200, response.text
-
-
-def test_a_restart_against_the_same_database_prints_no_password(generated_password_server, mongo, tmp_path):
-    [password] = printed_passwords(generated_password_server)
-    generated_password_server.stop()
-    restarted = RegistryServer(mongo.uri, tmp_path / "registry", db_name=generated_password_server.db_name,
-                               env={"CYP_BOOTSTRAP_ADMIN_PASSWORD": ""}).start()
+def test_a_blob_read_failing_mid_response_cuts_it_short_and_does_not_hold_up_shutdown(mongo, tmp_path):
+    server = RegistryServer(mongo.uri, tmp_path / "registry",
+                            env={"CYP_STORAGE_BACKEND": "filesystem", "CYP_SHUTDOWN_GRACE_SECONDS": "30"}).start()
     try:
-        log = restarted.log_text()
+        ensure_project(server, "cut/app")
+        client = RegistryClient(server.url, "admin", server.admin_password)
+        data = os.urandom(12 * 1024 * 1024)
+        assert client.push_blob("cut/app", data).status_code == 201
+        [stored] = (tmp_path / "registry" / "blobs" / "blobs").rglob("*.*")
+        os.truncate(stored, 6 * 1024 * 1024)
+
+        received = bytearray()
+        with pytest.raises(requests.RequestException):
+            response = client.request("GET", f"/v2/cut/app/blobs/{sha256(data)}", "repository:cut/app:pull",
+                                      stream=True)
+            for piece in response.iter_content(1024 * 1024):
+                received += piece
+        server.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        status = server.process.wait(60)
     finally:
-        restarted.stop()
+        server.stop()
 
-    assert "one-time password" not in log
-    assert password not in log
-
-
-def test_default_admin_once_answers_the_generated_password(generated_password_server):
-    [password] = printed_passwords(generated_password_server)
-
-    response = requests.get(f"{generated_password_server.url}/api/v1/auth/default-admin-once", timeout=30)
-    body = envelope(response, 200)
-
-    assert body["code"] == 20000
-    assert (body["data"]["username"], body["data"]["password"]) == ("admin", password)
-
-
-def test_default_admin_once_answers_410_the_second_time(generated_password_server):
-    url = f"{generated_password_server.url}/api/v1/auth/default-admin-once"
-    first = requests.get(url, timeout=30)
-
-    second = requests.get(url, timeout=30)
-    body = envelope(second, 410)
-
-    assert first.status_code == 200
-    assert 20000 < body["code"] < 30000
-    assert body["data"] is None
-
-
-def test_default_admin_once_gives_a_null_password_when_it_was_configured(own_registry):
-    response = requests.get(f"{own_registry.url}/api/v1/auth/default-admin-once", timeout=30)
-    body = envelope(response, 200)
-
-    assert body["data"]["username"] == "admin"
-    assert body["data"]["password"] is None
-
-
-def test_default_admin_once_is_gone_after_a_restart_against_the_same_database(generated_password_server, mongo,
-                                                                             tmp_path):
-    generated_password_server.stop()
-    restarted = RegistryServer(mongo.uri, tmp_path / "registry", db_name=generated_password_server.db_name,
-                               env={"CYP_BOOTSTRAP_ADMIN_PASSWORD": ""}).start()
-    try:
-        response = requests.get(f"{restarted.url}/api/v1/auth/default-admin-once", timeout=30)
-    finally:
-        restarted.stop()
-
-    assert envelope(response, 410)["code"] == 20003
+    assert 0 < len(received) < len(data)
+    assert status == 0
+    assert time.monotonic() - started < 10, "shutdown waited for a request that was already over"

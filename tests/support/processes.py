@@ -47,7 +47,7 @@ class MongoServer:
         self.process = subprocess.Popen(
             [_secantusd(), "--host", "127.0.0.1", "--port", str(self.port),
              "--storage-path", str(self.storage_path), "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=open(self.storage_path.parent / f"mongo-{self.port}.log", "wb"))
+            stdout=subprocess.DEVNULL, stderr=open(self.storage_path.parent / f"mongo-{self.port}.log", "ab"))
         client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=30000)
         try:
             client.admin.command("ping")
@@ -57,6 +57,11 @@ class MongoServer:
 
     def stop(self):
         stop_process(self.process)
+
+    def kill(self):
+        """SIGKILL: no chance to flush anything; ``start()`` brings it back on the same port and files."""
+        self.process.kill()
+        self.process.wait()
 
 
 class RegistryServer:
