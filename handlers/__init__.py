@@ -6,6 +6,7 @@ from handlers.api.auth import (
                                    RefreshHandler,
 )
 from handlers.api.base import ApiFallbackHandler
+from handlers.api.imports import ImportListHandler, ImportTaskHandler
 from handlers.api.projects import (
                                    MembersGoneHandler,
                                    ProjectHandler,
@@ -66,6 +67,8 @@ ROUTES = [
     (r"/api/v1/projects/(?P<project_id>[^/]+)/quota", ProjectQuotaHandler),
     (r"/api/v1/projects/(?P<project_id>[^/]+)/storage", ProjectStorageHandler),
     (r"/api/v1/projects/(?P<project_id>[^/]+)/recount", ProjectRecountHandler),
+    (r"/api/v1/projects/(?P<project_id>[^/]+)/images/import", ImportListHandler),
+    (r"/api/v1/projects/(?P<project_id>[^/]+)/images/import/(?P<task_id>[^/]+)", ImportTaskHandler),
     (r"/api/v1/projects/(?P<project_id>[^/]+)/members(?:/.*)?", MembersGoneHandler),
     (r"/api/v1/system/gc", GarbageCollectHandler),
     (r"/api/.*", ApiFallbackHandler),

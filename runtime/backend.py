@@ -15,6 +15,8 @@ class Backend:
     collections: Collections
     blob_store: object
     quota: QuotaActors
+    # The database through the synchronous driver, for actors' threads.
+    sync_db: object
     # The embedded database this process runs, when it runs one.
     embedded: EmbeddedMongo = None
 
@@ -45,7 +47,7 @@ async def open_backend(config, for_command=False, listeners=()):
             await collections.prepare()
             await blob_store.ensure_ready()
             await asyncio.get_running_loop().run_in_executor(None, quota.ensure_indexes)
-            yield Backend(collections, blob_store, quota, embedded)
+            yield Backend(collections, blob_store, quota, sync_client[config["mongo_db"]], embedded)
         finally:
             await blob_store.close()
             quota.stop()

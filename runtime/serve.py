@@ -10,6 +10,7 @@ import tornado.web
 
 from handlers import ROUTES
 from handlers.api.base import ApiFallbackHandler
+from actors.imports import ImportActors
 from handlers.http_server import RegistryHTTPServer
 from runtime.backend import open_backend
 from services.bootstrap import ensure_bootstrap_admin
@@ -17,6 +18,7 @@ from services.container import build_services
 from services.gc import collect_forever
 from services.tokens import JwtCodec
 from services.uploads import sweep_forever
+from storage.import_tasks import SyncImportTasks
 
 log = logging.getLogger("cyp.server")
 access_log = logging.getLogger("cyp.access")
@@ -113,6 +115,9 @@ async def serve(config):
         app = make_app(config, services)
         server = RegistryHTTPServer(app, xheaders=config["trust_proxy_headers"], max_body_size=MAX_BUFFERED_BODY,
                                     chunk_size=BODY_CHUNK_SIZE)
+        imports = ImportActors(SyncImportTasks(backend.sync_db), services.import_pipeline,
+                               asyncio.get_running_loop(), config)
+        services.imports.wake = imports.wake
         server.add_sockets(sockets)
         background = [
             asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
@@ -132,6 +137,9 @@ async def serve(config):
             log.warning("requests still in flight after the grace period", extra={"active": tracker.active})
         for task in background:
             task.cancel()
+        # Imports are handed back from the actors' threads, which wait on this loop: keep it turning.
+        await asyncio.get_running_loop().run_in_executor(None, imports.stop)
         await server.close_all_connections()
+        await services.close()
     log.info("stopped")
     return status

@@ -4,8 +4,11 @@ from dataclasses import dataclass
 from services.access import AccessService
 from services.auth import AuthService
 from services.bootstrap import BootstrapHint
+from services.credentials import CredentialBox, load_key
 from services.gc import GarbageCollector
 from services.health import HealthService
+from services.imports import ImportPipeline, ImportService
+from services.outbound import NetworkPolicy, OutboundClient
 from services.pats import PatService
 from services.projects import ProjectService
 from services.registry import RegistryService
@@ -26,6 +29,12 @@ class Services:
     gc: GarbageCollector
     health: HealthService
     bootstrap_hint: BootstrapHint
+    outbound: OutboundClient
+    imports: ImportService
+    import_pipeline: ImportPipeline
+
+    async def close(self):
+        await self.outbound.close()
 
 
 def build_services(config, backend, codec, bootstrap_hint=None):
@@ -35,9 +44,12 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
     access = AccessService(collections, tokens, auth)
     registry = RegistryService(collections, store, quota, access)
+    uploads = BlobUploads(collections, store, registry, config["upload_expiry_seconds"])
+    outbound = OutboundClient(NetworkPolicy.from_settings(config), config["import_ca_bundle"])
+    box = CredentialBox(load_key(config))
     return Services(
         registry=registry,
-        uploads=BlobUploads(collections, store, registry, config["upload_expiry_seconds"]),
+        uploads=uploads,
         access=access,
         auth=auth,
         users=UserService(collections, store, auth),
@@ -46,4 +58,7 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         gc=GarbageCollector(collections, store, registry, config["gc_grace_seconds"]),
         health=HealthService(collections, store),
         bootstrap_hint=BootstrapHint(collections, bootstrap_hint),
+        outbound=outbound,
+        imports=ImportService(collections, box, outbound),
+        import_pipeline=ImportPipeline(collections, registry, uploads, box, outbound, config),
     )

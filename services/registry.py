@@ -53,15 +53,17 @@ class RegistryService:
 
     async def link_blob(self, name, digest, size, charged_project=None):
         """Link ``digest`` into ``name``; a new link holds one quota reference, taken here unless the
-        caller took it already (``charged_project``)."""
+        caller took it already (``charged_project``). True when this call made the link."""
         project = charged_project
         if project is None:
             if await self.collections.blobs.is_linked(name, digest):
-                return
+                return False
             project = await self.charge(name, digest, size)
         await self.collections.repositories.ensure(name, project["_id"])
         if not await self.collections.blobs.link(name, project["_id"], digest):
             await self.release(project["_id"], digest)
+            return False
+        return True
 
     async def blob(self, name, digest):
         """The blob document of ``digest`` when linked to ``name``; BlobUnknown otherwise."""
@@ -132,9 +134,13 @@ class RegistryService:
             raise ManifestUnknown(digest=digest)
         return doc
 
-    async def put_manifest(self, name, reference, content, content_type, tags=()):
+    async def put_manifest(self, name, reference, content, content_type, tags=(), sparse=False):
         """Validate and store a manifest under its digest, tagged with ``reference`` when that is a tag
-        and with every one of ``tags``; answers the ParsedManifest and the tags applied."""
+        and with every one of ``tags``; answers the ParsedManifest and the tags applied.
+
+        ``sparse`` lets an index name children that are absent: only an import filtered by platform
+        stores one (byte-exact, so its digest is the source's); a push never does.
+        """
         tags = list(dict.fromkeys(([] if is_digest(reference) else [reference]) + list(tags)))
         for tag in tags:
             check_tag(tag)
@@ -144,8 +150,9 @@ class RegistryService:
             raise DigestInvalid("manifest digest does not match its content", expected=reference,
                                 computed=parsed.digest)
         missing = await self.collections.blobs.missing_links(name, parsed.blobs)
-        present = await self.collections.manifests.existing_digests(name, parsed.children)
-        missing += [child for child in parsed.children if child not in present]
+        if not sparse:
+            present = await self.collections.manifests.existing_digests(name, parsed.children)
+            missing += [child for child in parsed.children if child not in present]
         if missing:
             raise ManifestBlobUnknown(missing=missing)
         if not await self.collections.manifests.exists(name, parsed.digest):

@@ -42,13 +42,17 @@ class UploadSession:
             if not await self.uploads.collections.uploads.renew(self.id, self.lease_token, LEASE_SECONDS):
                 raise UploadInvalid("upload was taken over by another request")
 
-    async def save(self):
-        """Make the appended bytes durable and release the upload for the next request."""
+    async def save(self, keep_lease=False):
+        """Make the appended bytes durable; the upload is released for the next request, or, with
+        ``keep_lease``, stays this session's to go on writing."""
         state = await self.writer.checkpoint()
         saved = await self.uploads.collections.uploads.save_progress(
-            self.id, self.lease_token, self.size, self.hasher.serialize(), state, self.uploads.expiry_seconds)
+            self.id, self.lease_token, self.size, self.hasher.serialize(), state, self.uploads.expiry_seconds,
+            keep_lease_seconds=LEASE_SECONDS if keep_lease else None)
         if not saved:
             raise UploadInvalid("upload was taken over by another request")
+        if keep_lease:
+            self.renewed_at = time.monotonic()
         return self.size
 
     async def release(self):
@@ -57,7 +61,8 @@ class UploadSession:
         await self.uploads.collections.uploads.release(self.id, self.lease_token)
 
     async def finish(self, digest):
-        """Verify, charge the project, commit and link; a wrong digest or a refused charge leave nothing."""
+        """Verify, charge the project, commit and link; a wrong digest or a refused charge leave nothing.
+        True when this made the blob's link into the repository (False: it was there already)."""
         algorithm, _ = parse_digest(digest)
         hashed_here = algorithm == self.doc["algorithm"]
         if hashed_here and f"{algorithm}:{self.hasher.finalize()}" != digest:
@@ -71,12 +76,12 @@ class UploadSession:
             raise
         try:
             await self._commit(digest, algorithm, hashed_here)
-            await registry.link_blob(name, digest, self.size, charged_project=project)
+            linked = await registry.link_blob(name, digest, self.size, charged_project=project)
         except BaseException:
             await registry.release(project["_id"], digest)
             raise
         await self.uploads.collections.uploads.delete(self.id)
-        return self.size
+        return linked
 
     async def _commit(self, digest, algorithm, hashed_here):
         store = self.uploads.store
@@ -110,9 +115,10 @@ class BlobUploads:
             raise UploadUnknown(uuid=upload_id)
         return doc
 
-    async def open(self, repo, upload_id, start=None):
-        """Lease the upload for one request; ``start`` is the Content-Range start the client claims."""
-        doc = await self.collections.uploads.acquire(upload_id, repo, LEASE_SECONDS)
+    async def open(self, repo, upload_id, start=None, take_over=False):
+        """Lease the upload for one request; ``start`` is the Content-Range start the client claims.
+        ``take_over`` takes it even from a holder whose lease has not run out (an import resuming its own)."""
+        doc = await self.collections.uploads.acquire(upload_id, repo, LEASE_SECONDS, take_over)
         if doc is None:
             current = await self.status(repo, upload_id)
             raise UploadBusy(uuid=upload_id, size=current["size"])

@@ -38,6 +38,9 @@ class Blobs:
             {"$setOnInsert": {"project_id": project_id, "created_at": utcnow()}}, upsert=True)
         return result.upserted_id is not None
 
+    async def in_project(self, project_id, digest):
+        return await self.links.find_one({"project_id": project_id, "digest": digest}, {"_id": 1}) is not None
+
     async def is_linked(self, repo, digest):
         return await self.links.find_one({"repo": repo, "digest": digest}, {"_id": 1}) is not None
 

@@ -8,6 +8,16 @@ def event_document(event_type, project, payload):
             "payload": payload, "created_at": utcnow(), "status": "pending"}
 
 
+class Events:
+    """Event writes from the event loop (asynchronous driver)."""
+
+    def __init__(self, db):
+        self.collection = db["events"]
+
+    async def emit(self, event_type, project, payload):
+        await self.collection.insert_one(event_document(event_type, project, payload))
+
+
 class SyncEvents:
     """Event writes from the actors' threads (synchronous driver)."""
 

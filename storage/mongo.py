@@ -8,6 +8,8 @@ import pymongo
 from pymongo import AsyncMongoClient, WriteConcern
 
 from storage.blobs import Blobs
+from storage.events import Events
+from storage.import_tasks import ImportTasks
 from storage.login_attempts import LoginAttempts
 from storage.manifests import Manifests
 from storage.meta import Meta
@@ -62,12 +64,14 @@ class Collections:
         self.sessions = Sessions(db)
         self.pats = PersonalAccessTokens(db)
         self.login_attempts = LoginAttempts(db)
+        self.import_tasks = ImportTasks(db)
+        self.events = Events(db)
 
     async def prepare(self):
         """Migrate stored data to the current shape, then create the indexes that rely on it."""
         await migrate(self.db, self.meta)
         for part in (self.uploads, self.blobs, self.manifests, self.repositories, self.projects, self.users,
-                     self.sessions, self.pats, self.login_attempts):
+                     self.sessions, self.pats, self.login_attempts, self.import_tasks):
             await part.ensure_indexes()
 
     async def ping(self):

@@ -33,13 +33,14 @@ class Uploads:
     async def get(self, upload_id, repo):
         return await self.collection.find_one({"_id": upload_id, "repo": repo, "expires_at": {"$gt": utcnow()}})
 
-    async def acquire(self, upload_id, repo, lease_seconds):
-        """Take the upload's lease; None when it is unknown, expired, or busy with another request."""
+    async def acquire(self, upload_id, repo, lease_seconds, take_over=False):
+        """Take the upload's lease; None when it is unknown, expired, or busy with another request (unless
+        ``take_over``: its caller knows the holder is gone)."""
         now = utcnow()
         token = uuid.uuid4().hex
+        idle = {} if take_over else {"$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]}
         doc = await self.collection.find_one_and_update(
-            {"_id": upload_id, "repo": repo, "expires_at": {"$gt": now},
-             "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
+            {"_id": upload_id, "repo": repo, "expires_at": {"$gt": now}, **idle},
             {"$set": {"lease_token": token, "lease_until": now + datetime.timedelta(seconds=lease_seconds)}},
             return_document=True,
         )
@@ -52,14 +53,16 @@ class Uploads:
         )
         return result.matched_count == 1
 
-    async def save_progress(self, upload_id, token, size, hash_state, store_state, expiry_seconds):
-        """Record what a request appended and release its lease."""
+    async def save_progress(self, upload_id, token, size, hash_state, store_state, expiry_seconds,
+                            keep_lease_seconds=None):
+        """Record what a request appended; its lease is released, or renewed for ``keep_lease_seconds``."""
         now = utcnow()
+        lease = {"lease_token": None, "lease_until": None} if keep_lease_seconds is None else {
+            "lease_until": now + datetime.timedelta(seconds=keep_lease_seconds)}
         result = await self.collection.update_one(
             {"_id": upload_id, "lease_token": token},
             {"$set": {"size": size, "hash_state": Binary(hash_state), "store_state": store_state,
-                      "updated_at": now, "expires_at": now + datetime.timedelta(seconds=expiry_seconds),
-                      "lease_token": None, "lease_until": None}},
+                      "updated_at": now, "expires_at": now + datetime.timedelta(seconds=expiry_seconds), **lease}},
         )
         return result.matched_count == 1
 

@@ -58,7 +58,7 @@ def test_pushes_answered_201_survive_the_database_killed_at_once(killable):
     for tag, image, layer in pushed:
         assert get_manifest(client, "durable/app", tag).headers["Docker-Content-Digest"] == image.digest
         assert get_blob(client, "durable/app", sha256(layer)).content == layer
-    report = ok(Api(server.url, token).post(f"/api/v1/projects/durable/recount"))
+    report = ok(Api(server.url, token).post("/api/v1/projects/durable/recount"))
     assert report["drift"] == 0, report
 
 

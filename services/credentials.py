@@ -1,0 +1,62 @@
+"""Credentials kept at rest (a remote registry's password while an import may still need it),
+encrypted with AES-256-GCM under a key that never lives in the database.
+
+The key is the ``credentials_key`` setting (32 bytes, base64), the same on every node of a
+cluster; without it, ``<data-dir>/credentials.key`` is created once (mode 0600), which serves one
+node and its workers. The record is bound to its task (associated data), so a ciphertext copied
+onto another task does not decrypt.
+"""
+import base64
+import binascii
+import json
+import os
+from pathlib import Path
+
+from bson import Binary
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+
+
+class CredentialsUnavailable(Exception):
+    """The stored credentials cannot be read with this node's key."""
+
+
+def load_key(config):
+    if config["credentials_key"]:
+        try:
+            key = base64.b64decode(config["credentials_key"], validate=True)
+        except binascii.Error:
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise ValueError("credentials_key must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)")
+        return key
+    path = Path(config["data_dir"]) / "credentials.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as file:
+        file.write(os.urandom(KEY_BYTES))
+    return path.read_bytes()
+
+
+class CredentialBox:
+    def __init__(self, key):
+        self.aead = AESGCM(key)
+
+    def seal(self, credentials, bound_to):
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self.aead.encrypt(nonce, json.dumps(credentials).encode(), bound_to.encode())
+        return {"nonce": Binary(nonce), "sealed": Binary(sealed)}
+
+    def open(self, record, bound_to):
+        try:
+            plain = self.aead.decrypt(bytes(record["nonce"]), bytes(record["sealed"]), bound_to.encode())
+        except (InvalidTag, KeyError, TypeError):
+            raise CredentialsUnavailable("the stored credentials cannot be decrypted with this node's key "
+                                         "(give every node the same credentials_key)") from None
+        return json.loads(plain)
