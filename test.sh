@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Debian's skopeo, podman and docker-registry; the Python packages)
-# and run the whole suite. Extra arguments go to pytest.
+# Install everything the tests need (Debian's skopeo, podman, docker-registry and nginx; the Python
+# packages) and run the whole suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 need=()
-for tool in skopeo podman; do
-  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+for tool in skopeo podman docker-registry nginx; do
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -14,74 +14,73 @@ Units: 1 MB = 1e6 bytes, for throughput and memory alike.
 """
 
 import argparse
-import hashlib
-import json
 import operator
 import os
-import random
-import re
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from contextlib import ExitStack, closing, suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin
 
-import boto3
 import bson
 import gridfs
 import pymongo
-import requests
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config as BotoConfig
+from common import (
+    BACKENDS,
+    MB,
+    PIECE,
+    BenchError,
+    Layer,
+    RegistrySession,
+    Services,
+    add_limit_options,
+    add_size_option,
+    add_workdir_option,
+    bench_main,
+    bench_run,
+    build_oci_layout,
+    check_digest,
+    docker_ref,
+    elapsed,
+    file_pieces,
+    fmt,
+    fresh_name,
+    http_pull_blob,
+    http_push_blob,
+    load_average_text,
+    mb_per_s,
+    peak_rss_mb,
+    print_table,
+    ratio,
+    sha256_digest,
+    skopeo_copy,
+    start_cyp,
+    start_moto,
+    start_reference,
+    start_secantusdb,
+    stop_process_group,
+    write_json,
+    write_skopeo_policy,
+    write_test_layer,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_REGISTRY = "/usr/bin/docker-registry"
-SKOPEO = "/usr/bin/skopeo"
-
-PIECE = 1 << 20  # every read and write moves 1 MiB
-MB = 1e6
 # Fixed seeds, so every run pushes the same bytes.  Two layers, so that each
 # push into a registry stores a new blob: a registry that already holds the
 # digest may take a different (dedup) path, which real clients skip anyway.
 HTTP_LAYER_SEED = 20240601
 SKOPEO_LAYER_SEED = 20240602
 
-HTTP_TIMEOUT = (10, 300)  # (connect, each socket read) seconds
-STARTUP_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 30
-SKOPEO_TIMEOUT_S = 1800
-DEFAULT_TIME_LIMIT_S = 3600  # the whole run; the cleanup still runs when it expires
 # Raw GridFS: fail instead of hanging when SecantusDB stops answering.
 MONGO_TIMEOUTS = {"serverSelectionTimeoutMS": 10_000, "connectTimeoutMS": 10_000, "socketTimeoutMS": 300_000}
 
-BACKENDS = ("gridfs", "s3", "filesystem")
-PROJECT = "bench"  # cyp only takes pushes into an existing project
 RAW_REPO = "bench/big"
 SKOPEO_REPO = "bench/skopeo"
 SKOPEO_TAG = "v1"
-ADMIN_USER = "admin"
 
-# moto accepts any credentials; fixed ones so the raw client and the server sign alike.
-S3_REGION = "us-east-1"
-S3_ACCESS_KEY_ID = "bench"
-S3_SECRET_ACCESS_KEY = "bench-secret"
 S3_PART = 8 << 20  # multipart part size, the same as storage/s3_store.py's
-# The raw client is configured like storage/s3_store.py's, so both speak to moto
-# alike (path-style addressing, checksums only where required); the timeouts
-# bound each request.  boto3's own concurrency (10 threads) is kept: the raw
-# figure is what boto3 gets out of the server at its defaults.
-S3_CLIENT_CONFIG = BotoConfig(
-    s3={"addressing_style": "path"}, signature_version="s3v4",
-    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=300,
-    request_checksum_calculation="when_required", response_checksum_validation="when_required",
-)
+# boto3's own concurrency (10 threads) is kept: the raw figure is what boto3
+# gets out of the server at its defaults.
 S3_TRANSFER = TransferConfig(multipart_threshold=S3_PART, multipart_chunksize=S3_PART)
 
 # Targets: (backends, row key, comparison, limit); row keys as in backend_row().
@@ -95,352 +94,29 @@ TARGETS = [
 COMPARE = {">=": operator.ge, "<": operator.lt}
 
 # Table columns: (header, row key, format); "backend" is the row's name.
+def push_pull(header, key, spec=".1f"):
+    """Two columns, push then pull: `header` and `key` with the direction for {}."""
+    return [(header.format(way), key.format(way), spec) for way in ("push", "pull")]
+
+
+BACKEND_COLUMN = ("backend", "backend", "s")
 MAIN_COLUMNS = [
-    ("backend", "backend", "s"),
+    BACKEND_COLUMN,
     ("raw write MB/s", "raw_write", ".1f"),
     ("raw read MB/s", "raw_read", ".1f"),
-    ("cyp push", "cyp_push", ".1f"),
-    ("cyp pull", "cyp_pull", ".1f"),
-    ("push/raw", "push_over_raw", ".2f"),
-    ("pull/raw", "pull_over_raw", ".2f"),
-    ("reference push", "ref_push", ".1f"),
-    ("reference pull", "ref_pull", ".1f"),
-    ("cyp/ref push", "cyp_over_ref_push", ".2f"),
-    ("cyp/ref pull", "cyp_over_ref_pull", ".2f"),
+    *push_pull("cyp {}", "cyp_{}"),
+    *push_pull("{}/raw", "{}_over_raw", ".2f"),
+    *push_pull("reference {}", "ref_{}"),
+    *push_pull("cyp/ref {}", "cyp_over_ref_{}", ".2f"),
     ("cyp peak RSS MB", "cyp_peak_rss_mb", ".1f"),
 ]
 COLUMN_HEADERS = {key: header for header, key, _ in MAIN_COLUMNS}
 SKOPEO_COLUMNS = [
-    ("backend", "backend", "s"),
-    ("cyp skopeo push", "cyp_skopeo_push", ".1f"),
-    ("cyp skopeo pull", "cyp_skopeo_pull", ".1f"),
-    ("reference skopeo push", "ref_skopeo_push", ".1f"),
-    ("reference skopeo pull", "ref_skopeo_pull", ".1f"),
-    ("cyp/ref push", "cyp_over_ref_skopeo_push", ".2f"),
-    ("cyp/ref pull", "cyp_over_ref_skopeo_pull", ".2f"),
+    BACKEND_COLUMN,
+    *push_pull("cyp skopeo {}", "cyp_skopeo_{}"),
+    *push_pull("reference skopeo {}", "ref_skopeo_{}"),
+    *push_pull("cyp/ref {}", "cyp_over_ref_skopeo_{}", ".2f"),
 ]
-
-
-class BenchError(Exception):
-    """A step failed or returned wrong data; the run's numbers cannot be trusted."""
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def mb_per_s(nbytes, seconds):
-    return nbytes / MB / seconds
-
-
-def fresh_name(prefix):
-    """A name no earlier run used, so no server starts on leftover data."""
-    return prefix + secrets.token_hex(4)
-
-
-def elapsed(func):
-    """Run func(); return (its result, seconds taken)."""
-    start = time.perf_counter()
-    result = func()
-    return result, time.perf_counter() - start
-
-
-def file_pieces(path):
-    """Yield the file in 1 MiB pieces, so no body is ever held whole in memory."""
-    with open(path, "rb") as f:
-        while piece := f.read(PIECE):
-            yield piece
-
-
-def sha256_digest(pieces):
-    h = hashlib.sha256()
-    for piece in pieces:
-        h.update(piece)
-    return "sha256:" + h.hexdigest()
-
-
-@dataclass
-class Layer:
-    path: Path
-    digest: str
-    size: int
-
-
-def write_test_layer(path, size, seed):
-    """Write `size` deterministic pseudo-random bytes to `path`."""
-    rng = random.Random(seed)
-    h = hashlib.sha256()
-    start = time.perf_counter()
-    with open(path, "wb") as f:
-        remaining = size
-        while remaining:
-            piece = rng.randbytes(min(PIECE, remaining))
-            h.update(piece)
-            f.write(piece)
-            remaining -= len(piece)
-    layer = Layer(path, "sha256:" + h.hexdigest(), size)
-    print(f"test layer {path.name}: {size} bytes, {layer.digest}"
-          f" (written in {time.perf_counter() - start:.1f} s)", flush=True)
-    return layer
-
-
-def check_digest(what, got, want):
-    if got != want:
-        raise BenchError(f"{what}: digest mismatch, got {got}, want {want}")
-
-
-def expect_status(resp, status, what):
-    if resp.status_code != status:
-        raise BenchError(
-            f"{what}: {resp.request.method} {resp.url} answered {resp.status_code},"
-            f" want {status}: {resp.text[:300]!r}"
-        )
-
-
-def peak_rss_mb(pid):
-    """VmHWM (peak resident set) of a live process, in MB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    kib = int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1))
-    return kib * 1024 / MB
-
-
-# ------------------------------------------------------- child processes
-
-
-class Children:
-    """Starts child processes with output to log files and stops them all.
-
-    Each child leads its own process group, so stopping it also stops anything
-    it spawned, and a Ctrl-C on the bench reaches only the bench, which then
-    stops the children in order.
-    """
-
-    def __init__(self, log_dir):
-        self.log_dir = log_dir
-        self.procs = []  # (name, Popen), in start order
-
-    def start(self, name, argv, **popen_kwargs):
-        with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its own copy
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **popen_kwargs,
-            )
-        self.procs.append((name, proc))
-        return proc
-
-    def print_log_tails(self, lines=20):
-        for name, _ in self.procs:
-            text = (self.log_dir / f"{name}.log").read_text(errors="replace")
-            tail = "\n".join(text.splitlines()[-lines:])
-            print(f"--- last lines of {name} log ---\n{tail}", file=sys.stderr)
-
-    def stop_all(self):
-        """SIGTERM each child (last started first) and wait for it to exit."""
-        for _, proc in reversed(self.procs):
-            stop_process_group(proc)
-        self.procs.clear()
-
-
-def stop_process_group(proc):
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        proc.wait()
-
-
-def wait_until_ready(name, proc, is_ready):
-    """Poll is_ready(); the caller prints the child's log if this raises."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{name} exited with code {proc.returncode} while starting")
-        if is_ready():
-            return
-        time.sleep(0.1)
-    raise BenchError(f"{name} not ready after {STARTUP_TIMEOUT_S} s")
-
-
-def http_answers(url, status):
-    try:
-        return requests.get(url, timeout=2).status_code == status
-    except requests.RequestException:
-        return False
-
-
-# --------------------------------------------------------------- servers
-
-
-@dataclass
-class Registry:
-    name: str
-    base_url: str
-    proc: subprocess.Popen
-    credentials: tuple[str, str] | None = None  # None: the registry needs no auth
-
-    @property
-    def host_port(self):
-        return self.base_url.split("://", 1)[1]
-
-
-@dataclass
-class S3Server:
-    endpoint_url: str
-    proc: subprocess.Popen
-
-    def client(self):
-        return boto3.client(
-            "s3", endpoint_url=self.endpoint_url, region_name=S3_REGION,
-            aws_access_key_id=S3_ACCESS_KEY_ID, aws_secret_access_key=S3_SECRET_ACCESS_KEY,
-            config=S3_CLIENT_CONFIG,
-        )
-
-    def registry_env(self, bucket):
-        """The CYP_* settings of a server keeping its blobs in `bucket` here (it creates the bucket)."""
-        return {
-            "CYP_S3_ENDPOINT_URL": self.endpoint_url, "CYP_S3_BUCKET": bucket,
-            "CYP_S3_REGION": S3_REGION, "CYP_S3_ACCESS_KEY_ID": S3_ACCESS_KEY_ID,
-            "CYP_S3_SECRET_ACCESS_KEY": S3_SECRET_ACCESS_KEY, "CYP_S3_REDIRECT": "false",
-        }
-
-
-@dataclass
-class Services:
-    """What the raw measurements and the cyp servers of one run share."""
-    run_dir: Path
-    mongo_uri: str
-    s3: S3Server | None  # None when S3 is not measured
-
-
-def venv_program(name, package):
-    """`name` next to the bench's Python (the venv), else from PATH."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if not found:
-        raise BenchError(f"{name} not found (pip install '{package}')")
-    return found
-
-
-def mongo_pings(uri):
-    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500)
-    try:
-        client.admin.command("ping")
-        return True
-    except pymongo.errors.PyMongoError:
-        return False
-    finally:
-        client.close()
-
-
-def start_secantusdb(children, run_dir):
-    """Start SecantusDB; return (process, mongodb uri)."""
-    port = free_port()
-    proc = children.start(
-        "secantusd",
-        [venv_program("secantusd-py", "secantusdb"), "--host", "127.0.0.1", "--port", str(port),
-         "--storage-path", str(run_dir / "secantus-data")],
-        cwd=run_dir,  # so it does not pick up a ./secantusd.toml from the caller's cwd
-    )
-    uri = f"mongodb://127.0.0.1:{port}/"
-    wait_until_ready("secantusd", proc, lambda: mongo_pings(uri))
-    return proc, uri
-
-
-def start_moto(children, run_dir):
-    port = free_port()
-    proc = children.start(
-        "moto_server",
-        [venv_program("moto_server", "moto[server]"), "-H", "127.0.0.1", "-p", str(port)],
-        cwd=run_dir,
-    )
-    endpoint_url = f"http://127.0.0.1:{port}"
-    wait_until_ready("moto_server", proc, lambda: http_answers(endpoint_url + "/", 200))
-    return S3Server(endpoint_url, proc)
-
-
-def storage_env(backend, services):
-    """The CYP_* storage settings of a cyp server on `backend`, each with fresh storage."""
-    if backend == "s3":
-        return services.s3.registry_env(fresh_name("cyp-bench-"))
-    if backend == "filesystem":  # beside the reference registry's storage: the same disk
-        return {"CYP_FILESYSTEM_ROOT": str(services.run_dir / "cyp-filesystem-blobs")}
-    return {}
-
-
-def start_cyp(children, services, backend):
-    """A fresh server process (own database, own storage) on `backend`."""
-    name = f"cyp-{backend}"
-    port = free_port()
-    password = secrets.token_urlsafe(16)
-    env = {
-        # Inherited CYP_* settings dropped: the bench sets every one it depends on.
-        **{key: value for key, value in os.environ.items() if not key.startswith("CYP_")},
-        "CYP_MONGO_URI": services.mongo_uri,
-        "CYP_MONGO_DB": fresh_name(f"cyp_bench_{backend}_"),
-        "CYP_BOOTSTRAP_ADMIN_PASSWORD": password,
-        "CYP_STORAGE_BACKEND": backend,
-        **storage_env(backend, services),
-    }
-    proc = children.start(
-        name,
-        [sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(services.run_dir / f"{name}-data")],
-        cwd=REPO_ROOT,
-        env=env,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until_ready(name, proc, lambda: http_answers(base_url + "/health", 200))
-    create_cyp_project(base_url, ADMIN_USER, password, PROJECT)
-    return Registry(name, base_url, proc, (ADMIN_USER, password))
-
-
-def create_cyp_project(base_url, username, password, name):
-    """Log in to the management API and create the project the pushes go to."""
-    resp = requests.post(f"{base_url}/api/v1/auth/login",
-                         json={"username": username, "password": password}, timeout=HTTP_TIMEOUT)
-    expect_status(resp, 200, "API login")
-    token = resp.json()["data"]["access_token"]
-    resp = requests.post(f"{base_url}/api/v1/projects", json={"name": name},
-                         headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
-    expect_status(resp, 200, f"create project {name}")
-
-
-def reference_config(storage_dir, port):
-    # JSON is valid YAML, so no YAML library is needed.
-    return json.dumps({
-        "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {
-            "filesystem": {"rootdirectory": str(storage_dir)},
-            "delete": {"enabled": True},
-            "cache": {"blobdescriptor": "inmemory"},  # as in Debian's default config
-        },
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }, indent=2)
-
-
-def start_reference(children, run_dir):
-    port = free_port()
-    config = run_dir / "reference-config.yml"
-    config.write_text(reference_config(run_dir / "reference-data", port))
-    proc = children.start("reference", [REFERENCE_REGISTRY, "serve", str(config)], cwd=run_dir)
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until_ready("reference", proc, lambda: http_answers(base_url + "/v2/", 200))
-    return Registry("reference", base_url, proc)
 
 
 # ---------------------------------------------------------- raw backends
@@ -528,141 +204,7 @@ def bench_raw_filesystem(services, layer):
 RAW_BENCHES = {"gridfs": bench_raw_gridfs, "s3": bench_raw_s3, "filesystem": bench_raw_filesystem}
 
 
-# ------------------------------------------------------ raw HTTP (Docker)
-
-
-def parse_challenge(header):
-    """Split a WWW-Authenticate value into (scheme, {param: value})."""
-    scheme, _, rest = header.strip().partition(" ")
-    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
-    return scheme.lower(), params
-
-
-class RegistrySession:
-    """requests.Session against one registry, authorized the way /v2/ asks."""
-
-    def __init__(self, registry):
-        self.registry = registry
-        self.http = requests.Session()
-
-    def url(self, path_or_location):
-        """Absolute URL; upload Locations may be relative."""
-        return urljoin(self.registry.base_url + "/", path_or_location)
-
-    def authorize(self, scope):
-        resp = self.http.get(self.url("/v2/"), timeout=HTTP_TIMEOUT)
-        if resp.status_code == 200:
-            return  # open registry
-        expect_status(resp, 401, "registry API check")
-        scheme, params = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
-        if self.registry.credentials is None:
-            raise BenchError(f"{self.registry.name} asks for auth ({scheme}) but has no credentials")
-        if scheme == "basic":
-            self.http.auth = self.registry.credentials
-        elif scheme == "bearer":
-            self.http.headers["Authorization"] = "Bearer " + self.fetch_token(params, scope)
-        else:
-            raise BenchError(f"{self.registry.name}: unsupported auth scheme {scheme!r}")
-
-    def fetch_token(self, challenge, scope):
-        query = {"scope": scope}
-        if "service" in challenge:
-            query["service"] = challenge["service"]
-        resp = requests.get(
-            self.url(challenge["realm"]), params=query,
-            auth=self.registry.credentials, timeout=HTTP_TIMEOUT,
-        )
-        expect_status(resp, 200, "token request")
-        body = resp.json()
-        token = body.get("token") or body.get("access_token")
-        if not token:
-            raise BenchError(f"token response has no token: {body}")
-        return token
-
-
-def upload_location(resp):
-    if "Location" not in resp.headers:
-        raise BenchError(f"{resp.request.method} {resp.url} answered without a Location header")
-    return resp.headers["Location"]
-
-
-def with_query(location, key, value):
-    separator = "&" if "?" in location else "?"
-    return f"{location}{separator}{key}={value}"
-
-
-def http_push_blob(session, repo, layer):
-    """Monolithic-PATCH upload (chunked transfer, as docker and skopeo send); return seconds."""
-    start = time.perf_counter()
-    resp = session.http.post(session.url(f"/v2/{repo}/blobs/uploads/"), timeout=HTTP_TIMEOUT)
-    expect_status(resp, 202, "start upload")
-    resp = session.http.patch(
-        session.url(upload_location(resp)),
-        data=file_pieces(layer.path),
-        headers={"Content-Type": "application/octet-stream"},
-        timeout=HTTP_TIMEOUT,
-    )
-    expect_status(resp, 202, "upload data")
-    resp = session.http.put(
-        session.url(with_query(upload_location(resp), "digest", layer.digest)),
-        timeout=HTTP_TIMEOUT,
-    )
-    expect_status(resp, 201, "finish upload")
-    return time.perf_counter() - start
-
-
-def http_pull_blob(session, repo, layer):
-    """Stream the blob, hashing as it arrives; return seconds."""
-    start = time.perf_counter()
-    with session.http.get(
-        session.url(f"/v2/{repo}/blobs/{layer.digest}"), stream=True, timeout=HTTP_TIMEOUT
-    ) as resp:
-        expect_status(resp, 200, "blob download")
-        got = sha256_digest(resp.iter_content(PIECE))
-    seconds = time.perf_counter() - start
-    check_digest(f"raw-HTTP pull from {session.registry.name}", got, layer.digest)
-    return seconds
-
-
 # ---------------------------------------------------------------- skopeo
-
-
-def write_blob(layout, data):
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
-    return {"digest": digest, "size": len(data)}
-
-
-def build_oci_layout(layout, layer):
-    """OCI image layout holding one image whose only layer is the test layer.
-
-    The layer is hard-linked, not copied; its bytes are not a real tar, which
-    copying with --preserve-digests never looks at.
-    """
-    blobs = layout / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    os.link(layer.path, blobs / layer.digest.split(":")[1])
-    config = write_blob(layout, json.dumps({
-        "architecture": "amd64",
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
-    }).encode())
-    manifest = write_blob(layout, json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer.digest, "size": layer.size}],
-    }).encode())
-    (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    (layout / "index.json").write_text(json.dumps({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            **manifest,
-            "annotations": {"org.opencontainers.image.ref.name": SKOPEO_TAG},
-        }],
-    }))
 
 
 @dataclass
@@ -673,51 +215,23 @@ class SkopeoSource:
 
 
 def prepare_skopeo(run_dir, size):
-    policy = run_dir / "policy.json"  # accept anything, whatever /etc/containers says
-    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    policy = write_skopeo_policy(run_dir)
     layer = write_test_layer(run_dir / "layer-skopeo.bin", size, SKOPEO_LAYER_SEED)
     layout = run_dir / "oci-src"
-    build_oci_layout(layout, layer)
+    build_oci_layout(layout, layer, SKOPEO_TAG)
     return SkopeoSource(policy, layout, layer)
-
-
-def run_skopeo(policy, args):
-    """Run one skopeo command; return seconds."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        [SKOPEO, "--policy", str(policy), *args],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=SKOPEO_TIMEOUT_S,
-    )
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise BenchError(f"skopeo {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return seconds
-
-
-def skopeo_credentials(flag, registry):
-    if registry.credentials is None:
-        return []
-    return [flag, ":".join(registry.credentials)]
 
 
 def skopeo_push(skopeo, registry):
     """Copy the OCI layout's image into the registry; return seconds."""
-    return run_skopeo(skopeo.policy, [
-        "copy", "--preserve-digests", "--dest-tls-verify=false",
-        *skopeo_credentials("--dest-creds", registry),
-        f"oci:{skopeo.layout}:{SKOPEO_TAG}",
-        f"docker://{registry.host_port}/{SKOPEO_REPO}:{SKOPEO_TAG}",
-    ])
+    return skopeo_copy(skopeo.policy, f"oci:{skopeo.layout}:{SKOPEO_TAG}",
+                       docker_ref(registry, SKOPEO_REPO, SKOPEO_TAG), dest_registry=registry)
 
 
 def skopeo_pull(skopeo, registry, out_dir):
     """Pull into a fresh layout, check the layer's bytes, remove the copy; return seconds."""
-    seconds = run_skopeo(skopeo.policy, [
-        "copy", "--preserve-digests", "--src-tls-verify=false",
-        *skopeo_credentials("--src-creds", registry),
-        f"docker://{registry.host_port}/{SKOPEO_REPO}:{SKOPEO_TAG}",
-        f"oci:{out_dir}:{SKOPEO_TAG}",
-    ])
+    seconds = skopeo_copy(skopeo.policy, docker_ref(registry, SKOPEO_REPO, SKOPEO_TAG),
+                          f"oci:{out_dir}:{SKOPEO_TAG}", src_registry=registry)
     digest = skopeo.layer.digest
     pulled = out_dir / "blobs" / "sha256" / digest.split(":")[1]
     if not pulled.exists():
@@ -770,22 +284,6 @@ def bench_backend(children, services, backend, http_layer, skopeo):
     return {"raw": raw, "cyp": measure_registry(registry, services.run_dir, http_layer, skopeo)}
 
 
-def make_run_dir(base):
-    if base:
-        Path(base).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="cyp-bench-", dir=base))
-
-
-def arm_time_limit(stack, seconds):
-    """Raise BenchError after `seconds`; disarmed before the cleanup, which must not be cut short."""
-    def expire(*_):
-        raise BenchError(f"run exceeded the time limit of {seconds} s")
-
-    signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    stack.callback(signal.alarm, 0)
-
-
 def run(args):
     size = args.size_mib * PIECE
     results = {
@@ -795,50 +293,29 @@ def run(args):
         "reference": None,
         "peak_rss_mb": {},  # the helper servers'
     }
-    with ExitStack() as stack:
-        run_dir = make_run_dir(args.workdir)
-        stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
-        log_dir = run_dir / "logs"
-        log_dir.mkdir()
-        children = Children(log_dir)
-        stack.callback(children.stop_all)  # runs before the rmtree above
-        arm_time_limit(stack, args.time_limit)  # registered last, so disarmed first
-        try:
-            http_layer = write_test_layer(run_dir / "layer-http.bin", size, HTTP_LAYER_SEED)
-            skopeo = None if args.skip_skopeo else prepare_skopeo(run_dir, size)
+    with bench_run(args.workdir, args.time_limit) as (run_dir, children):
+        http_layer = write_test_layer(run_dir / "layer-http.bin", size, HTTP_LAYER_SEED)
+        skopeo = None if args.skip_skopeo else prepare_skopeo(run_dir, size)
 
-            mongo, mongo_uri = start_secantusdb(children, run_dir)
-            s3 = start_moto(children, run_dir) if "s3" in args.backends else None
-            services = Services(run_dir, mongo_uri, s3)
+        mongo, mongo_uri = start_secantusdb(children, run_dir)
+        s3 = start_moto(children, run_dir) if "s3" in args.backends else None
+        services = Services(run_dir, mongo_uri, s3)
 
-            if not args.skip_reference:
-                results["reference"] = measure_registry(
-                    start_reference(children, run_dir), run_dir, http_layer, skopeo
-                )
-            for backend in args.backends:
-                results["backends"][backend] = bench_backend(children, services, backend, http_layer, skopeo)
+        if not args.skip_reference:
+            results["reference"] = measure_registry(
+                start_reference(children, run_dir), run_dir, http_layer, skopeo
+            )
+        for backend in args.backends:
+            results["backends"][backend] = bench_backend(children, services, backend, http_layer, skopeo)
 
-            results["peak_rss_mb"]["secantusd"] = peak_rss_mb(mongo.pid)
-            if s3:
-                results["peak_rss_mb"]["moto_server"] = peak_rss_mb(s3.proc.pid)
-        except Exception:
-            children.print_log_tails()
-            raise
+        results["peak_rss_mb"]["secantusd"] = peak_rss_mb(mongo.pid)
+        if s3:
+            results["peak_rss_mb"]["moto_server"] = peak_rss_mb(s3.proc.pid)
     results["load_average_end"] = os.getloadavg()
     return results
 
 
 # --------------------------------------------------------------- report
-
-
-def ratio(numerator, denominator):
-    if numerator is None or denominator is None:
-        return None
-    return numerator / denominator
-
-
-def fmt(value, spec=".1f"):
-    return "-" if value is None else format(value, spec)
 
 
 def backend_row(results, backend):
@@ -875,19 +352,9 @@ def target_checks(rows):
     return checks
 
 
-def print_table(columns, rows):
-    cells = [[fmt(row[key], spec) for _, key, spec in columns] for row in rows]
-    widths = [max(len(header), *(len(line[i]) for line in cells)) for i, (header, _, _) in enumerate(columns)]
-    print(" | ".join(f"{header:>{width}}" for (header, _, _), width in zip(columns, widths)))
-    print("-+-".join("-" * width for width in widths))
-    for line in cells:
-        print(" | ".join(f"{cell:>{width}}" for cell, width in zip(line, widths)))
-
-
 def print_report(results, rows, checks):
-    load = f"{results['load_average_start'][0]:.2f} -> {results['load_average_end'][0]:.2f}"
     print(f"\nlayer size: {results['size_bytes'] / MB:.1f} MB; speeds in MB/s (1 MB = 1e6 bytes);"
-          f" 1-min load average {load}\n")
+          f" 1-min load average {load_average_text(results)}\n")
     print_table(MAIN_COLUMNS, rows.values())
     if any(row["cyp_skopeo_push"] is not None for row in rows.values()):
         print("\nskopeo copy of a one-layer image of the same size (process start included):\n")
@@ -906,6 +373,15 @@ def print_report(results, rows, checks):
           + ", ".join(f"{name} {mb:.1f}" for name, mb in helpers.items()))
 
 
+def report(results, args):
+    rows = {backend: backend_row(results, backend) for backend in results["backends"]}
+    checks = target_checks(rows)
+    print_report(results, rows, checks)
+    if args.json:
+        write_json(args.json, {**results, "rows": rows, "targets": checks})
+    return 0
+
+
 def parse_backends(text):
     backends = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     unknown = [name for name in backends if name not in BACKENDS]
@@ -914,44 +390,19 @@ def parse_backends(text):
     return backends
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mib", type=int, default=1024,
-                        help="test layer size in MiB (default 1024)")
+def add_options(parser):
+    add_size_option(parser)
     parser.add_argument("--backends", type=parse_backends, default=list(BACKENDS),
                         help=f"comma-separated storage backends to measure (default {','.join(BACKENDS)})")
-    parser.add_argument("--workdir",
-                        help="directory to make the run's temp dir in (default: system temp);"
-                             " the run's dir is removed at the end")
+    add_workdir_option(parser)
     parser.add_argument("--skip-skopeo", action="store_true", help="no skopeo push/pull")
     parser.add_argument("--skip-reference", action="store_true",
                         help="do not start or measure the reference registry")
-    parser.add_argument("--time-limit", type=int, default=DEFAULT_TIME_LIMIT_S, metavar="SECONDS",
-                        help=f"abort the run (cleaning up) after this long (default {DEFAULT_TIME_LIMIT_S})")
-    parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE as JSON")
-    args = parser.parse_args(argv)
-    if args.size_mib < 1:
-        parser.error("--size-mib must be at least 1")
-    if args.time_limit < 1:
-        parser.error("--time-limit must be at least 1")
-    return args
+    add_limit_options(parser)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    # Turn SIGTERM into an exception so the cleanup stops the children too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    try:
-        results = run(args)
-    except BenchError as err:
-        print(f"benchmark failed: {err}", file=sys.stderr)
-        return 1
-    rows = {backend: backend_row(results, backend) for backend in results["backends"]}
-    checks = target_checks(rows)
-    print_report(results, rows, checks)
-    if args.json:
-        Path(args.json).write_text(json.dumps({**results, "rows": rows, "targets": checks}, indent=2) + "\n")
-    return 0
+    return bench_main(__doc__, add_options, run, report, argv)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,15 @@ class BaseHandler(tornado.web.RequestHandler):
         if getattr(self, "trace_id", None):
             self.set_header("X-Trace-Id", self.trace_id)
 
+    def announce_close_if_body_unread(self):
+        """A streamed body the request was refused before reading is not read at all: Tornado closes the
+        connection after this answer, and HTTP/1.1 asks the server to say so (clients reusing connections
+        would otherwise send their next request into a closed one)."""
+        prepared = getattr(self, "_prepared_future", None)
+        has_body = self.request.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.request.headers
+        if prepared is not None and not prepared.done() and has_body:
+            self.set_header("Connection", "close")
+
     def is_expected_error(self, exc):
         """Refusals answered as such are not logged as failures."""
         return isinstance(exc, DomainError) or (isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500)

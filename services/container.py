@@ -47,6 +47,7 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     uploads = BlobUploads(collections, store, registry, config["upload_expiry_seconds"])
     outbound = OutboundClient(NetworkPolicy.from_settings(config), config["import_ca_bundle"])
     box = CredentialBox(load_key(config))
+    projects = ProjectService(collections, quota, config["default_project_quota"])
     return Services(
         registry=registry,
         uploads=uploads,
@@ -54,11 +55,11 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         auth=auth,
         users=UserService(collections, store, auth),
         pats=PatService(collections),
-        projects=ProjectService(collections, quota, config["default_project_quota"]),
+        projects=projects,
         gc=GarbageCollector(collections, store, registry, config["gc_grace_seconds"]),
         health=HealthService(collections, store),
         bootstrap_hint=BootstrapHint(collections, bootstrap_hint),
         outbound=outbound,
-        imports=ImportService(collections, box, outbound),
+        imports=ImportService(collections, projects, box, outbound),
         import_pipeline=ImportPipeline(collections, registry, uploads, box, outbound, config),
     )

@@ -15,11 +15,11 @@ import json
 import logging
 import re
 import time
+import uuid
 
-from services.access import can_write
 from services.credentials import CredentialsUnavailable
 from services.digests import digest_bytes, parse_digest
-from services.errors import DigestInvalid, DomainError, Forbidden, Invalid, NotFound, QuotaExceeded
+from services.errors import DigestInvalid, DomainError, Invalid, NotFound, QuotaExceeded
 from services.manifests import INDEX_TYPES, MAX_MANIFEST_BYTES, parse_manifest
 from services.names import check_repository_name
 from services.outbound import OutboundRefused, is_network_error
@@ -83,21 +83,17 @@ def _host_of(registry):
 class ImportService:
     """The API's side of imports."""
 
-    def __init__(self, collections, box, outbound, wake=None):
+    def __init__(self, collections, projects, box, outbound, wake=None):
         self.collections = collections
+        self.projects = projects
         self.box = box
         self.outbound = outbound
         # Tells this node's import actors a task is waiting (set once they run).
         self.wake = wake or (lambda: None)
 
     async def _project(self, user, project_key):
-        project = await self.collections.projects.get(project_key) or \
-            await self.collections.projects.get_by_name(project_key)
-        if project is None or not (project.get("is_public") or can_write(user, project)):
-            raise NotFound("project not found")
-        if not can_write(user, project):
-            raise Forbidden("only the project's owner or an administrator may import images")
-        return project
+        """Imports are the project's owner's or an administrator's, like every change to it."""
+        return await self.projects.writable(user, project_key)
 
     async def create(self, user, project_key, fields):
         project = await self._project(user, project_key)
@@ -114,17 +110,17 @@ class ImportService:
         except OutboundRefused as exc:
             raise Invalid(f"image: {exc}") from None
         key = hashlib.sha256(json.dumps([project["_id"], str(source), repository, platforms]).encode()).hexdigest()
+        task_id = str(uuid.uuid4())
         task_fields = {
-            "project_id": project["_id"], "image": fields["image"], "created_by": user["_id"],
+            "_id": task_id, "project_id": project["_id"], "image": fields["image"], "created_by": user["_id"],
             "source": {"registry": source.registry, "repository": source.repository, "tag": source.tag,
                        "digest": source.digest},
             "target": {"repository": repository, "tag": source.tag}, "platforms": platforms,
         }
+        if fields.get("username") is not None:
+            # Sealed before the task exists, so no node can claim it without them.
+            task_fields["credentials"] = self.box.seal([fields["username"], fields.get("password") or ""], task_id)
         doc, created = await self.collections.import_tasks.create(task_fields, key)
-        if created and fields.get("username") is not None:
-            credentials = self.box.seal([fields["username"], fields.get("password") or ""], doc["_id"])
-            await self.collections.import_tasks.collection.update_one({"_id": doc["_id"]},
-                                                                      {"$set": {"credentials": credentials}})
         if created:
             self.wake()
         return public_task(doc)

@@ -7,10 +7,10 @@ or a token realm cannot reach inside). Literal IP addresses in URLs never reach 
 they are checked before each request. Redirects are followed by hand, each hop through the same
 guard, without carrying credentials to another host.
 
-By default only globally routable unicast addresses are reachable: loopback, link-local (cloud
-metadata lives there), private, shared, multicast and reserved ranges are refused. The setting
-``outbound_allowed_networks`` admits networks (internal registries); ``outbound_denied_networks``
-refuses more, and wins over the allowlist.
+By default only globally routable unicast addresses are reachable: loopback, link-local, private,
+shared, multicast and reserved ranges are refused. The setting ``outbound_allowed_networks`` admits
+networks (internal registries); ``outbound_denied_networks`` refuses more, and wins over the
+allowlist, as the cloud metadata addresses always do.
 """
 import asyncio
 import contextlib
@@ -25,8 +25,8 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 MAX_REDIRECTS = 5
-# Addresses of cloud metadata services outside the link-local range, refused like it.
-METADATA_ADDRESSES = ("100.100.100.200/32", "fd00:ec2::254/128")
+# Cloud metadata services: refused even when an allowed network holds them.
+METADATA_ADDRESSES = ("169.254.169.254/32", "100.100.100.200/32", "fd00:ec2::254/128")
 
 
 class OutboundRefused(Exception):

@@ -149,24 +149,26 @@ class RegistryService:
         if is_digest(reference) and parsed.digest != reference:
             raise DigestInvalid("manifest digest does not match its content", expected=reference,
                                 computed=parsed.digest)
+        stored = await self.collections.manifests.stored_sparse(name, parsed.digest)
         missing = await self.collections.blobs.missing_links(name, parsed.blobs)
-        if not sparse:
+        # An index stored sparse by an import may be tagged again as it is; any other keeps every child.
+        if not (sparse or stored):
             present = await self.collections.manifests.existing_digests(name, parsed.children)
             missing += [child for child in parsed.children if child not in present]
         if missing:
             raise ManifestBlobUnknown(missing=missing)
-        if not await self.collections.manifests.exists(name, parsed.digest):
-            await self._store_manifest(name, parsed, content)
+        if stored is None:
+            await self._store_manifest(name, parsed, content, sparse)
         for tag in tags:
             await self.collections.manifests.set_tag(name, tag, parsed.digest)
         return parsed, tags
 
-    async def _store_manifest(self, name, parsed, content):
+    async def _store_manifest(self, name, parsed, content, sparse):
         """A new manifest holds one quota reference of its own size."""
         project = await self.charge(name, parsed.digest, len(content))
         try:
             await self.collections.repositories.ensure(name, project["_id"])
-            created = await self.collections.manifests.put(name, project["_id"], parsed, content)
+            created = await self.collections.manifests.put(name, project["_id"], parsed, content, sparse)
         except BaseException:
             await self.release(project["_id"], parsed.digest)
             raise

@@ -38,7 +38,7 @@ class ImportTasks:
     async def create(self, fields, active_key):
         """Insert a pending task; when an identical one is active, answer that one instead ``(task, created)``."""
         now = utcnow()
-        doc = {"_id": str(uuid.uuid4()), "status": PENDING, "progress": 0, "message": "waiting to start",
+        doc = {"_id": fields.get("_id") or str(uuid.uuid4()), "status": PENDING, "progress": 0, "message": "waiting to start",
                "created_at": now, "updated_at": now, "attempts": 0, "owner": None, "lease_token": None,
                "lease_until": None, "cancel_requested": False, "active_key": active_key, "details": {},
                "uploads": {}, "linked": [], **fields}
@@ -88,10 +88,6 @@ class ImportTasks:
         """End the task; its credentials are wiped and it no longer blocks an identical import."""
         return await self.update(task, {"status": status, "message": message, "lease_until": None,
                                         "owner": None, **(fields or {})}, unset=("active_key", "credentials"))
-
-    async def project_running(self, project_id):
-        return await self.collection.count_documents({"project_id": project_id, "status": RUNNING,
-                                                      "lease_until": {"$gte": utcnow()}})
 
 
 class SyncImportTasks:

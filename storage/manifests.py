@@ -17,18 +17,24 @@ class Manifests:
         await self.tags.create_index([("repo", 1), ("tag", 1)], unique=True)
         await self.tags.create_index([("repo", 1), ("digest", 1)])
 
-    async def put(self, repo, project_id, parsed, content):
-        """Store a parsed manifest (services.manifests.ParsedManifest) with its exact bytes; True when new."""
+    async def put(self, repo, project_id, parsed, content, sparse=False):
+        """Store a parsed manifest (services.manifests.ParsedManifest) with its exact bytes; True when new.
+        ``sparse``: an index stored without some of its children (by a filtered import)."""
         result = await self.collection.update_one(
             {"repo": repo, "digest": parsed.digest},
             {"$setOnInsert": {
                 "project_id": project_id, "media_type": parsed.media_type, "size": len(content),
                 "content": Binary(content), "subject": parsed.subject, "artifact_type": parsed.artifact_type,
-                "references": parsed.references, "created_at": utcnow(),
+                "references": parsed.references, "created_at": utcnow(), "sparse": sparse,
             }},
             upsert=True,
         )
         return result.upserted_id is not None
+
+    async def stored_sparse(self, repo, digest):
+        """None when the manifest is not stored; else whether it was stored as a sparse index."""
+        doc = await self.collection.find_one({"repo": repo, "digest": digest}, {"sparse": 1})
+        return None if doc is None else bool(doc.get("sparse"))
 
     async def exists(self, repo, digest):
         return await self.collection.find_one({"repo": repo, "digest": digest}, {"_id": 1}) is not None

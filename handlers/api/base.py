@@ -125,6 +125,7 @@ class ApiHandler(BaseHandler):
 
     def write_error(self, status_code, **kwargs):
         error = api_error_for(kwargs.get("exc_info", (None, None, None))[1], self.request.method)
+        self.announce_close_if_body_unread()
         for name, value in error.headers.items():
             self.set_header(name, value)
         self.write_json(self.envelope(error.code, error.message, None), status=error.status)

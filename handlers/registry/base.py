@@ -35,6 +35,7 @@ class RegistryErrorsMixin:
 
     def write_error(self, status_code, **kwargs):
         error = registry_error_for(kwargs.get("exc_info", (None, None, None))[1], self.request.method, status_code)
+        self.announce_close_if_body_unread()
         if error.status == 401:
             self.set_challenge(error)
         for name, value in error.headers.items():

@@ -25,7 +25,7 @@ import secrets
 import subprocess
 import tarfile
 import time
-import weakref
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
@@ -56,7 +56,7 @@ CHUNK = 1024 * 1024
 
 # -- processes ------------------------------------------------------------------------------------
 
-_live = weakref.WeakSet()
+_live = set()  # servers running, for the interpreter's exit
 
 
 @atexit.register
@@ -139,10 +139,15 @@ class DockerRegistry(_Server):
     before it to have the same over HTTPS.
 
     ``schema1=True``: ``compatibility.schema1.enabled``, so that signed schema 1 manifests can be pushed
-    (push_schema1) and are then served as ``application/vnd.docker.distribution.manifest.v1+prettyjws``.
+    (push_schema1) and are then served as ``application/vnd.docker.distribution.manifest.v1+prettyjws``; without it
+    a schema 1 PUT gets 500 UNKNOWN.
 
     Manifests may carry foreign (non-distributable) layers with http(s) URLs (``validation.manifests.urls.allow``;
-    without it distribution refuses every manifest with URLs).
+    without it distribution refuses a Docker schema 2 manifest with URLs, though not an OCI one).
+
+    What distribution 2.8 does that a client must cope with: it answers a GET of an OCI manifest whose Accept does
+    not name the OCI type with 404 MANIFEST_UNKNOWN, and of a Docker schema 2 manifest without Accept by trying to
+    convert it to schema 1 (400 MANIFEST_INVALID for the foreign-layer one).
 
     ``stop()`` then ``start()`` restarts it on the same port and storage; an upload session survives that (its
     state is signed with ``http.secret``, fixed per instance).
@@ -187,7 +192,7 @@ class DockerRegistry(_Server):
                      env)
         return self
 
-    def requests(self):
+    def access_log(self):
         """``(method, path, status)`` of every request answered so far, across restarts, from the access log."""
         if not self.log_path.exists():
             return []
@@ -198,7 +203,7 @@ class DockerRegistry(_Server):
         """How many ``method`` requests whose path (with its query) contains ``path_fragment`` (and, when given,
         were answered with ``status``) it has logged, across restarts. A request is logged when its answer ends,
         an interrupted one included."""
-        return sum(1 for m, path, code in self.requests()
+        return sum(1 for m, path, code in self.access_log()
                    if m == method and path_fragment in path and (status is None or code == status))
 
     def log_text(self):
@@ -221,7 +226,7 @@ def make_test_ca_and_server_cert(directory):
     ``server.key``) in ``directory``; returns the three paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name(f"CYP-Registry test CA {secrets.token_hex(4)}")
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
@@ -265,82 +270,120 @@ def _nginx_user_directive():
 
 
 def _nginx_config(workdir, servers):
-    """A whole nginx.conf for one foreground, single-process nginx whose every file is under ``workdir``."""
+    """A whole nginx.conf for one foreground, single-process nginx whose every file is under ``workdir`` (with no
+    master process there is no worker to be orphaned when it is killed)."""
     temp = workdir / "temp"
     return f"""\
 {_nginx_user_directive()}
 daemon off;
 master_process off;
 worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log info;
+pid "{workdir}/nginx.pid";
+error_log "{workdir}/error.log" info;
 events {{ worker_connections 512; }}
 http {{
-    access_log {workdir}/access.log;
-    client_body_temp_path {temp}/client_body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
+    access_log "{workdir}/access.log";
+    client_body_temp_path "{temp}/client_body";
+    proxy_temp_path "{temp}/proxy";
+    fastcgi_temp_path "{temp}/fastcgi";
+    uwsgi_temp_path "{temp}/uwsgi";
+    scgi_temp_path "{temp}/scgi";
 {servers}
 }}
 """
 
 
-class _Nginx(_Server):
-    """``nginx -p workdir -c workdir/nginx.conf -e workdir/error.log``: nothing under /etc/nginx or /var."""
+def _proxy_location(upstream_host, proto, limit_rate=None):
+    """nginx's location passing everything to ``upstream_host`` unbuffered both ways; ``limit_rate`` (bytes per
+    second) slows each response down, so a transfer can be caught half-way. (nginx limits only buffered
+    responses: they are buffered in memory, never spooled to disk, and read from the upstream at that rate too,
+    so an upstream that dies breaks the transfer at once.)"""
+    buffering = (f"proxy_buffering on; proxy_max_temp_file_size 0; proxy_limit_rate {limit_rate}; "
+                 f"limit_rate {limit_rate};") if limit_rate else "proxy_buffering off;"
+    return f"""\
+        location / {{
+            proxy_pass http://{upstream_host};
+            proxy_http_version 1.1;
+            proxy_request_buffering off;
+            {buffering}
+            proxy_set_header Host $http_host;
+            proxy_set_header Authorization $http_authorization;
+            proxy_set_header X-Forwarded-Proto {proto};
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_connect_timeout 30s;
+            proxy_send_timeout 900s;
+            proxy_read_timeout 900s;
+        }}"""
 
-    def __init__(self, workdir):
+
+class HttpFront(_Server):
+    """nginx on http://127.0.0.1:<port> in front of ``upstream_host``: slowed by ``limit_rate`` (bytes per second),
+    or answering some paths itself with ``locations`` (nginx location blocks, which win over the proxy)."""
+
+    def __init__(self, workdir, upstream_host, limit_rate=None, locations=""):
         self.workdir = Path(workdir)
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.upstream_host = upstream_host
+        self.limit_rate = limit_rate
+        self.locations = locations
         self.config_path = self.workdir / "nginx.conf"
         self.log_path = self.workdir / "nginx.log"
 
-    def _launch_nginx(self, servers, ready_url, timeout, verify=True):
+    def start(self, timeout=30):
+        servers = f"""\
+    server {{
+        listen {self.host};
+        client_max_body_size 0;
+        {self.locations}
+{_proxy_location(self.upstream_host, "http", self.limit_rate)}
+    }}"""
         (self.workdir / "temp").mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(_nginx_config(self.workdir, servers))
         self._launch([NGINX, "-p", f"{self.workdir}/", "-c", str(self.config_path), "-e",
-                      str(self.workdir / "error.log")], self.log_path, ready_url, timeout, verify=verify)
+                      str(self.workdir / "error.log")], self.log_path, f"{self.url}/v2/", timeout)
+        return self
 
 
-class TlsFront(_Nginx):
+class TlsFront(_Server):
     """nginx on https://127.0.0.1:<port> with a certificate for IP 127.0.0.1 signed by its own fresh test CA
     (``ca_path``), passing every request (Host, Authorization and bodies of any size, unbuffered both ways) to
     ``http://<upstream_host>``. It sends X-Forwarded-Proto: https, so distribution builds its Location URLs on
-    https://<front host>."""
+    https://<front host>.
+
+    One foreground nginx process (``daemon off``, ``master_process off``) run as
+    ``nginx -p workdir/ -c workdir/nginx.conf -e workdir/error.log``, as the current user, every file it writes
+    (pid, logs, temp) under ``workdir``: nothing under /etc/nginx or /var. The CA and certificate are made once, so
+    ``stop()`` and ``start()`` again keep them and the port."""
 
     def __init__(self, workdir, upstream_host):
-        super().__init__(workdir)
-        self.upstream_host = upstream_host
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
         self.url = f"https://{self.host}"
+        self.upstream_host = upstream_host
+        self.config_path = self.workdir / "nginx.conf"
+        self.log_path = self.workdir / "nginx.log"
         self.ca_path, self.cert_path, self.key_path = make_test_ca_and_server_cert(self.workdir / "tls")
 
     def start(self, timeout=30):
         servers = f"""\
     server {{
         listen {self.host} ssl;
-        ssl_certificate {self.cert_path};
-        ssl_certificate_key {self.key_path};
+        ssl_certificate "{self.cert_path}";
+        ssl_certificate_key "{self.key_path}";
         ssl_protocols TLSv1.2 TLSv1.3;
         client_max_body_size 0;
         client_body_timeout 900s;
         send_timeout 900s;
-        location / {{
-            proxy_pass http://{self.upstream_host};
-            proxy_http_version 1.1;
-            proxy_request_buffering off;
-            proxy_buffering off;
-            proxy_set_header Host $http_host;
-            proxy_set_header Authorization $http_authorization;
-            proxy_set_header X-Forwarded-Proto https;
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_connect_timeout 30s;
-            proxy_send_timeout 900s;
-            proxy_read_timeout 900s;
-        }}
+{_proxy_location(self.upstream_host, "https")}
     }}"""
-        self._launch_nginx(servers, f"{self.url}/", timeout, verify=str(self.ca_path))
+        (self.workdir / "temp").mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(_nginx_config(self.workdir, servers))
+        self._launch([NGINX, "-p", f"{self.workdir}/", "-c", str(self.config_path), "-e",
+                      str(self.workdir / "error.log")], self.log_path, f"{self.url}/", timeout,
+                     verify=str(self.ca_path))
         return self
 
 
@@ -407,6 +450,9 @@ class V2Client:
             challenge = response.headers.get("WWW-Authenticate")
             if response.status_code != 401 or not challenge or attempt or not replayable:
                 return response
+            # A server may drop the connection after a 401 without saying so (CYP-Registry does, after a refused
+            # upload POST): start afresh rather than reuse it.
+            self.session.close()
             answer = self._answer(challenge, repo)
             if answer is None:
                 return response
@@ -423,13 +469,13 @@ class V2Client:
         if isinstance(content, bytes):
             digest, size, body = format_digest(hashlib.sha256(content)), len(content), content
         else:
-            hasher = hashlib.sha256()
-            counted = [0]
+            hasher, size = hashlib.sha256(), 0
 
             def hashed():
+                nonlocal size
                 for chunk in content:
                     hasher.update(chunk)
-                    counted[0] += len(chunk)
+                    size += len(chunk)
                     yield chunk
 
             response = self.request("PATCH", location, repo, data=hashed(),
@@ -437,7 +483,7 @@ class V2Client:
             if response.status_code != 202:
                 raise PushError(f"streaming a blob to {repo}", response)
             location = response.headers["Location"]
-            digest, size, body = format_digest(hasher), counted[0], b""
+            digest, body = format_digest(hasher), b""
         response = self.request("PUT", location, repo, params={"digest": digest}, data=body,
                                 headers={"Content-Type": "application/octet-stream"})
         if response.status_code != 201:
@@ -456,13 +502,24 @@ class V2Client:
 def tar_layer(size, seed):
     """An uncompressed tar layer, as chunks: one file ``data-<seed>.bin`` of ``size`` reproducible pseudo-random
     bytes (blob size: 512 + size rounded up to 512 + 1024)."""
-    info = tarfile.TarInfo(f"data-{seed}.bin")
+    info = tarfile.TarInfo(f"data-{seed}.bin".replace("/", "_"))
     info.size, info.mtime, info.mode = size, 0, 0o644
     yield info.tobuf(format=tarfile.USTAR_FORMAT)
     reader = RandomReader(size, seed)
     while chunk := reader.read(CHUNK):
         yield chunk
     yield b"\0" * (-size % 512 + 1024)
+
+
+def gzipped(chunks, uncompressed):
+    """``chunks`` gzipped, reproducibly (no name, no time), as chunks; feeds what it compresses to the hashlib
+    object ``uncompressed`` (for the layer's diff id)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        uncompressed.update(chunk)
+        if out := compressor.compress(chunk):
+            yield out
+    yield compressor.flush()
 
 
 def _platform(platform):
@@ -534,7 +591,7 @@ def push_index(url, repo, tag, platforms=DEFAULT_PLATFORMS, layer_sizes=(1024, 2
         body = _encode({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors})
         digest = format_digest(hashlib.sha256(body))
         client.put_manifest(repo, tag or digest, body, OCI_INDEX)
-        blobs = {digest: size for child in children.values() for digest, size in child.blobs.items()}
+        blobs = {blob: size for child in children.values() for blob, size in child.blobs.items()}
         return PushedIndex(body, digest, OCI_INDEX, blobs, children)
     finally:
         client.close()
@@ -549,25 +606,32 @@ class PushedForeign(Pushed):
 
 
 def push_artifact_with_foreign_layer(url, repo, tag, layer_size=1024, foreign_size=4096, auth=None, verify=True,
-                                     seed=0, foreign_url="https://foreign.invalid/layers/{digest}",
+                                     seed=0, foreign_url="http://127.0.0.1:1/foreign/{digest}",
                                      media_type=DOCKER_MANIFEST):
     """Push an image whose manifest lists a normal layer (uploaded) and a foreign, non-distributable layer
-    (``application/vnd.docker.image.rootfs.foreign.diff.tar.gzip`` with ``urls``) that is never uploaded. Its
-    manifest is a Docker schema 2 one by default (the type of manifest foreign layers belong to); ``media_type``
-    may be OCI_MANIFEST instead. The URL points nowhere real (``.invalid``): nothing may fetch it."""
+    (``application/vnd.docker.image.rootfs.foreign.diff.tar.gzip`` with ``urls``, gzipped tar) that is never
+    uploaded. Its manifest is a Docker schema 2 one by default (the kind foreign layers belong to; the normal layer
+    is then a gzipped tar too); ``media_type`` may be OCI_MANIFEST instead (normal layer an uncompressed tar). The
+    default URL is on loopback port 1, where nothing listens: a client that wrongly fetches it is refused at once
+    and no name is looked up. Distribution 2.8 accepts both kinds (a DockerRegistry
+    allows http(s) URLs in manifests; by default 2.8 would refuse the Docker one)."""
     client = V2Client(url, auth, verify)
     docker = media_type == DOCKER_MANIFEST
     try:
-        digest, size = client.upload_blob(repo, tar_layer(layer_size, f"{seed}-normal"))
+        normal_diff = hashlib.sha256()
+        normal = tar_layer(layer_size, f"{seed}-normal")
+        digest, size = client.upload_blob(repo, gzipped(normal, normal_diff) if docker else normal)
         layer = {"mediaType": DOCKER_LAYER if docker else OCI_LAYER_TAR, "digest": digest, "size": size}
-        foreign_hasher, foreign_bytes = hashlib.sha256(), 0
-        for chunk in tar_layer(foreign_size, f"{seed}-foreign"):
+        # The foreign layer is only described: its digest and size, never uploaded.
+        foreign_diff, foreign_hasher, foreign_bytes = hashlib.sha256(), hashlib.sha256(), 0
+        for chunk in gzipped(tar_layer(foreign_size, f"{seed}-foreign"), foreign_diff):
             foreign_hasher.update(chunk)
             foreign_bytes += len(chunk)
         foreign_digest = format_digest(foreign_hasher)
         urls = [foreign_url.format(digest=foreign_digest)]
         foreign = {"mediaType": DOCKER_FOREIGN_LAYER, "digest": foreign_digest, "size": foreign_bytes, "urls": urls}
-        config = _config_blob(client, repo, ("linux", "amd64"), [foreign_digest, digest], seed,
+        config = _config_blob(client, repo, ("linux", "amd64"),
+                              [format_digest(foreign_diff), format_digest(normal_diff) if docker else digest], seed,
                               DOCKER_CONFIG if docker else OCI_CONFIG)
         body = _encode({"schemaVersion": 2, "mediaType": media_type, "config": config, "layers": [foreign, layer]})
         manifest_digest = format_digest(hashlib.sha256(body))
@@ -616,7 +680,12 @@ def sign_schema1(manifest):
 def push_schema1(url, repo, tag, layer_sizes=(1024,), auth=None, verify=True, seed=0):
     """Push layers and a signed Docker schema 1 manifest (``application/vnd.docker.distribution.manifest.v1+
     prettyjws``) for them tagged ``tag``, into a DockerRegistry started with ``schema1=True`` (others refuse it).
-    Returns a Pushed: the signed bytes, the digest the registry answered, ``blobs`` the layers."""
+    Returns a Pushed: the signed bytes, the digest the registry answered, ``blobs`` the layers.
+
+    Distribution 2.8 then serves the manifest whatever the Accept (an OCI-only one included), re-signed with its own
+    key on every GET: the bytes differ from one GET to the next and from what was pushed. Its Docker-Content-Digest
+    (the same for PUT, HEAD and GET, and the digest to GET it by) is the SHA-256 of the unsigned payload, the
+    served bytes up to the protected header's formatLength followed by its formatTail, not of the bytes served."""
     client = V2Client(url, auth, verify)
     try:
         layers, parent = [], None

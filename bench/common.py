@@ -1,0 +1,777 @@
+"""Building blocks shared by the benchmarks in bench/.
+
+- units, test layers and digests: PIECE, MB, mb_per_s, write_test_layer, file_pieces, sha256_digest;
+- child processes: Children (own process group each, log files, stop in reverse order), free_port,
+  peak_rss_mb, reset_peak_rss, cpu_seconds, machine_cpu_ticks, wait_until_ready;
+- servers on loopback: start_secantusdb, start_moto (S3Server), start_cyp (a fresh server.py with its
+  own database and storage, a random admin password and the project `bench`), start_reference
+  (Debian's /usr/bin/docker-registry, filesystem storage in the run dir);
+- the registry API as a client: RegistrySession (the Docker token flow), http_push_blob,
+  http_pull_blob, manifest_digest, check_blob; the management API: api_login, create_cyp_project;
+- skopeo: write_skopeo_policy, build_oci_layout, skopeo_copy;
+- a run: bench_run (temp dir, children, time limit, cleanup on error, Ctrl-C and SIGTERM),
+  bench_main, the shared command-line options, print_table.
+
+Every helper raises BenchError when a step fails.  Units: 1 MB = 1e6 bytes.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin
+
+import boto3
+import pymongo
+import requests
+from botocore.config import Config as BotoConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_REGISTRY = "/usr/bin/docker-registry"
+SKOPEO = "/usr/bin/skopeo"
+
+PIECE = 1 << 20  # every read and write moves 1 MiB
+MB = 1e6
+
+HTTP_TIMEOUT = (10, 300)  # (connect, each socket read) seconds
+STARTUP_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 30
+SKOPEO_TIMEOUT_S = 1800
+DEFAULT_TIME_LIMIT_S = 3600  # the whole run; the cleanup still runs when it expires
+
+BACKENDS = ("gridfs", "s3", "filesystem")  # cyp's storage backends
+PROJECT = "bench"  # cyp only takes pushes into an existing project
+ADMIN_USER = "admin"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+# moto accepts any credentials; fixed ones so a raw client and the server sign alike.
+S3_REGION = "us-east-1"
+S3_ACCESS_KEY_ID = "bench"
+S3_SECRET_ACCESS_KEY = "bench-secret"
+# A raw client is configured like storage/s3_store.py's, so both speak to moto
+# alike (path-style addressing, checksums only where required); the timeouts
+# bound each request.
+S3_CLIENT_CONFIG = BotoConfig(
+    s3={"addressing_style": "path"}, signature_version="s3v4",
+    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=300,
+    request_checksum_calculation="when_required", response_checksum_validation="when_required",
+)
+
+
+class BenchError(Exception):
+    """A step failed or returned wrong data; the run's numbers cannot be trusted."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mb_per_s(nbytes, seconds):
+    """Throughput in MB/s (1 MB = 1e6 bytes)."""
+    return nbytes / MB / seconds
+
+
+def fresh_name(prefix):
+    """A name no earlier run used, so no server starts on leftover data."""
+    return prefix + secrets.token_hex(4)
+
+
+def elapsed(func):
+    """Run func(); return (its result, seconds taken)."""
+    start = time.perf_counter()
+    result = func()
+    return result, time.perf_counter() - start
+
+
+def file_pieces(path):
+    """Yield the file in 1 MiB pieces, so no body is ever held whole in memory."""
+    with open(path, "rb") as f:
+        while piece := f.read(PIECE):
+            yield piece
+
+
+def sha256_digest(pieces):
+    """`sha256:<hex>` of the concatenated pieces."""
+    h = hashlib.sha256()
+    for piece in pieces:
+        h.update(piece)
+    return "sha256:" + h.hexdigest()
+
+
+@dataclass
+class Layer:
+    """A test layer on disk: its path, `sha256:` digest and size in bytes."""
+    path: Path
+    digest: str
+    size: int
+
+
+def write_test_layer(path, size, seed):
+    """Write `size` deterministic pseudo-random bytes to `path`, 1 MiB at a time; return its Layer."""
+    rng = random.Random(seed)
+    h = hashlib.sha256()
+    start = time.perf_counter()
+    with open(path, "wb") as f:
+        remaining = size
+        while remaining:
+            piece = rng.randbytes(min(PIECE, remaining))
+            h.update(piece)
+            f.write(piece)
+            remaining -= len(piece)
+    layer = Layer(path, "sha256:" + h.hexdigest(), size)
+    print(f"test layer {path.name}: {size} bytes, {layer.digest}"
+          f" (written in {time.perf_counter() - start:.1f} s)", flush=True)
+    return layer
+
+
+def check_digest(what, got, want):
+    """Raise BenchError unless got == want."""
+    if got != want:
+        raise BenchError(f"{what}: digest mismatch, got {got}, want {want}")
+
+
+def expect_status(resp, status, what):
+    """Raise BenchError unless the requests response has that status."""
+    if resp.status_code != status:
+        raise BenchError(
+            f"{what}: {resp.request.method} {resp.url} answered {resp.status_code},"
+            f" want {status}: {resp.text[:300]!r}"
+        )
+
+
+def peak_rss_mb(pid):
+    """VmHWM (peak resident set) of a live process, in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    kib = int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1))
+    return kib * 1024 / MB
+
+
+def cpu_seconds(pid):
+    """User + system CPU time a live process has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_ticks():
+    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def reset_peak_rss(pid):
+    """Start the process's VmHWM again from its current RSS (Linux: 5 into /proc/PID/clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+# ------------------------------------------------------- child processes
+
+
+class Children:
+    """Starts child processes with output to log files and stops them all.
+
+    Each child leads its own process group, so stopping it also stops anything
+    it spawned, and a Ctrl-C on the bench reaches only the bench, which then
+    stops the children in order.
+    """
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.procs = []  # (name, Popen), in start order
+
+    def start(self, name, argv, **popen_kwargs):
+        with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **popen_kwargs,
+            )
+        self.procs.append((name, proc))
+        return proc
+
+    def print_log_tails(self, lines=20):
+        for name, _ in self.procs:
+            text = (self.log_dir / f"{name}.log").read_text(errors="replace")
+            tail = "\n".join(text.splitlines()[-lines:])
+            print(f"--- last lines of {name} log ---\n{tail}", file=sys.stderr)
+
+    def stop_all(self):
+        """SIGTERM each child (last started first) and wait for it to exit."""
+        for _, proc in reversed(self.procs):
+            stop_process_group(proc)
+        self.procs.clear()
+
+
+def stop_process_group(proc):
+    """SIGTERM the child's process group, SIGKILL it after STOP_TIMEOUT_S; no-op if it has exited."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        proc.wait()
+
+
+def wait_until_ready(name, proc, is_ready):
+    """Poll is_ready(); the caller prints the child's log if this raises."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{name} exited with code {proc.returncode} while starting")
+        if is_ready():
+            return
+        time.sleep(0.1)
+    raise BenchError(f"{name} not ready after {STARTUP_TIMEOUT_S} s")
+
+
+def http_answers(url, status):
+    """Whether a GET of url answers `status` now (False on any connection error)."""
+    try:
+        return requests.get(url, timeout=2).status_code == status
+    except requests.RequestException:
+        return False
+
+
+# --------------------------------------------------------------- servers
+
+
+@dataclass
+class Registry:
+    """A started registry server; credentials None: it needs no auth."""
+    name: str
+    base_url: str
+    proc: subprocess.Popen
+    credentials: tuple[str, str] | None = None
+    project: dict | None = None  # cyp: the project `bench` as the API shows it
+
+    @property
+    def host_port(self):
+        return self.base_url.split("://", 1)[1]
+
+
+@dataclass
+class S3Server:
+    """A started moto_server."""
+    endpoint_url: str
+    proc: subprocess.Popen
+
+    def client(self):
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint_url, region_name=S3_REGION,
+            aws_access_key_id=S3_ACCESS_KEY_ID, aws_secret_access_key=S3_SECRET_ACCESS_KEY,
+            config=S3_CLIENT_CONFIG,
+        )
+
+    def registry_env(self, bucket):
+        """The CYP_* settings of a server keeping its blobs in `bucket` here (it creates the bucket)."""
+        return {
+            "CYP_S3_ENDPOINT_URL": self.endpoint_url, "CYP_S3_BUCKET": bucket,
+            "CYP_S3_REGION": S3_REGION, "CYP_S3_ACCESS_KEY_ID": S3_ACCESS_KEY_ID,
+            "CYP_S3_SECRET_ACCESS_KEY": S3_SECRET_ACCESS_KEY, "CYP_S3_REDIRECT": "false",
+        }
+
+
+@dataclass
+class Services:
+    """What the cyp servers of one run (and raw measurements) share."""
+    run_dir: Path
+    mongo_uri: str
+    s3: S3Server | None  # None when no server stores on S3
+
+
+def venv_program(name, package):
+    """`name` next to the bench's Python (the venv), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise BenchError(f"{name} not found (pip install '{package}')")
+    return found
+
+
+def mongo_pings(uri):
+    """Whether the MongoDB server at uri answers a ping now."""
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500)
+    try:
+        client.admin.command("ping")
+        return True
+    except pymongo.errors.PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
+def start_secantusdb(children, run_dir):
+    """Start SecantusDB; return (process, mongodb uri)."""
+    port = free_port()
+    proc = children.start(
+        "secantusd",
+        [venv_program("secantusd-py", "secantusdb"), "--host", "127.0.0.1", "--port", str(port),
+         "--storage-path", str(run_dir / "secantus-data")],
+        cwd=run_dir,  # so it does not pick up a ./secantusd.toml from the caller's cwd
+    )
+    uri = f"mongodb://127.0.0.1:{port}/"
+    wait_until_ready("secantusd", proc, lambda: mongo_pings(uri))
+    return proc, uri
+
+
+def start_moto(children, run_dir):
+    """Start moto_server (an in-memory S3 server); return its S3Server."""
+    port = free_port()
+    proc = children.start(
+        "moto_server",
+        [venv_program("moto_server", "moto[server]"), "-H", "127.0.0.1", "-p", str(port)],
+        cwd=run_dir,
+    )
+    endpoint_url = f"http://127.0.0.1:{port}"
+    wait_until_ready("moto_server", proc, lambda: http_answers(endpoint_url + "/", 200))
+    return S3Server(endpoint_url, proc)
+
+
+def storage_env(backend, services):
+    """The CYP_* storage settings of a cyp server on `backend`, each with fresh storage."""
+    if backend == "s3":
+        return services.s3.registry_env(fresh_name("cyp-bench-"))
+    if backend == "filesystem":  # beside the reference registry's storage: the same disk
+        return {"CYP_FILESYSTEM_ROOT": str(services.run_dir / "cyp-filesystem-blobs")}
+    return {}
+
+
+def start_cyp(children, services, backend, extra_env=None):
+    """A fresh server process (own database, own storage) on `backend`, with the project `bench`.
+
+    `extra_env`: further CYP_* settings.
+    """
+    name = f"cyp-{backend}"
+    port = free_port()
+    password = secrets.token_urlsafe(16)
+    env = {
+        # Inherited CYP_* settings dropped: the bench sets every one it depends on.
+        **{key: value for key, value in os.environ.items() if not key.startswith("CYP_")},
+        "CYP_MONGO_URI": services.mongo_uri,
+        "CYP_MONGO_DB": fresh_name(f"cyp_bench_{backend}_"),
+        "CYP_BOOTSTRAP_ADMIN_PASSWORD": password,
+        "CYP_STORAGE_BACKEND": backend,
+        **storage_env(backend, services),
+        **(extra_env or {}),
+    }
+    proc = children.start(
+        name,
+        [sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port),
+         "--data-dir", str(services.run_dir / f"{name}-data")],
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    wait_until_ready(name, proc, lambda: http_answers(base_url + "/health", 200))
+    registry = Registry(name, base_url, proc, (ADMIN_USER, password))
+    registry.project = create_cyp_project(registry, PROJECT)
+    return registry
+
+
+def api_login(registry):
+    """Log in to cyp's management API (/api/v1) with the registry's credentials; return the access token."""
+    username, password = registry.credentials
+    resp = requests.post(f"{registry.base_url}/api/v1/auth/login",
+                         json={"username": username, "password": password}, timeout=HTTP_TIMEOUT)
+    expect_status(resp, 200, "API login")
+    return resp.json()["data"]["access_token"]
+
+
+def create_cyp_project(registry, name):
+    """Log in to the management API and create the project the pushes go to; return it."""
+    resp = requests.post(f"{registry.base_url}/api/v1/projects", json={"name": name},
+                         headers={"Authorization": f"Bearer {api_login(registry)}"}, timeout=HTTP_TIMEOUT)
+    expect_status(resp, 200, f"create project {name}")
+    return resp.json()["data"]
+
+
+def reference_config(storage_dir, port):
+    """docker-registry's config: filesystem storage in storage_dir, 127.0.0.1:port, no auth, warnings only."""
+    # JSON is valid YAML, so no YAML library is needed.
+    return json.dumps({
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(storage_dir)},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},  # as in Debian's default config
+        },
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }, indent=2)
+
+
+def start_reference(children, run_dir):
+    """Start Debian's docker-registry (no auth, filesystem storage in the run dir); return its Registry."""
+    port = free_port()
+    config = run_dir / "reference-config.yml"
+    config.write_text(reference_config(run_dir / "reference-data", port))
+    proc = children.start("reference", [REFERENCE_REGISTRY, "serve", str(config)], cwd=run_dir)
+    base_url = f"http://127.0.0.1:{port}"
+    wait_until_ready("reference", proc, lambda: http_answers(base_url + "/v2/", 200))
+    return Registry("reference", base_url, proc)
+
+
+# ------------------------------------------------------ raw HTTP (Docker)
+
+
+def parse_challenge(header):
+    """Split a WWW-Authenticate value into (scheme, {param: value})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    return scheme.lower(), params
+
+
+class RegistrySession:
+    """requests.Session against one registry, authorized the way /v2/ asks."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.http = requests.Session()
+
+    def url(self, path_or_location):
+        """Absolute URL; upload Locations may be relative."""
+        return urljoin(self.registry.base_url + "/", path_or_location)
+
+    def authorize(self, scope):
+        resp = self.http.get(self.url("/v2/"), timeout=HTTP_TIMEOUT)
+        if resp.status_code == 200:
+            return  # open registry
+        expect_status(resp, 401, "registry API check")
+        scheme, params = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+        if self.registry.credentials is None:
+            raise BenchError(f"{self.registry.name} asks for auth ({scheme}) but has no credentials")
+        if scheme == "basic":
+            self.http.auth = self.registry.credentials
+        elif scheme == "bearer":
+            self.http.headers["Authorization"] = "Bearer " + self.fetch_token(params, scope)
+        else:
+            raise BenchError(f"{self.registry.name}: unsupported auth scheme {scheme!r}")
+
+    def fetch_token(self, challenge, scope):
+        query = {"scope": scope}
+        if "service" in challenge:
+            query["service"] = challenge["service"]
+        resp = requests.get(
+            self.url(challenge["realm"]), params=query,
+            auth=self.registry.credentials, timeout=HTTP_TIMEOUT,
+        )
+        expect_status(resp, 200, "token request")
+        body = resp.json()
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise BenchError(f"token response has no token: {body}")
+        return token
+
+
+def upload_location(resp):
+    """The upload's Location header, which every upload response must carry."""
+    if "Location" not in resp.headers:
+        raise BenchError(f"{resp.request.method} {resp.url} answered without a Location header")
+    return resp.headers["Location"]
+
+
+def with_query(location, key, value):
+    """location with key=value appended to its query."""
+    separator = "&" if "?" in location else "?"
+    return f"{location}{separator}{key}={value}"
+
+
+def http_push_blob(session, repo, layer):
+    """Monolithic-PATCH upload (chunked transfer, as docker and skopeo send); return seconds."""
+    start = time.perf_counter()
+    resp = session.http.post(session.url(f"/v2/{repo}/blobs/uploads/"), timeout=HTTP_TIMEOUT)
+    expect_status(resp, 202, "start upload")
+    resp = session.http.patch(
+        session.url(upload_location(resp)),
+        data=file_pieces(layer.path),
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=HTTP_TIMEOUT,
+    )
+    expect_status(resp, 202, "upload data")
+    resp = session.http.put(
+        session.url(with_query(upload_location(resp), "digest", layer.digest)),
+        timeout=HTTP_TIMEOUT,
+    )
+    expect_status(resp, 201, "finish upload")
+    return time.perf_counter() - start
+
+
+def http_pull_blob(session, repo, layer):
+    """Stream the blob, hashing as it arrives; return seconds."""
+    start = time.perf_counter()
+    with session.http.get(
+        session.url(f"/v2/{repo}/blobs/{layer.digest}"), stream=True, timeout=HTTP_TIMEOUT
+    ) as resp:
+        expect_status(resp, 200, "blob download")
+        got = sha256_digest(resp.iter_content(PIECE))
+    seconds = time.perf_counter() - start
+    check_digest(f"raw-HTTP pull from {session.registry.name}", got, layer.digest)
+    return seconds
+
+
+def registry_head(registry, repo, path, headers=None):
+    """HEAD /v2/<repo>/<path> with pull access; the response, which must be a 200."""
+    session = RegistrySession(registry)
+    session.authorize(f"repository:{repo}:pull")
+    resp = session.http.head(session.url(f"/v2/{repo}/{path}"), headers=headers, timeout=HTTP_TIMEOUT)
+    expect_status(resp, 200, f"HEAD of {repo}/{path} on {registry.name}")
+    return resp
+
+
+def manifest_digest(registry, repo, tag):
+    """Docker-Content-Digest of an OCI manifest as the registry answers a HEAD for repo:tag."""
+    resp = registry_head(registry, repo, f"manifests/{tag}", {"Accept": OCI_MANIFEST})
+    return resp.headers.get("Docker-Content-Digest")
+
+
+def check_blob(registry, repo, layer):
+    """Raise BenchError unless the registry serves the layer's blob in repo with the layer's size."""
+    size = registry_head(registry, repo, f"blobs/{layer.digest}").headers.get("Content-Length")
+    if size != str(layer.size):
+        raise BenchError(f"{registry.name}: blob {layer.digest} in {repo} has {size} bytes, not {layer.size}")
+
+
+# ---------------------------------------------------------------- skopeo
+
+
+def write_skopeo_policy(run_dir):
+    """A signature policy accepting anything, whatever /etc/containers says; return its path."""
+    policy = run_dir / "policy.json"
+    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    return policy
+
+
+def write_blob(layout, data):
+    """Store data as a blob of the OCI layout; return its descriptor's digest and size."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
+    return {"digest": digest, "size": len(data)}
+
+
+def build_oci_layout(layout, layer, tag):
+    """OCI image layout holding one image, tagged `tag`, whose only layer is the test layer.
+
+    The layer is hard-linked, not copied; its bytes are not a real tar, which
+    copying with --preserve-digests never looks at.  Return the descriptors
+    ({"digest", "size"}) of the manifest and of the config.
+    """
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    os.link(layer.path, blobs / layer.digest.split(":")[1])
+    config = write_blob(layout, json.dumps({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
+    }).encode())
+    manifest = write_blob(layout, json.dumps({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer.digest, "size": layer.size}],
+    }).encode())
+    (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    (layout / "index.json").write_text(json.dumps({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST,
+            **manifest,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    }))
+    return manifest, config
+
+
+def run_skopeo(policy, args):
+    """Run one skopeo command; return seconds."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [SKOPEO, "--policy", str(policy), *args],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=SKOPEO_TIMEOUT_S, check=False,
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise BenchError(f"skopeo {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def skopeo_credentials(flag, registry):
+    """[flag, 'user:password'] for a registry with credentials, else []."""
+    if registry.credentials is None:
+        return []
+    return [flag, ":".join(registry.credentials)]
+
+
+def docker_ref(registry, repo, tag):
+    """skopeo's name of repo:tag in a registry."""
+    return f"docker://{registry.host_port}/{repo}:{tag}"
+
+
+def skopeo_copy(policy, source, dest, src_registry=None, dest_registry=None):
+    """`skopeo copy --preserve-digests source dest`; return seconds.
+
+    A registry given for a side (plain HTTP, so TLS verification off) adds its
+    credentials when it has any.
+    """
+    args = ["copy", "--preserve-digests"]
+    if src_registry:
+        args += ["--src-tls-verify=false", *skopeo_credentials("--src-creds", src_registry)]
+    if dest_registry:
+        args += ["--dest-tls-verify=false", *skopeo_credentials("--dest-creds", dest_registry)]
+    return run_skopeo(policy, [*args, source, dest])
+
+
+# ----------------------------------------------------------------- runs
+
+
+def make_run_dir(base):
+    """A fresh temp dir for the run, under base (None: the system's temp dir)."""
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="cyp-bench-", dir=base))
+
+
+def arm_time_limit(stack, seconds):
+    """Raise BenchError after `seconds`; disarmed before the cleanup, which must not be cut short."""
+    def expire(*_):
+        raise BenchError(f"run exceeded the time limit of {seconds} s")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    stack.callback(signal.alarm, 0)
+
+
+@contextmanager
+def bench_run(workdir, time_limit):
+    """Yield (run dir, Children) for one run.
+
+    The run dir is a fresh temp dir under `workdir` (None: the system's), with
+    the children's logs in logs/.  When the block raises, the children's log
+    tails are printed; whatever happens (error, Ctrl-C, SIGTERM under
+    bench_main, the time limit expiring), the time limit is disarmed, every
+    child is stopped and the run dir removed, in that order.
+    """
+    with ExitStack() as stack:
+        run_dir = make_run_dir(workdir)
+        stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
+        log_dir = run_dir / "logs"
+        log_dir.mkdir()
+        children = Children(log_dir)
+        stack.callback(children.stop_all)  # runs before the rmtree above
+        arm_time_limit(stack, time_limit)  # registered last, so disarmed first
+        try:
+            yield run_dir, children
+        except Exception:
+            children.print_log_tails()
+            raise
+
+
+def bench_main(doc, add_options, run, report, argv=None):
+    """A bench's command line: parse the options, results = run(args), then report(results, args).
+
+    add_options(parser) adds the bench's options (with the add_*_option helpers
+    where it wants the shared ones); the parser's description is the first
+    paragraph of `doc`.  Return the exit status: 1 when run raises BenchError,
+    else report's.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_options(parser)
+    args = check_common_args(parser, parser.parse_args(argv))
+    # Turn SIGTERM into an exception so the cleanup stops the children too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        results = run(args)
+    except BenchError as err:
+        print(f"benchmark failed: {err}", file=sys.stderr)
+        return 1
+    return report(results, args)
+
+
+def write_json(path, data):
+    """Write data to path as indented JSON."""
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def add_size_option(parser, what="test layer"):
+    """--size-mib (default 1024)."""
+    parser.add_argument("--size-mib", type=int, default=1024,
+                        help=f"{what} size in MiB (default 1024)")
+
+
+def add_workdir_option(parser):
+    """--workdir (where the run dir is made)."""
+    parser.add_argument("--workdir",
+                        help="directory to make the run's temp dir in (default: system temp);"
+                             " the run's dir is removed at the end")
+
+
+def add_limit_options(parser, default_time_limit=DEFAULT_TIME_LIMIT_S):
+    """--time-limit and --json."""
+    parser.add_argument("--time-limit", type=int, default=default_time_limit, metavar="SECONDS",
+                        help=f"abort the run (cleaning up) after this long (default {default_time_limit})")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE as JSON")
+
+
+def check_common_args(parser, args):
+    """Exit with a usage error on a --size-mib or --time-limit below 1; return args."""
+    if args.size_mib < 1:
+        parser.error("--size-mib must be at least 1")
+    if args.time_limit < 1:
+        parser.error("--time-limit must be at least 1")
+    return args
+
+
+# --------------------------------------------------------------- report
+
+
+def ratio(numerator, denominator):
+    """numerator / denominator, None when either was not measured."""
+    if numerator is None or denominator is None:
+        return None
+    return numerator / denominator
+
+
+def fmt(value, spec=".1f"):
+    """A table cell: "-" for a value not measured."""
+    return "-" if value is None else format(value, spec)
+
+
+def load_average_text(results):
+    """The 1-min load average at the start and end of the run (other work skews the numbers)."""
+    return f"{results['load_average_start'][0]:.2f} -> {results['load_average_end'][0]:.2f}"
+
+
+def print_table(columns, rows):
+    """Right-aligned table; columns are (header, row key, format spec), rows dicts."""
+    cells = [[fmt(row[key], spec) for _, key, spec in columns] for row in rows]
+    widths = [max(len(header), *(len(line[i]) for line in cells)) for i, (header, _, _) in enumerate(columns)]
+    print(" | ".join(f"{header:>{width}}" for (header, _, _), width in zip(columns, widths)))
+    print("-+-".join("-" * width for width in widths))
+    for line in cells:
+        print(" | ".join(f"{cell:>{width}}" for cell, width in zip(line, widths)))
