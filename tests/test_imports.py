@@ -466,3 +466,26 @@ def test_a_redirect_outside_the_allowlist_is_refused(admin_of, project, remotes,
     assert task["status"] == "failed"
     assert "127.0.0.2" in task["message"]
     assert get_manifest(puller, f"{project['name']}/guard/app", "v1").status_code == 404
+
+
+def test_imports_beyond_the_projects_limit_wait_for_a_running_one(mongo, remotes, tmp_path):
+    slow = remotes["slow"]
+    for name in ("first", "second"):
+        push_image(remotes["anonymous"].url, f"limit/{name}", "v1", layer_sizes=(48 * MiB,), seed=name)
+    node = RegistryServer(mongo.uri, tmp_path / "node", env={
+        "CYP_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32", "CYP_IMPORT_INSECURE_REGISTRIES": slow.host,
+        "CYP_IMPORT_MAX_RUNNING_PER_PROJECT": "1"}).start()
+    try:
+        api = Api(node.url).session("admin", node.admin_password)
+        project = ok(api.post("/api/v1/projects", json={"name": "limited"}))
+        first = start_import(api, project, f"{slow.host}/limit/first:v1")
+        wait_for(api, project, first, statuses=("running",))
+        second = start_import(api, project, f"{slow.host}/limit/second:v1")
+        time.sleep(3)  # longer than a poll: a free slot would have taken it
+        waiting = wait_for(api, project, second, statuses=("pending",))
+        done = [wait_for(api, project, task)["status"] for task in (first, second)]
+    finally:
+        node.stop()
+
+    assert waiting["status"] == "pending"
+    assert done == ["completed", "completed"]
