@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -94,6 +95,7 @@ class SourceImage:
 
 
 def prepare_image(run_dir, path, size):
+    """Write the test layer of `path` ("import" or "skopeo") and its OCI layout in the run dir."""
     repo, seed = IMAGES[path]
     layer = write_test_layer(run_dir / f"layer-{path}.bin", size, seed)
     layout = run_dir / f"oci-{path}"
@@ -113,20 +115,17 @@ def push_to_reference(policy, reference, image):
 
 def server_seconds(task):
     """The task's created_at -> updated_at (the server's own view, millisecond precision)."""
-    def parse(text):
-        return datetime.fromisoformat(text)
-    return (parse(task["updated_at"]) - parse(task["created_at"])).total_seconds()
+    return (datetime.fromisoformat(task["updated_at"]) - datetime.fromisoformat(task["created_at"])).total_seconds()
 
 
-def import_image(cyp, reference, image):
+def import_image(cyp, api, reference, image):
     """POST the import of the image and read the task until it ends; return (seconds, task, timeline).
 
-    The time runs from the POST to the answer that shows the task completed.
+    `api` is a requests.Session logged in to cyp's API.  The time runs from
+    the POST to the answer that shows the task completed.
     The timeline lists [seconds since the POST, status, phase, bytes_done] at
     each answer that changed one of them (the server saves progress every 2 s).
     """
-    api = requests.Session()
-    api.headers["Authorization"] = f"Bearer {api_login(cyp)}"
     url = f"{cyp.base_url}/api/v1/projects/{cyp.project['id']}/images/import"
     start = time.perf_counter()
     resp = api.post(url, json={"image": f"{reference.host_port}/{image.repo}:{TAG}"}, timeout=HTTP_TIMEOUT)
@@ -150,20 +149,26 @@ def import_image(cyp, reference, image):
     seconds = now - start
     if task["status"] != "completed":
         raise BenchError(f"import {task['status']} after {seconds:.1f} s: {task['message']!r};"
-                         f" details: {task['details']}")
+                         f" details: {task['details']}\n{server_log_tail(cyp)}")
     return seconds, task, timeline
 
 
-def measure(copy, cyp, reference, policy, image):
-    """Run copy() with cyp's peak RSS reset before it; check the digest of what it stored.
+def server_log_tail(cyp, lines=30):
+    """The last lines of cyp's log less its access log (the task polls would fill a plain tail)."""
+    log = cyp.log.read_text(errors="replace").splitlines()
+    kept = [line for line in log if '"logger": "cyp.access"' not in line][-lines:]
+    return f"--- last lines of {cyp.name} log, access log left out ---\n" + "\n".join(kept)
 
-    copy(cyp, reference, policy, image) returns (seconds, the cyp repository
-    it copied the image to, a dict of notes).
+
+def measure(cyp, copy, image):
+    """Run copy(image) with cyp's peak RSS reset before it; check the digest of what it stored.
+
+    copy returns (seconds, the cyp repository it copied the image to, a dict of notes).
     """
     os.sync()  # the previous step's writes are not flushed on this one's time
     reset_peak_rss(cyp.proc.pid)
     cpu_before, machine_before = cpu_seconds(cyp.proc.pid), machine_cpu_ticks()
-    seconds, repo, notes = copy(cyp, reference, policy, image)
+    seconds, repo, notes = copy(image)
     rss = peak_rss_mb(cyp.proc.pid)
     cpu = cpu_seconds(cyp.proc.pid) - cpu_before
     busy, total = (after - before for after, before in zip(machine_cpu_ticks(), machine_before))
@@ -176,9 +181,16 @@ def measure(copy, cyp, reference, policy, image):
             "repository": repo, **notes}
 
 
-def cyp_import(cyp, reference, policy, image):
+def api_session(cyp):
+    """A requests.Session logged in to cyp's management API (the login's argon2 runs now, not in a copy)."""
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {api_login(cyp)}"
+    return api
+
+
+def cyp_import(cyp, api, reference, image):
     """The import of the image through cyp's API; return (seconds, cyp repository, notes)."""
-    seconds, task, timeline = import_image(cyp, reference, image)
+    seconds, task, timeline = import_image(cyp, api, reference, image)
     return seconds, task["repository"], {"server_seconds": server_seconds(task), "task": task, "timeline": timeline}
 
 
@@ -189,8 +201,7 @@ def skopeo_into_cyp(cyp, reference, policy, image):
     return seconds, image.repo, {}
 
 
-# path: (copy function, what it does)
-COPIES = {"import": (cyp_import, "importing {source}"), "skopeo": (skopeo_into_cyp, "skopeo copy of {source}")}
+WHAT = {"import": "importing {source}", "skopeo": "skopeo copy of {source}"}  # by path
 
 
 def run(args):
@@ -215,13 +226,15 @@ def run(args):
         cyp = start_cyp(children, Services(run_dir, mongo_uri, s3), args.backend, IMPORT_ENV)
         results["peak_rss_mb"]["cyp_startup"] = peak_rss_mb(cyp.proc.pid)
 
+        copies = {"import": partial(cyp_import, cyp, api_session(cyp), reference),
+                  "skopeo": partial(skopeo_into_cyp, cyp, reference, policy)}
         order = ("skopeo", "import") if args.skopeo_first else ("import", "skopeo")
         results["order"] = order
         for path in order:
-            copy, what = COPIES[path]
             image = images[path]
-            print(f"{what.format(source=docker_ref(reference, image.repo, TAG))} into {cyp.name} ...", flush=True)
-            results[path] = measure(copy, cyp, reference, policy, image)
+            print(f"{WHAT[path].format(source=docker_ref(reference, image.repo, TAG))} into {cyp.name} ...",
+                  flush=True)
+            results[path] = measure(cyp, copies[path], image)
 
         results["peak_rss_mb"]["secantusd"] = peak_rss_mb(mongo.pid)
         results["peak_rss_mb"]["reference"] = peak_rss_mb(reference.proc.pid)

@@ -198,8 +198,11 @@ class Children:
         self.log_dir = log_dir
         self.procs = []  # (name, Popen), in start order
 
+    def log_path(self, name):
+        return self.log_dir / f"{name}.log"
+
     def start(self, name, argv, **popen_kwargs):
-        with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its own copy
+        with open(self.log_path(name), "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -213,7 +216,7 @@ class Children:
 
     def print_log_tails(self, lines=20):
         for name, _ in self.procs:
-            text = (self.log_dir / f"{name}.log").read_text(errors="replace")
+            text = self.log_path(name).read_text(errors="replace")
             tail = "\n".join(text.splitlines()[-lines:])
             print(f"--- last lines of {name} log ---\n{tail}", file=sys.stderr)
 
@@ -269,6 +272,7 @@ class Registry:
     proc: subprocess.Popen
     credentials: tuple[str, str] | None = None
     project: dict | None = None  # cyp: the project `bench` as the API shows it
+    log: Path | None = None  # the server's output
 
     @property
     def host_port(self):
@@ -389,7 +393,7 @@ def start_cyp(children, services, backend, extra_env=None):
     )
     base_url = f"http://127.0.0.1:{port}"
     wait_until_ready(name, proc, lambda: http_answers(base_url + "/health", 200))
-    registry = Registry(name, base_url, proc, (ADMIN_USER, password))
+    registry = Registry(name, base_url, proc, (ADMIN_USER, password), log=children.log_path(name))
     registry.project = create_cyp_project(registry, PROJECT)
     return registry
 
@@ -434,7 +438,7 @@ def start_reference(children, run_dir):
     proc = children.start("reference", [REFERENCE_REGISTRY, "serve", str(config)], cwd=run_dir)
     base_url = f"http://127.0.0.1:{port}"
     wait_until_ready("reference", proc, lambda: http_answers(base_url + "/v2/", 200))
-    return Registry("reference", base_url, proc)
+    return Registry("reference", base_url, proc, log=children.log_path("reference"))
 
 
 # ------------------------------------------------------ raw HTTP (Docker)
