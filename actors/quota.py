@@ -9,6 +9,7 @@ import time
 from actors.bridge import BridgedActor, ask
 from services.errors import ProjectGone, QuotaExceeded
 from storage.accounting import Accounting
+from storage.mongo import sync_transaction
 
 WARNING_RATIO = 0.8
 # A first holder settles its claim in milliseconds; one pending this long belongs to a dead node.
@@ -70,13 +71,19 @@ class QuotaActor(BridgedActor):
             if time.monotonic() > deadline:
                 self.accounting.drop_stale_claim(self.project_id, digest, CLAIM_WAIT_SECONDS)
             time.sleep(CLAIM_POLL_SECONDS)
-        project = self.accounting.add(self.project_id, size)
+
+        def add_and_announce(session):
+            project = self.accounting.add(self.project_id, size, session)
+            if project is not None:
+                self._announce(project["storage_used"] - size, project, session)
+            return project
+
+        project = sync_transaction(self.accounting.db, add_and_announce)
         if project is None:
             self.accounting.abandon(self.project_id, digest)
             self._refused(self._current(), size, digest)
         self.accounting.settle(self.project_id, digest)
         self.cached = project
-        self._announce(project["storage_used"] - size, project)
         return True
 
     def release(self, digest):
@@ -88,14 +95,19 @@ class QuotaActor(BridgedActor):
 
     def set_quota(self, quota):
         before = self._current()
-        project = self.accounting.set_quota(self.project_id, quota)
-        self.cached = project
-        if quota >= 0 and project["storage_used"] > quota:
-            self.accounting.events.emit("QUOTA_EXCEEDED", project, {
-                "storage_used": project["storage_used"], "storage_quota": quota, "reason": "quota lowered"})
-        elif before["storage_quota"] != quota:
-            self._announce(0, project)
-        return project
+
+        def set_and_announce(session):
+            project = self.accounting.set_quota(self.project_id, quota, session)
+            if quota >= 0 and project["storage_used"] > quota:
+                self.accounting.events.emit("QUOTA_EXCEEDED", project, {
+                    "storage_used": project["storage_used"], "storage_quota": quota, "reason": "quota lowered"},
+                    session=session)
+            elif before["storage_quota"] != quota:
+                self._announce(0, project, session)
+            return project
+
+        self.cached = sync_transaction(self.accounting.db, set_and_announce)
+        return self.cached
 
     def reset(self, holders):
         """Make the counted objects exactly ``holders`` ({digest: (size, refs)}) (a recount's fix)."""
@@ -106,13 +118,13 @@ class QuotaActor(BridgedActor):
         self.accounting.drop(self.project_id)
         self.stop()
 
-    def _announce(self, before, project):
+    def _announce(self, before, project, session):
         used, quota = project["storage_used"], project["storage_quota"]
         payload = {"storage_used": used, "storage_quota": quota}
         if _crossed(before, used, quota, 1.0):
-            self.accounting.events.emit("QUOTA_EXCEEDED", project, payload)
+            self.accounting.events.emit("QUOTA_EXCEEDED", project, payload, session=session)
         elif _crossed(before, used, quota, WARNING_RATIO):
-            self.accounting.events.emit("QUOTA_WARNING", project, payload)
+            self.accounting.events.emit("QUOTA_WARNING", project, payload, session=session)
 
 
 def _bridged(method):

@@ -113,6 +113,7 @@ class ImportService:
         task_id = str(uuid.uuid4())
         task_fields = {
             "_id": task_id, "project_id": project["_id"], "image": fields["image"], "created_by": user["_id"],
+            "operator": user["username"],
             "source": {"registry": source.registry, "repository": source.repository, "tag": source.tag,
                        "digest": source.digest},
             "target": {"repository": repository, "tag": source.tag}, "platforms": platforms,
@@ -227,30 +228,38 @@ class ImportPipeline:
             return FAILED
         details = dict((await self._current(task)).get("details") or {}, phase="done", digest=digest,
                        platforms_imported=imported, platforms_skipped=skipped, current_blob=None)
-        await self.tasks.finish(task, COMPLETED, f"imported {task['target']['repository']}@{digest}",
-                                {"progress": 100, "details": details, "last_error": None})
-        await self.collections.events.emit("IMPORT_COMPLETED", project, {
-            "task_id": task["_id"], "image": task["image"], "repository": task["target"]["repository"],
-            "tag": task["target"].get("tag"), "digest": digest, "platforms": imported})
+        await self._end(task, project, COMPLETED, f"imported {task['target']['repository']}@{digest}",
+                        {"progress": 100, "details": details, "last_error": None},
+                        ("IMPORT_COMPLETED", {"tag": task["target"].get("tag"), "digest": digest,
+                                              "platforms": imported}))
         log.info("import completed", extra={"task_id": task["_id"], "digest": digest})
         return COMPLETED
+
+    async def _end(self, task, project, status, message, fields, event=None):
+        """Finish the task and write its event in one transaction."""
+        async def finish(session):
+            await self.tasks.finish(task, status, message, fields, session=session)
+            if event is not None and project is not None:
+                event_type, data = event
+                await self.collections.events.emit(event_type, project, {
+                    "task_id": task["_id"], "image": task["image"], "repository": task["target"]["repository"],
+                    **data}, task.get("operator"), session=session)
+
+        await self.collections.transaction(finish)
 
     async def _current(self, task):
         return await self.tasks.collection.find_one({"_id": task["_id"]}) or {}
 
     async def _fail(self, task, project, message):
         await self.discard(task)
-        await self.tasks.finish(task, FAILED, message, {"last_error": message})
-        if project is not None:
-            await self.collections.events.emit("IMPORT_FAILED", project, {
-                "task_id": task["_id"], "image": task["image"], "repository": task["target"]["repository"],
-                "message": message})
+        await self._end(task, project, FAILED, message, {"last_error": message},
+                        ("IMPORT_FAILED", {"message": message}))
         log.warning("import failed", extra={"task_id": task["_id"], "reason": message})
 
     async def cancelled(self, task):
         """After the holder stopped the run for a cancel request: remove what it stored, mark it cancelled."""
         await self.discard(task)
-        await self.tasks.finish(task, CANCELLED, "cancelled")
+        await self._end(task, None, CANCELLED, "cancelled", {})
 
     async def discard(self, task):
         """Nothing of an import that did not complete stays: uploads in progress are aborted, and blobs it
@@ -304,11 +313,12 @@ class ImportPipeline:
         await progress.save(phase="writing manifests", current_blob=None)
         for image in images:
             if image is not top:
-                await self.registry.put_manifest(repo, image["digest"], image["content"], image["media_type"])
+                await self.registry.put_manifest(repo, image["digest"], image["content"], image["media_type"],
+                                                 operator=task.get("operator"))
         await progress.save(phase="tagging")
         tags = [task["target"]["tag"]] if task["target"].get("tag") else []
         await self.registry.put_manifest(repo, top["digest"], top["content"], top["media_type"], tags=tags,
-                                         sparse=bool(skipped))
+                                         sparse=bool(skipped), operator=task.get("operator"))
         return top["digest"], imported, skipped
 
     async def _fetch_manifest(self, remote, repo, reference, expected=None):

@@ -13,6 +13,19 @@ from services.manifests import OCI_INDEX, annotations_of, parse_manifest
 from services.names import check_repository_name, check_tag
 
 
+def push_event_data(name, tags, parsed, size):
+    """PUSH_ARTIFACT's data: what was pushed; an index's children are listed in its one event."""
+    data = {"repository": name, "tags": tags, "digest": parsed.digest, "media_type": parsed.media_type,
+            "size": size}
+    if parsed.artifact_type:
+        data["artifact_type"] = parsed.artifact_type
+    if parsed.children:
+        data["children"] = parsed.children
+    if parsed.subject:
+        data["subject"] = parsed.subject
+    return data
+
+
 # Repositories looked at when a mount names no source.
 MOUNT_CANDIDATES = 20
 
@@ -134,12 +147,13 @@ class RegistryService:
             raise ManifestUnknown(digest=digest)
         return doc
 
-    async def put_manifest(self, name, reference, content, content_type, tags=(), sparse=False):
+    async def put_manifest(self, name, reference, content, content_type, tags=(), sparse=False, operator=None):
         """Validate and store a manifest under its digest, tagged with ``reference`` when that is a tag
         and with every one of ``tags``; answers the ParsedManifest and the tags applied.
 
-        ``sparse`` lets an index name children that are absent: only an import filtered by platform
-        stores one (byte-exact, so its digest is the source's); a push never does.
+        The manifest, its tags and the PUSH_ARTIFACT event are stored in one transaction. ``sparse`` lets
+        an index name children that are absent: only an import filtered by platform stores one
+        (byte-exact, so its digest is the source's); a push never does.
         """
         tags = list(dict.fromkeys(([] if is_digest(reference) else [reference]) + list(tags)))
         for tag in tags:
@@ -157,34 +171,61 @@ class RegistryService:
             missing += [child for child in parsed.children if child not in present]
         if missing:
             raise ManifestBlobUnknown(missing=missing)
+        project = await self.charge(name, parsed.digest, len(content)) if stored is None else \
+            await self.project_of(name)
         if stored is None:
-            await self._store_manifest(name, parsed, content, sparse)
-        for tag in tags:
-            await self.collections.manifests.set_tag(name, tag, parsed.digest)
+            await self.collections.repositories.ensure(name, project["_id"])
+
+        async def store(session):
+            created = stored is None and await self.collections.manifests.put(
+                name, project["_id"], parsed, content, sparse, session=session)
+            for tag in tags:
+                await self.collections.manifests.set_tag(name, tag, parsed.digest, session=session)
+            if tags or parsed.subject:
+                await self.collections.events.emit("PUSH_ARTIFACT", project, push_event_data(
+                    name, tags, parsed, len(content)), operator, session=session)
+            return created
+
+        try:
+            created = await self.collections.transaction(store)
+        except BaseException:
+            if stored is None:
+                await self.release(project["_id"], parsed.digest)
+            raise
+        if stored is None and not created:  # stored meanwhile by another request, which holds the reference
+            await self.release(project["_id"], parsed.digest)
         return parsed, tags
 
-    async def _store_manifest(self, name, parsed, content, sparse):
-        """A new manifest holds one quota reference of its own size."""
-        project = await self.charge(name, parsed.digest, len(content))
-        try:
-            await self.collections.repositories.ensure(name, project["_id"])
-            created = await self.collections.manifests.put(name, project["_id"], parsed, content, sparse)
-        except BaseException:
-            await self.release(project["_id"], parsed.digest)
-            raise
-        if not created:
-            await self.release(project["_id"], parsed.digest)
-
-    async def delete_manifest(self, name, reference):
-        """By digest: the manifest and its tags go; by tag: only the tag."""
+    async def delete_manifest(self, name, reference, operator=None):
+        """By digest: the manifest and its tags go; by tag: only the tag. Either way with its DELETE_ARTIFACT
+        event, in one transaction."""
         await self.require_repository(name)
+        project = await self.project_of(name)
         if is_digest(reference):
             parse_digest(reference)
-            deleted = await self.collections.manifests.delete(name, reference)
+
+            async def delete(session):
+                deleted, tags = await self.collections.manifests.delete(name, reference, session=session)
+                if deleted is not None:
+                    await self.collections.events.emit("DELETE_ARTIFACT", project, {
+                        "repository": name, "digest": reference, "tags": tags,
+                        "media_type": deleted["media_type"]}, operator, session=session)
+                return deleted
+
+            deleted = await self.collections.transaction(delete)
             if deleted is None:
                 raise ManifestUnknown(digest=reference)
             await self.release(deleted["project_id"], reference)
-        elif not await self.collections.manifests.delete_tag(name, reference):
+            return
+
+        async def untag(session):
+            digest = await self.collections.manifests.delete_tag(name, reference, session=session)
+            if digest is not None:
+                await self.collections.events.emit("DELETE_ARTIFACT", project, {
+                    "repository": name, "digest": digest, "tags": [reference]}, operator, session=session)
+            return digest
+
+        if await self.collections.transaction(untag) is None:
             raise ManifestUnknown(tag=reference)
 
     async def tags(self, name, last, limit):

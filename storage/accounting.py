@@ -20,6 +20,7 @@ PENDING, COUNTED = "pending", "counted"
 
 class Accounting:
     def __init__(self, db):
+        self.db = db
         self.projects = db["projects"]
         self.objects = db["project_objects"]
         self.events = SyncEvents(db)
@@ -72,21 +73,21 @@ class Accounting:
                                                  "refs": {"$lte": 0}})
         return gone["size"] if gone else 0
 
-    def add(self, project_id, size):
+    def add(self, project_id, size, session=None):
         """Raise usage by ``size`` if it stays within the quota; the project after, or None when refused."""
         return self.projects.find_one_and_update(
             {"_id": project_id, "$or": [{"storage_quota": {"$lt": 0}},
                                         {"$expr": {"$lte": [{"$add": ["$storage_used", size]}, "$storage_quota"]}}]},
-            {"$inc": {"storage_used": size}}, return_document=ReturnDocument.AFTER)
+            {"$inc": {"storage_used": size}}, return_document=ReturnDocument.AFTER, session=session)
 
     def subtract(self, project_id, size):
         return self.projects.find_one_and_update({"_id": project_id}, {"$inc": {"storage_used": -size}},
                                                  return_document=ReturnDocument.AFTER)
 
-    def set_quota(self, project_id, quota):
+    def set_quota(self, project_id, quota, session=None):
         return self.projects.find_one_and_update({"_id": project_id},
                                                  {"$set": {"storage_quota": quota, "updated_at": utcnow()}},
-                                                 return_document=ReturnDocument.AFTER)
+                                                 return_document=ReturnDocument.AFTER, session=session)
 
     def reset(self, project_id, holders):
         """Make the counted objects exactly ``holders`` ({digest: (size, refs)}) and usage their sum."""

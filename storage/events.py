@@ -1,28 +1,73 @@
-"""The events collection: the outbox that webhook delivery reads. One document per event, written
-with the change it reports."""
+"""The events collection: the outbox webhook delivery reads.
+
+One document per event, written in the same transaction as the change it reports (pull events,
+written in batches after the answer, are the one exception). An event is ``pending`` until a
+dispatcher has fanned it out into one delivery per matching webhook, ``dispatched`` after; a
+dispatched event expires (TTL) after the retention period.
+"""
+import datetime
+import uuid
+
+from pymongo import ReturnDocument
+
 from storage.clock import utcnow
 
+PENDING, DISPATCHED = "pending", "dispatched"
 
-def event_document(event_type, project, payload):
-    return {"type": event_type, "project_id": project["_id"], "project": project.get("name"),
-            "payload": payload, "created_at": utcnow(), "status": "pending"}
+
+def new_event_id():
+    return f"evt_{uuid.uuid4().hex}"
+
+
+def event_document(event_type, project, data, operator=None):
+    """``data`` is the event's own content; the project (id and name) is added to it for every event of one."""
+    if project is not None:
+        data = {"project": {"id": project["_id"], "name": project.get("name")}, **data}
+    return {"_id": new_event_id(), "type": event_type, "occurred_at": utcnow(), "operator": operator or "anonymous",
+            "project_id": project["_id"] if project else None, "data": data, "status": PENDING,
+            "lease_until": None}
 
 
 class Events:
-    """Event writes from the event loop (asynchronous driver)."""
+    """Event writes from the event loop (asynchronous driver); ``session`` joins the change's transaction."""
 
     def __init__(self, db):
         self.collection = db["events"]
 
-    async def emit(self, event_type, project, payload):
-        await self.collection.insert_one(event_document(event_type, project, payload))
+    async def ensure_indexes(self):
+        await self.collection.create_index([("status", 1), ("occurred_at", 1)])
+        await self.collection.create_index("expire_at", expireAfterSeconds=0)
+
+    async def emit(self, event_type, project, data, operator=None, session=None):
+        doc = event_document(event_type, project, data, operator)
+        await self.collection.insert_one(doc, session=session)
+        return doc
+
+    async def emit_many(self, docs):
+        if docs:
+            await self.collection.insert_many(docs, ordered=False)
 
 
 class SyncEvents:
-    """Event writes from the actors' threads (synchronous driver)."""
+    """The same for the actors' threads (synchronous driver), and the dispatcher's claims."""
 
     def __init__(self, db):
         self.collection = db["events"]
 
-    def emit(self, event_type, project, payload):
-        self.collection.insert_one(event_document(event_type, project, payload))
+    def emit(self, event_type, project, data, operator=None, session=None):
+        doc = event_document(event_type, project, data, operator)
+        self.collection.insert_one(doc, session=session)
+        return doc
+
+    def claim_pending(self, lease_seconds):
+        """One pending event no other dispatcher is fanning out right now, leased to the caller."""
+        now = utcnow()
+        return self.collection.find_one_and_update(
+            {"status": PENDING, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
+            {"$set": {"lease_until": now + datetime.timedelta(seconds=lease_seconds)}},
+            sort=[("occurred_at", 1)], return_document=ReturnDocument.AFTER)
+
+    def dispatched(self, event, retention_seconds):
+        self.collection.update_one({"_id": event["_id"]}, {"$set": {
+            "status": DISPATCHED, "lease_until": None,
+            "expire_at": utcnow() + datetime.timedelta(seconds=retention_seconds)}})

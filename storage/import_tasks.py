@@ -76,18 +76,20 @@ class ImportTasks:
 
     # --- the holder's writes: each one only while it still holds the lease -------------------------
 
-    async def update(self, task, fields, unset=()):
+    async def update(self, task, fields, unset=(), session=None):
         """Record ``fields`` for the task held under ``task["lease_token"]``; False when the lease is gone."""
         update = {"$set": {**fields, "updated_at": utcnow()}}
         if unset:
             update["$unset"] = {name: "" for name in unset}
-        result = await self.collection.update_one({"_id": task["_id"], "lease_token": task["lease_token"]}, update)
+        result = await self.collection.update_one({"_id": task["_id"], "lease_token": task["lease_token"]}, update,
+                                                  session=session)
         return result.matched_count == 1
 
-    async def finish(self, task, status, message, fields=None):
+    async def finish(self, task, status, message, fields=None, session=None):
         """End the task; its credentials are wiped and it no longer blocks an identical import."""
         return await self.update(task, {"status": status, "message": message, "lease_until": None,
-                                        "owner": None, **(fields or {})}, unset=("active_key", "credentials"))
+                                        "owner": None, **(fields or {})}, unset=("active_key", "credentials"),
+                                 session=session)
 
 
 class SyncImportTasks:

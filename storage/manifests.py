@@ -17,7 +17,7 @@ class Manifests:
         await self.tags.create_index([("repo", 1), ("tag", 1)], unique=True)
         await self.tags.create_index([("repo", 1), ("digest", 1)])
 
-    async def put(self, repo, project_id, parsed, content, sparse=False):
+    async def put(self, repo, project_id, parsed, content, sparse=False, session=None):
         """Store a parsed manifest (services.manifests.ParsedManifest) with its exact bytes; True when new.
         ``sparse``: an index stored without some of its children (by a filtered import)."""
         result = await self.collection.update_one(
@@ -27,7 +27,7 @@ class Manifests:
                 "content": Binary(content), "subject": parsed.subject, "artifact_type": parsed.artifact_type,
                 "references": parsed.references, "created_at": utcnow(), "sparse": sparse,
             }},
-            upsert=True,
+            upsert=True, session=session,
         )
         return result.upserted_id is not None
 
@@ -45,11 +45,13 @@ class Manifests:
     async def existing_digests(self, repo, digests):
         return set(await self.collection.distinct("digest", {"repo": repo, "digest": {"$in": list(digests)}}))
 
-    async def delete(self, repo, digest):
-        """Delete a manifest and every tag pointing at it; the deleted document, or None."""
-        deleted = await self.collection.find_one_and_delete({"repo": repo, "digest": digest}, {"content": 0})
-        await self.tags.delete_many({"repo": repo, "digest": digest})
-        return deleted
+    async def delete(self, repo, digest, session=None):
+        """Delete a manifest and every tag pointing at it; ``(the deleted document or None, the tags removed)``."""
+        tags = await self.tags.distinct("tag", {"repo": repo, "digest": digest}, session=session)
+        deleted = await self.collection.find_one_and_delete({"repo": repo, "digest": digest}, {"content": 0},
+                                                            session=session)
+        await self.tags.delete_many({"repo": repo, "digest": digest}, session=session)
+        return deleted, sorted(tags)
 
     async def referrers(self, repo, subject, artifact_type=None):
         query = {"repo": repo, "subject": subject}
@@ -84,9 +86,9 @@ class Manifests:
         await self.collection.delete_many({"repo": {"$in": list(repos)}})
         await self.tags.delete_many({"repo": {"$in": list(repos)}})
 
-    async def set_tag(self, repo, tag, digest):
+    async def set_tag(self, repo, tag, digest, session=None):
         await self.tags.update_one({"repo": repo, "tag": tag},
-                                   {"$set": {"digest": digest, "updated_at": utcnow()}}, upsert=True)
+                                   {"$set": {"digest": digest, "updated_at": utcnow()}}, upsert=True, session=session)
 
     async def resolve_tag(self, repo, tag):
         doc = await self.tags.find_one({"repo": repo, "tag": tag})
@@ -101,6 +103,7 @@ class Manifests:
             cursor = cursor.limit(limit)
         return [doc["tag"] async for doc in cursor]
 
-    async def delete_tag(self, repo, tag):
-        result = await self.tags.delete_one({"repo": repo, "tag": tag})
-        return result.deleted_count == 1
+    async def delete_tag(self, repo, tag, session=None):
+        """Remove the tag; the digest it pointed at, or None when there was no such tag."""
+        doc = await self.tags.find_one_and_delete({"repo": repo, "tag": tag}, session=session)
+        return doc["digest"] if doc else None

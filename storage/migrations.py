@@ -33,8 +33,17 @@ async def fold_usernames(db):
             await users.update_one({"_id": user["_id"]}, {"$set": {"username_key": key}})
 
 
+async def retire_unfanned_events(db):
+    """Version 2: events got a shape webhooks deliver (``occurred_at``, ``data``, an ``evt_`` id). Those
+    written before had no webhook to go to; they are marked dispatched and expire with the rest."""
+    await db["events"].update_many({"occurred_at": {"$exists": False}},
+                                   [{"$set": {"status": "dispatched", "occurred_at": "$created_at",
+                                              "data": "$payload", "expire_at": "$created_at"}}])
+
+
 MIGRATIONS = [
     (1, fold_usernames),
+    (2, retire_unfanned_events),
 ]
 LATEST = MIGRATIONS[-1][0]
 

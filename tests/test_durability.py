@@ -78,7 +78,7 @@ def test_a_user_and_a_pat_answered_survive_the_database_killed_at_once(killable)
 
 # --- the write concern of every write -----------------------------------------------------------
 
-WRITES = {"insert", "update", "delete", "findAndModify"}
+WRITES = {"insert", "update", "delete", "findAndModify", "commitTransaction"}
 # Bulk data may go unjournaled: the durable write that commits or checkpoints it follows.
 BULK_COLLECTIONS = {"fs.chunks"}
 
@@ -89,7 +89,9 @@ class WriteRecorder(monitoring.CommandListener):
         self.lock = threading.Lock()
 
     def started(self, event):
-        if event.command_name in WRITES:
+        # A write inside a transaction carries no write concern of its own: its commit's covers it.
+        in_transaction = event.command.get("autocommit") is False and event.command_name != "commitTransaction"
+        if event.command_name in WRITES and not in_transaction:
             with self.lock:
                 self.writes.append((event.command[event.command_name], event.command.get("writeConcern")))
 

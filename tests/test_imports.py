@@ -437,8 +437,8 @@ def test_an_import_emits_its_completion_and_failure_events(importer, admin_of, p
     failed = imported(admin_of, project, f"{remotes['anonymous'].host}/events/none:v1")
 
     events = pymongo.MongoClient(mongo.uri)[importer.db_name].events
-    assert events.find_one({"type": "IMPORT_COMPLETED", "payload.task_id": done["task_id"]})
-    assert events.find_one({"type": "IMPORT_FAILED", "payload.task_id": failed["task_id"]})
+    assert events.find_one({"type": "IMPORT_COMPLETED", "data.task_id": done["task_id"]})
+    assert events.find_one({"type": "IMPORT_FAILED", "data.task_id": failed["task_id"]})
 
 
 # -- the network guard ------------------------------------------------------------------------

@@ -402,9 +402,9 @@ def test_crossing_eighty_percent_emits_one_quota_warning(admin, admin_api, store
 
     warnings = events(store, project["id"], "QUOTA_WARNING")
     assert len(warnings) == 1
-    assert warnings[0]["payload"]["storage_used"] == 8500
-    assert warnings[0]["payload"]["storage_quota"] == 10000
-    assert warnings[0]["project"] == project["name"]
+    assert warnings[0]["data"]["storage_used"] == 8500
+    assert warnings[0]["data"]["storage_quota"] == 10000
+    assert warnings[0]["data"]["project"] == {"id": project["id"], "name": project["name"]}
     assert events(store, project["id"], "QUOTA_EXCEEDED") == []
 
 
@@ -414,7 +414,7 @@ def test_reaching_the_quota_emits_quota_exceeded(admin, admin_api, store):
     push_blob(admin, f"{project['name']}/a", secrets.token_bytes(10000))
 
     exceeded = events(store, project["id"], "QUOTA_EXCEEDED")
-    assert len(exceeded) == 1 and exceeded[0]["payload"]["storage_used"] == 10000
+    assert len(exceeded) == 1 and exceeded[0]["data"]["storage_used"] == 10000
 
 
 def test_a_push_refused_at_its_end_emits_quota_exceeded(admin, admin_api, store):
@@ -428,7 +428,7 @@ def test_a_push_refused_at_its_end_emits_quota_exceeded(admin, admin_api, store)
     assert response.status_code == 403
     exceeded = events(store, project["id"], "QUOTA_EXCEEDED")
     assert len(exceeded) == 1
-    assert exceeded[0]["payload"]["refused_bytes"] == 20000 and exceeded[0]["payload"]["storage_quota"] == 10000
+    assert exceeded[0]["data"]["refused_bytes"] == 20000 and exceeded[0]["data"]["storage_quota"] == 10000
 
 
 def test_a_push_refused_early_from_its_content_length_emits_quota_exceeded(admin, admin_api, store):
@@ -438,4 +438,4 @@ def test_a_push_refused_early_from_its_content_length_emits_quota_exceeded(admin
 
     assert response.status_code == 403
     exceeded = events(store, project["id"], "QUOTA_EXCEEDED")
-    assert len(exceeded) == 1 and exceeded[0]["payload"]["storage_quota"] == 10000
+    assert len(exceeded) == 1 and exceeded[0]["data"]["storage_quota"] == 10000

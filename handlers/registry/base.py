@@ -91,6 +91,11 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
     def user(self):
         return self.caller.user
 
+    @property
+    def operator(self):
+        """Who acts, as events name them."""
+        return self.user["username"] if self.user else None
+
     def finish_empty(self, status, headers=None):
         """An answer without a body (and so without a Content-Type)."""
         self.set_status(status)

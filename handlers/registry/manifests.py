@@ -49,7 +49,8 @@ class ManifestHandler(RegistryHandler):
             raise _too_large()
         tag_params = self.get_query_arguments("tag")
         parsed, tags = await self.registry.put_manifest(name, reference, bytes(self.body),
-                                                        self.request.headers.get("Content-Type"), tag_params)
+                                                        self.request.headers.get("Content-Type"), tag_params,
+                                                        operator=self.operator)
         if tag_params:
             for tag in tags:
                 self.add_header("OCI-Tag", tag)
@@ -59,5 +60,5 @@ class ManifestHandler(RegistryHandler):
         self.finish_empty(201, headers)
 
     async def delete(self, name, reference):
-        await self.registry.delete_manifest(name, reference)
+        await self.registry.delete_manifest(name, reference, operator=self.operator)
         self.finish_empty(202)
