@@ -29,6 +29,14 @@ from handlers.api.users import (
                                    UserHandler,
                                    UserListHandler,
 )
+from handlers.api.webhooks import (
+                                   DeliveryListHandler,
+                                   PayloadSchemasHandler,
+                                   RedeliverHandler,
+                                   WebhookHandler,
+                                   WebhookListHandler,
+                                   WebhookTestHandler,
+)
 from handlers.health import HealthHandler
 from handlers.registry.base import RegistryFallbackHandler
 from handlers.registry.blobs import BlobHandler
@@ -70,6 +78,13 @@ ROUTES = [
     (r"/api/v1/projects/(?P<project_id>[^/]+)/images/import", ImportListHandler),
     (r"/api/v1/projects/(?P<project_id>[^/]+)/images/import/(?P<task_id>[^/]+)", ImportTaskHandler),
     (r"/api/v1/projects/(?P<project_id>[^/]+)/members(?:/.*)?", MembersGoneHandler),
+    (r"/api/v1/webhooks", WebhookListHandler),
+    (r"/api/v1/webhooks/schemas", PayloadSchemasHandler),
+    (r"/api/v1/webhooks/schemas/(?P<event_type>[^/]+)", PayloadSchemasHandler),
+    (r"/api/v1/webhooks/(?P<webhook_id>[^/]+)", WebhookHandler),
+    (r"/api/v1/webhooks/(?P<webhook_id>[^/]+)/test", WebhookTestHandler),
+    (r"/api/v1/webhooks/(?P<webhook_id>[^/]+)/deliveries", DeliveryListHandler),
+    (r"/api/v1/webhooks/(?P<webhook_id>[^/]+)/deliveries/(?P<delivery_id>[^/]+)/redeliver", RedeliverHandler),
     (r"/api/v1/system/gc", GarbageCollectHandler),
     (r"/api/.*", ApiFallbackHandler),
     (r"/auth/token", TokenHandler),

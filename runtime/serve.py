@@ -10,6 +10,7 @@ import tornado.web
 
 from handlers import ROUTES
 from handlers.api.base import ApiFallbackHandler
+from actors.deliveries import Dispatchers
 from actors.imports import ImportActors
 from handlers.http_server import RegistryHTTPServer
 from runtime.backend import open_backend
@@ -18,7 +19,10 @@ from services.container import build_services
 from services.gc import collect_forever
 from services.tokens import JwtCodec
 from services.uploads import sweep_forever
+from storage.deliveries import SyncDeliveries
+from storage.events import SyncEvents
 from storage.import_tasks import SyncImportTasks
+from storage.webhooks import SyncWebhooks
 
 log = logging.getLogger("cyp.server")
 access_log = logging.getLogger("cyp.access")
@@ -118,10 +122,15 @@ async def serve(config):
         imports = ImportActors(SyncImportTasks(backend.sync_db), services.import_pipeline,
                                asyncio.get_running_loop(), config)
         services.imports.wake = imports.wake
+        dispatchers = Dispatchers(SyncEvents(backend.sync_db), SyncWebhooks(backend.sync_db),
+                                  SyncDeliveries(backend.sync_db), services.webhook_sender.send,
+                                  asyncio.get_running_loop(), config, config["public_url"] or "/cyp-registry")
+        services.webhooks.wake = dispatchers.wake
         server.add_sockets(sockets)
         background = [
             asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
             asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
+            asyncio.create_task(services.pulls.flush_forever()),
         ]
         log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],
                  extra={"url": f"http://{config['host']}:{config['port']}", "storage": backend.blob_store.name})
@@ -137,8 +146,10 @@ async def serve(config):
             log.warning("requests still in flight after the grace period", extra={"active": tracker.active})
         for task in background:
             task.cancel()
+        await services.pulls.flush()
         # Imports are handed back from the actors' threads, which wait on this loop: keep it turning.
         await asyncio.get_running_loop().run_in_executor(None, imports.stop)
+        await asyncio.get_running_loop().run_in_executor(None, dispatchers.stop)
         await server.close_all_connections()
         await services.close()
     log.info("stopped")

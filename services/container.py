@@ -11,10 +11,12 @@ from services.imports import ImportPipeline, ImportService
 from services.outbound import NetworkPolicy, OutboundClient
 from services.pats import PatService
 from services.projects import ProjectService
+from services.pull_events import PullEvents
 from services.registry import RegistryService
 from services.tokens import RegistryTokens
 from services.uploads import BlobUploads
 from services.users import UserService
+from services.webhooks import WebhookSender, WebhookService
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Services:
     outbound: OutboundClient
     imports: ImportService
     import_pipeline: ImportPipeline
+    webhooks: WebhookService
+    webhook_sender: WebhookSender
+    pulls: PullEvents
 
     async def close(self):
         await self.outbound.close()
@@ -48,6 +53,7 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     outbound = OutboundClient(NetworkPolicy.from_settings(config), config["import_ca_bundle"])
     box = CredentialBox(load_key(config))
     projects = ProjectService(collections, quota, config["default_project_quota"])
+    webhooks = WebhookService(collections, box, outbound, config)
     return Services(
         registry=registry,
         uploads=uploads,
@@ -62,4 +68,7 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         outbound=outbound,
         imports=ImportService(collections, projects, box, outbound),
         import_pipeline=ImportPipeline(collections, registry, uploads, box, outbound, config),
+        webhooks=webhooks,
+        webhook_sender=WebhookSender(webhooks, outbound, config),
+        pulls=PullEvents(collections),
     )

@@ -10,6 +10,7 @@ import pymongo
 from pymongo import AsyncMongoClient, WriteConcern
 
 from storage.blobs import Blobs
+from storage.deliveries import Deliveries
 from storage.events import Events
 from storage.import_tasks import ImportTasks
 from storage.login_attempts import LoginAttempts
@@ -22,6 +23,7 @@ from storage.repositories import Repositories
 from storage.sessions import Sessions
 from storage.uploads import Uploads
 from storage.users import Users
+from storage.webhooks import Webhooks
 
 DURABLE = WriteConcern(w="majority", j=True)
 # SecantusDB 0.7.0b3 commits a transaction without flushing its journal even under j: true (a kill -9
@@ -81,12 +83,15 @@ class Collections:
         self.login_attempts = LoginAttempts(db)
         self.import_tasks = ImportTasks(db)
         self.events = Events(db)
+        self.webhooks = Webhooks(db)
+        self.deliveries = Deliveries(db)
 
     async def prepare(self):
         """Migrate stored data to the current shape, then create the indexes that rely on it."""
         await migrate(self.db, self.meta)
         for part in (self.uploads, self.blobs, self.manifests, self.repositories, self.projects, self.users,
-                     self.sessions, self.pats, self.login_attempts, self.import_tasks):
+                     self.sessions, self.pats, self.login_attempts, self.import_tasks, self.events, self.webhooks,
+                     self.deliveries):
             await part.ensure_indexes()
 
     async def ping(self):

@@ -43,6 +43,8 @@ class ManifestHandler(RegistryHandler):
         if send_body:
             self.write(bytes(doc["content"]))
         self.finish()
+        if send_body:
+            self.services.pulls.record(doc, name, reference, self.operator)
 
     async def put(self, name, reference):
         if self.body.oversize:

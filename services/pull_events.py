@@ -1,0 +1,60 @@
+"""PULL_ARTIFACT events: gathered in memory and written together once a second, after the pulls were
+answered, so a pull costs no database write. A crash loses at most the last second's pull events.
+
+Only pulls some enabled webhook wants are written: which projects have one (or whether a global one
+exists) is read again at most every ``SUBSCRIBERS_SECONDS``.
+"""
+import asyncio
+import logging
+import time
+
+from storage.events import event_document
+
+log = logging.getLogger("cyp.webhooks")
+
+FLUSH_SECONDS = 1.0
+SUBSCRIBERS_SECONDS = 5.0
+# Beyond this many waiting events (a database that stopped answering), the oldest are dropped.
+MAX_BUFFERED = 10_000
+
+
+class PullEvents:
+    def __init__(self, collections):
+        self.collections = collections
+        self.buffer = []
+        self.subscribers = None
+        self.subscribers_read = 0.0
+
+    def record(self, manifest, repository, reference, operator):
+        """One answered manifest GET; nothing is written now."""
+        if len(self.buffer) >= MAX_BUFFERED:
+            del self.buffer[0]
+        project = {"_id": manifest["project_id"], "name": repository.split("/", 1)[0]}
+        self.buffer.append(event_document("PULL_ARTIFACT", project, {
+            "repository": repository, "reference": reference, "digest": manifest["digest"],
+            "media_type": manifest["media_type"]}, operator))
+
+    async def _wanted(self):
+        """``(project ids, global)`` that have an enabled webhook for pulls."""
+        if self.subscribers is None or time.monotonic() - self.subscribers_read > SUBSCRIBERS_SECONDS:
+            project_ids = await self.collections.webhooks.collection.distinct(
+                "project_id", {"enabled": True, "events": "PULL_ARTIFACT"})
+            self.subscribers = (set(project_ids) - {None}, None in project_ids)
+            self.subscribers_read = time.monotonic()
+        return self.subscribers
+
+    async def flush(self):
+        if not self.buffer:
+            return
+        events, self.buffer = self.buffer, []
+        project_ids, everyone = await self._wanted()
+        await self.collections.events.emit_many(
+            [event for event in events if everyone or event["project_id"] in project_ids])
+
+    async def flush_forever(self):
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("writing pull events failed")

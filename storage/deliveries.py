@@ -1,0 +1,122 @@
+"""Webhook deliveries: one per (event, matching webhook), holding the exact body sent every time, each
+attempt made, and when the next is due.
+
+A delivery is ``pending`` until its next attempt is due, ``sending`` while a dispatcher holds its
+lease (a dispatcher that dies loses the lease and another sends it again, under the same event id),
+and ends ``succeeded`` or ``failed`` (its retries exhausted, or the webhook gone or answering 410).
+Ended deliveries expire (TTL) after the retention period.
+"""
+import datetime
+import uuid
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from storage.clock import utcnow
+
+PENDING, SENDING, SUCCEEDED, FAILED = "pending", "sending", "succeeded", "failed"
+# Attempts kept on a delivery (the schedule has ten; redeliveries are deliveries of their own).
+KEPT_ATTEMPTS = 20
+
+
+def new_delivery(event, webhook_id, body, content_type, redelivery=0):
+    now = utcnow()
+    return {"_id": f"dlv_{uuid.uuid4().hex}", "event_id": event["_id"], "event_type": event["type"],
+            "webhook_id": webhook_id, "project_id": event.get("project_id"), "redelivery": redelivery,
+            "body": body, "content_type": content_type, "status": PENDING, "attempts": [], "attempt_count": 0,
+            "next_attempt_at": now, "lease_token": None, "lease_until": None, "created_at": now, "updated_at": now}
+
+
+class Deliveries:
+    """The API's side (asynchronous driver)."""
+
+    def __init__(self, db):
+        self.collection = db["deliveries"]
+
+    async def ensure_indexes(self):
+        await self.collection.create_index([("event_id", 1), ("webhook_id", 1), ("redelivery", 1)], unique=True)
+        await self.collection.create_index([("status", 1), ("next_attempt_at", 1)])
+        await self.collection.create_index([("webhook_id", 1), ("created_at", -1)])
+        await self.collection.create_index("expire_at", expireAfterSeconds=0)
+
+    async def insert(self, doc):
+        await self.collection.insert_one(doc)
+        return doc
+
+    async def get(self, webhook_id, delivery_id):
+        return await self.collection.find_one({"_id": delivery_id, "webhook_id": webhook_id})
+
+    async def page(self, webhook_id, status, event_type, skip, limit):
+        query = {"webhook_id": webhook_id, **({"status": status} if status else {}),
+                 **({"event_type": event_type} if event_type else {})}
+        total = await self.collection.count_documents(query)
+        docs = await self.collection.find(query).sort([("created_at", -1), ("_id", 1)]).skip(skip).limit(
+            limit).to_list(None)
+        return docs, total
+
+    async def next_redelivery(self, delivery):
+        """A new delivery of the same event and body to the same webhook."""
+        latest = await self.collection.find({"event_id": delivery["event_id"], "webhook_id": delivery["webhook_id"]},
+                                            {"redelivery": 1}).sort("redelivery", -1).limit(1).to_list(None)
+        doc = new_delivery({"_id": delivery["event_id"], "type": delivery["event_type"],
+                            "project_id": delivery.get("project_id")}, delivery["webhook_id"], delivery["body"],
+                           delivery["content_type"], latest[0]["redelivery"] + 1 if latest else 1)
+        try:
+            return await self.insert(doc)
+        except DuplicateKeyError:  # two redeliveries asked at once: the next number
+            return await self.next_redelivery(delivery)
+
+    async def delete_for_webhook(self, webhook_id):
+        await self.collection.delete_many({"webhook_id": webhook_id})
+
+
+class SyncDeliveries:
+    """The dispatcher's side (synchronous driver)."""
+
+    def __init__(self, db):
+        self.collection = db["deliveries"]
+
+    def insert_for_event(self, docs):
+        """Insert the fan-out of one event; ones already there (an earlier fan-out that died) stay as they are."""
+        for doc in docs:
+            try:
+                self.collection.insert_one(doc)
+            except DuplicateKeyError:
+                pass
+
+    def claim_due(self, owner, lease_seconds, busy_webhooks):
+        """One delivery due now (or abandoned by a dispatcher that died), leased to ``owner``; deliveries of
+        the webhooks in ``busy_webhooks`` are left for later."""
+        now = utcnow()
+        return self.collection.find_one_and_update(
+            {"$or": [{"status": PENDING, "next_attempt_at": {"$lte": now}},
+                     {"status": SENDING, "lease_until": {"$lt": now}}],
+             "webhook_id": {"$nin": list(busy_webhooks)}},
+            {"$set": {"status": SENDING, "lease_token": f"{owner}:{uuid.uuid4().hex}",
+                      "lease_until": now + datetime.timedelta(seconds=lease_seconds)}},
+            sort=[("next_attempt_at", 1)], return_document=ReturnDocument.AFTER)
+
+    def next_due(self):
+        """When the earliest pending delivery is due, or None."""
+        doc = self.collection.find_one({"status": PENDING}, {"next_attempt_at": 1}, sort=[("next_attempt_at", 1)])
+        return doc["next_attempt_at"] if doc else None
+
+    def record(self, delivery, attempt, status, next_attempt_at, retention_seconds):
+        """Keep the attempt and what comes next, while the lease is still the caller's."""
+        now = utcnow()
+        fields = {"status": status, "next_attempt_at": next_attempt_at, "lease_token": None, "lease_until": None,
+                  "updated_at": now}
+        if status in (SUCCEEDED, FAILED):
+            fields["expire_at"] = now + datetime.timedelta(seconds=retention_seconds)
+        result = self.collection.update_one(
+            {"_id": delivery["_id"], "lease_token": delivery["lease_token"]},
+            {"$set": fields, "$inc": {"attempt_count": 1},
+             "$push": {"attempts": {"$each": [attempt], "$slice": -KEPT_ATTEMPTS}}})
+        return result.matched_count == 1
+
+    def give_up(self, delivery, reason, retention_seconds):
+        """End a delivery that will not be sent (its webhook was deleted or disabled)."""
+        now = utcnow()
+        self.collection.update_one({"_id": delivery["_id"], "lease_token": delivery["lease_token"]}, {"$set": {
+            "status": FAILED, "last_error": reason, "lease_token": None, "lease_until": None, "updated_at": now,
+            "expire_at": now + datetime.timedelta(seconds=retention_seconds)}})
