@@ -2,15 +2,19 @@
 import argparse
 import asyncio
 import ctypes
+import json
 import logging
 import os
+import socket
 import sys
+from types import MappingProxyType
 
 from pymongo.errors import PyMongoError
 
 from config import SettingsError, load_settings, unknown_environment
 from runtime import commands
-from runtime.serve import serve
+from runtime.serve import serve, serve_worker
+from runtime.supervisor import supervise, worker_count
 from services.errors import DomainError
 from services.logs import configure_logging
 from storage.blobstore import StorageUnavailable
@@ -43,6 +47,10 @@ def parse_args(argv):
     for target in (parser, serve_parser):
         target.add_argument("--host", help="address to listen on (CYP_HOST; default 0.0.0.0)")
         target.add_argument("--port", type=int, help="port to listen on (CYP_PORT; default 5000)")
+        target.add_argument("--workers", type=int, help="processes serving the port (CYP_WORKERS; default: one per CPU)")
+    # A supervisor's own way of starting its workers (runtime/supervisor.py), not for people.
+    serve_parser.add_argument("--worker-pipe", type=int, help=argparse.SUPPRESS)
+    serve_parser.add_argument("--listen-fds", help=argparse.SUPPRESS)
     recount = sub.add_parser("recount", help="recompute every project's storage usage and report drift "
                                              "(one JSON line per project)")
     recount.add_argument("--fix", action="store_true", help="repair the drift found")
@@ -62,15 +70,30 @@ def command_for(args, config):
         return commands.recount(config, args.fix)
     if args.command == "user":
         return commands.reset_password(config, args.username)
-    return serve(config)
+    return supervise(config) if worker_count(config) > 1 else serve(config)
+
+
+def worker_start(args):
+    """``(settings, sockets, bootstrap hint)`` a supervisor handed this worker."""
+    with os.fdopen(args.worker_pipe) as pipe:
+        given = json.load(pipe)
+    sockets = [socket.socket(fileno=int(fd)) for fd in args.listen_fds.split(",")]
+    for sock in sockets:
+        sock.setblocking(False)
+    return MappingProxyType(given["config"]), sockets, given["hint"]
 
 
 def main(argv=None):
     limit_malloc_arenas()
     args = parse_args(argv)
+    if getattr(args, "worker_pipe", None) is not None:
+        config, sockets, hint = worker_start(args)
+        configure_logging(config["log_level"])
+        return asyncio.run(serve_worker(config, sockets, hint))
     try:
         config = load_settings(args.config or os.environ.get("CYP_CONFIG"), overrides={
-            "host": getattr(args, "host", None), "port": getattr(args, "port", None), "data_dir": args.data_dir})
+            "host": getattr(args, "host", None), "port": getattr(args, "port", None), "data_dir": args.data_dir,
+            "workers": getattr(args, "workers", None)})
     except SettingsError as exc:
         print(f"cyp-registry: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 work, and a clean stop on SIGTERM / SIGINT."""
 import asyncio
 import logging
+import os
 import secrets
 import signal
 
@@ -57,7 +58,7 @@ def log_request(handler):
     level = logging.INFO if status < 500 else logging.ERROR
     access_log.log(level, "%s %s %d", handler.request.method, handler.request.path, status, extra={
         "trace_id": getattr(handler, "trace_id", None), "status": status, "method": handler.request.method,
-        "path": handler.request.path, "remote_ip": handler.request.remote_ip,
+        "path": handler.request.path, "remote_ip": handler.request.remote_ip, "pid": os.getpid(),
         "duration_ms": round(handler.request.request_time() * 1000, 1),
     })
 
@@ -107,50 +108,68 @@ async def wait_for_stop(embedded):
     return 0 if stop.is_set() else 1
 
 
+async def prepare_state(collections, config):
+    """What exists once per registry, made by whoever starts first: the token signing key and the first
+    administrator. Answers ``(signing key, bootstrap hint)``."""
+    signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
+    hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
+    announce_bootstrap_admin(hint)
+    return signing_key, hint
+
+
 async def serve(config):
-    """Serve until told to stop; answers the exit status."""
+    """One process serving on its own: binds, opens the backend (the embedded database included), serves."""
     sockets = bind(config)
     async with open_backend(config) as backend:
-        collections = backend.collections
-        signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
-        hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
-        announce_bootstrap_admin(hint)
-        services = build_services(config, backend, JwtCodec(signing_key), hint)
-        app = make_app(config, services)
-        server = RegistryHTTPServer(app, xheaders=config["trust_proxy_headers"], max_body_size=MAX_BUFFERED_BODY,
-                                    chunk_size=BODY_CHUNK_SIZE)
-        imports = ImportActors(SyncImportTasks(backend.sync_db), services.import_pipeline,
-                               asyncio.get_running_loop(), config)
-        services.imports.wake = imports.wake
-        dispatchers = Dispatchers(SyncEvents(backend.sync_db), SyncWebhooks(backend.sync_db),
-                                  SyncDeliveries(backend.sync_db), services.webhook_sender.send,
-                                  asyncio.get_running_loop(), config, config["public_url"] or "/cyp-registry")
-        services.webhooks.wake = dispatchers.wake
-        server.add_sockets(sockets)
-        background = [
-            asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
-            asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
-            asyncio.create_task(services.pulls.flush_forever()),
-        ]
-        log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],
-                 extra={"url": f"http://{config['host']}:{config['port']}", "storage": backend.blob_store.name})
-        status = await wait_for_stop(backend.embedded)
-        if status:
-            log.error("stopping: the embedded database is gone and could not be restarted")
-        log.info("shutting down: no new connections; waiting for requests in flight")
-        server.stop()
-        tracker = app.settings["tracker"]
-        try:
-            await asyncio.wait_for(tracker.idle.wait(), config["shutdown_grace_seconds"])
-        except asyncio.TimeoutError:
-            log.warning("requests still in flight after the grace period", extra={"active": tracker.active})
-        for task in background:
-            task.cancel()
-        await services.pulls.flush()
-        # Imports are handed back from the actors' threads, which wait on this loop: keep it turning.
-        await asyncio.get_running_loop().run_in_executor(None, imports.stop)
-        await asyncio.get_running_loop().run_in_executor(None, dispatchers.stop)
-        await server.close_all_connections()
-        await services.close()
+        signing_key, hint = await prepare_state(backend.collections, config)
+        return await run_node(config, backend, sockets, signing_key, hint)
+
+
+async def serve_worker(config, sockets, hint):
+    """A worker of a supervisor (runtime/supervisor.py): the sockets, the database and the state are its parent's."""
+    async with open_backend(config) as backend:
+        signing_key = await backend.collections.meta.get("registry_signing_key")
+        return await run_node(config, backend, sockets, signing_key, hint)
+
+
+async def run_node(config, backend, sockets, signing_key, hint):
+    """Serve until told to stop; answers the exit status."""
+    services = build_services(config, backend, JwtCodec(signing_key), hint)
+    app = make_app(config, services)
+    server = RegistryHTTPServer(app, xheaders=config["trust_proxy_headers"], max_body_size=MAX_BUFFERED_BODY,
+                                chunk_size=BODY_CHUNK_SIZE)
+    loop = asyncio.get_running_loop()
+    imports = ImportActors(SyncImportTasks(backend.sync_db), services.import_pipeline, loop, config)
+    services.imports.wake = imports.wake
+    dispatchers = Dispatchers(SyncEvents(backend.sync_db), SyncWebhooks(backend.sync_db),
+                              SyncDeliveries(backend.sync_db), services.webhook_sender.send, loop, config,
+                              config["public_url"] or "/cyp-registry")
+    services.webhooks.wake = dispatchers.wake
+    server.add_sockets(sockets)
+    background = [
+        asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
+        asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
+        asyncio.create_task(services.pulls.flush_forever()),
+    ]
+    log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],
+             extra={"url": f"http://{config['host']}:{config['port']}", "storage": backend.blob_store.name})
+    status = await wait_for_stop(backend.embedded)
+    if status:
+        log.error("stopping: the embedded database is gone and could not be restarted")
+    log.info("shutting down: no new connections; waiting for requests in flight")
+    server.stop()
+    tracker = app.settings["tracker"]
+    try:
+        await asyncio.wait_for(tracker.idle.wait(), config["shutdown_grace_seconds"])
+    except asyncio.TimeoutError:
+        log.warning("requests still in flight after the grace period", extra={"active": tracker.active})
+    for task in background:
+        task.cancel()
+    await services.pulls.flush()
+    # Imports are handed back from the actors' threads, which wait on this loop: keep it turning.
+    await loop.run_in_executor(None, imports.stop)
+    await loop.run_in_executor(None, dispatchers.stop)
+    await server.close_all_connections()
+    await services.close()
     log.info("stopped")
     return status

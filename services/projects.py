@@ -107,6 +107,7 @@ class ProjectService:
         await self.collections.manifests.delete_for_repos(repos)
         await self.collections.blobs.delete_links_for_project(project["_id"])
         await self.collections.repositories.delete_for_project(project["_id"])
+        await self.collections.webhooks.delete_for_project(project["_id"])
 
     async def recount(self, project, fix=False):
         """Recompute usage from the links; report (and with ``fix`` repair) any drift."""

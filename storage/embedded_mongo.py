@@ -56,7 +56,7 @@ def _executable():
     return found
 
 
-def _die_with_parent():
+def die_with_parent():
     """In the child, before exec: the kernel sends SIGTERM when the server that started it dies, however
     it dies (kill -9 included), so the database never outlives it."""
     with contextlib.suppress(OSError, AttributeError):
@@ -176,7 +176,7 @@ class EmbeddedMongo:
                 "--storage-path", str(self.storage_path), "--log-level", "WARNING",
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 # Its own session keeps a terminal's Ctrl-C from reaching it before the server stops it cleanly.
-                start_new_session=True, preexec_fn=_die_with_parent)
+                start_new_session=True, preexec_fn=die_with_parent)
         await self._wait_ready()
         self.lock.write(mongo_uri=self.uri, mongo_pid=self.process.pid, log=str(self.log_path))
 

@@ -16,7 +16,9 @@ from storage.mongo import BULK_DATA
 
 # Chunks sent per insert_many: fewer round trips without holding much in memory.
 CHUNKS_PER_WRITE_MIB = 4
-# Bytes fetched per cursor batch when reading.
+# Bytes fetched per query when reading: each asks for a bounded range of ``n``, so the first byte of any
+# blob comes after one small query (a single sorted query over a large file makes some servers gather
+# every chunk before answering the first).
 READ_BATCH_BYTES = 4 * 1024 * 1024
 
 _storage_errors = raises_unavailable("GridFS", PyMongoError)
@@ -105,6 +107,11 @@ class GridFSBlobStore(BlobStore):
     async def abort(self, state):
         await self.chunks.delete_many({"files_id": state["file_id"]})
 
+    async def _chunks(self, file_id, first, end):
+        """Chunks ``first`` to ``end - 1`` of a file, in order."""
+        return await self.chunks.find({"files_id": file_id, "n": {"$gte": first, "$lt": end}},
+                                      sort=[("n", 1)]).to_list(None)
+
     async def read(self, ref, start, length):
         if length <= 0:
             return
@@ -112,13 +119,18 @@ class GridFSBlobStore(BlobStore):
         first, last = start // size, (start + length - 1) // size
         skip, remaining, expected_n = start - first * size, length, first
         per_batch = max(1, READ_BATCH_BYTES // size)
-        cursor = self.chunks.find({"files_id": ref["file_id"], "n": {"$gte": first, "$lte": last}},
-                                  sort=[("n", 1)], batch_size=per_batch)
+
+        def fetch(batch_start):
+            return asyncio.ensure_future(self._chunks(ref["file_id"], batch_start,
+                                                      min(batch_start + per_batch, last + 1)))
+
         # One batch is fetched ahead while the previous one is being sent.
-        pending = asyncio.ensure_future(cursor.to_list(per_batch))
+        pending = fetch(first)
         try:
-            while docs := await pending:
-                pending = asyncio.ensure_future(cursor.to_list(per_batch))
+            while pending is not None:
+                docs = await pending
+                next_start = expected_n + len(docs)
+                pending = fetch(next_start) if docs and next_start <= last else None
                 for chunk in docs:
                     if chunk["n"] != expected_n:
                         raise StorageUnavailable(f"GridFS: chunk {expected_n} of {ref['file_id']} missing")
@@ -129,8 +141,8 @@ class GridFSBlobStore(BlobStore):
         except PyMongoError as exc:
             raise StorageUnavailable(f"GridFS: {exc}") from exc
         finally:
-            pending.cancel()
-            await cursor.close()
+            if pending is not None:
+                pending.cancel()
         if remaining:
             raise StorageUnavailable(f"GridFS: blob {ref['file_id']} is {remaining} bytes short")
 

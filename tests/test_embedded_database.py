@@ -6,40 +6,22 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.support.api_client import Api, ok
-from tests.support.clients import EmbeddedRegistryServer, process_alive, run_server_cli, server_env, wait_until
+from tests.support.clients import (
+    EmbeddedRegistryServer,
+    child_processes,
+    databases_of,
+    kill_all,
+    process_alive,
+    run_server_cli,
+    server_env,
+    wait_until,
+)
 from tests.support.processes import ROOT, free_port
-
-
-def child_processes(pid):
-    """``[(pid, command line)]`` of the live children of ``pid``."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            children.append((int(entry.name), cmdline))
-    return children
-
-
-def databases_of(server):
-    return [pid for pid, cmdline in child_processes(server.process.pid) if "secantusd" in cmdline]
-
-
-def kill_all(pids):
-    for pid in pids:  # never leave an orphaned database behind, whatever the test found
-        if process_alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def lock_record(data_dir):

@@ -5,13 +5,13 @@ import os
 import signal
 import socket
 import ssl
-import threading
 import time
 
 import pytest
 import requests
 
 from tests.support.clients import (
+    SlowPatch,
     connection_refused,
     ensure_project,
     log_records,
@@ -107,49 +107,6 @@ def test_health_answers_503_unhealthy_within_10_seconds_of_the_database_stopping
 
 
 # --- graceful shutdown --------------------------------------------------------------------------
-
-class SlowPatch:
-    """A PATCH to an upload session whose body arrives in two halves; the second only on ``finish()``."""
-
-    HALF = 64 * 1024
-
-    def __init__(self, server, repo):
-        client = RegistryClient(server.url, "admin", server.admin_password)
-        ensure_project(server, repo)
-        self.headers = {"Authorization": f"Bearer {client.token(f'repository:{repo}:pull,push')}"}
-        started = requests.post(f"{server.url}/v2/{repo}/blobs/uploads/", headers=self.headers, timeout=30)
-        assert started.status_code == 202, started.text
-        self.url = server.url + started.headers["Location"]
-        self.first_half_sent = threading.Event()
-        self.released = threading.Event()
-        self.response = None
-        self.error = None
-        self.thread = threading.Thread(target=self._send, daemon=True)
-
-    def _body(self):
-        yield b"a" * self.HALF
-        self.first_half_sent.set()
-        self.released.wait(60)
-        yield b"b" * self.HALF
-
-    def _send(self):
-        try:
-            self.response = requests.patch(self.url, data=self._body(), timeout=120,
-                                           headers={**self.headers, "Content-Type": "application/octet-stream"})
-        except requests.RequestException as exc:
-            self.error = exc
-
-    def start(self):
-        self.thread.start()
-        assert self.first_half_sent.wait(30)
-        time.sleep(1)  # the server has read the headers and the first half: the request is in flight
-        return self
-
-    def finish(self):
-        self.released.set()
-        self.thread.join(120)
-        return self.response
-
 
 def test_sigterm_lets_an_upload_in_flight_finish_with_202_before_exiting_0(own_registry, repo):
     upload = SlowPatch(own_registry, repo).start()

@@ -12,9 +12,11 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from tests.support.manifests import format_digest
 from tests.support.oci_layout import RandomReader
 from tests.support.processes import ROOT, RegistryServer
 from tests.support.projects import api_login
+from tests.support.registry_client import RegistryClient
 
 CLIENT_TIMEOUT = 300
 
@@ -195,8 +198,10 @@ def random_file(path, size, seed):
 # --- server processes for operator tests --------------------------------------------------------
 
 def server_env(**overrides):
-    """The test environment without any CYP_* setting, plus ``overrides`` (None removes a key)."""
+    """The test environment without any CYP_* setting but one process per server, plus ``overrides`` (None
+    removes a key)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("CYP_")}
+    env["CYP_WORKERS"] = "1"
     for key, value in overrides.items():
         if value is None:
             env.pop(key, None)
@@ -260,3 +265,73 @@ def wait_until(predicate, timeout, interval=0.2):
             return value
         time.sleep(interval)
     return predicate()
+
+
+def child_processes(pid):
+    """``[(pid, command line)]`` of the live children of ``pid``."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append((int(entry.name), cmdline))
+    return children
+
+
+def databases_of(server):
+    """The embedded databases a server process runs."""
+    return [pid for pid, cmdline in child_processes(server.process.pid) if "secantusd" in cmdline]
+
+
+def kill_all(pids):
+    for pid in pids:  # never leave an orphaned database behind, whatever the test found
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+class SlowPatch:
+    """A PATCH to an upload session whose body arrives in two halves; the second only on ``finish()``."""
+
+    HALF = 64 * 1024
+
+    def __init__(self, server, repo):
+        client = RegistryClient(server.url, "admin", server.admin_password)
+        ensure_project(server, repo)
+        self.headers = {"Authorization": f"Bearer {client.token(f'repository:{repo}:pull,push')}"}
+        started = requests.post(f"{server.url}/v2/{repo}/blobs/uploads/", headers=self.headers, timeout=30)
+        assert started.status_code == 202, started.text
+        self.url = server.url + started.headers["Location"]
+        self.first_half_sent = threading.Event()
+        self.released = threading.Event()
+        self.response = None
+        self.error = None
+        self.thread = threading.Thread(target=self._send, daemon=True)
+
+    def _body(self):
+        yield b"a" * self.HALF
+        self.first_half_sent.set()
+        self.released.wait(60)
+        yield b"b" * self.HALF
+
+    def _send(self):
+        try:
+            self.response = requests.patch(self.url, data=self._body(), timeout=120,
+                                           headers={**self.headers, "Content-Type": "application/octet-stream"})
+        except requests.RequestException as exc:
+            self.error = exc
+
+    def start(self):
+        self.thread.start()
+        assert self.first_half_sent.wait(30)
+        time.sleep(1)  # the server has read the headers and the first half: the request is in flight
+        return self
+
+    def finish(self):
+        self.released.set()
+        self.thread.join(120)
+        return self.response

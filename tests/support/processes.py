@@ -75,7 +75,9 @@ class RegistryServer:
         self.admin_password = secrets.token_urlsafe(12)
         self.db_name = db_name or f"cyp_test_{secrets.token_hex(4)}"
         self.env = {**os.environ, "CYP_MONGO_URI": mongo_uri, "CYP_MONGO_DB": self.db_name,
-                    "CYP_BOOTSTRAP_ADMIN_PASSWORD": self.admin_password, **(env or {})}
+                    "CYP_BOOTSTRAP_ADMIN_PASSWORD": self.admin_password,
+                    # One process per server unless a test asks for workers: the suite starts many servers.
+                    "CYP_WORKERS": "1", **(env or {})}
         self.process = None
         self.log_path = self.data_dir / f"server-{self.port}.log"
 
