@@ -2,10 +2,12 @@
 and the registry tokens that carry the grants (Docker token-auth spec)."""
 from dataclasses import dataclass
 
+from services.cache import MISSING, TtlCache
 from services.errors import AccessDenied, NameInvalid, NameUnknown, TokenRequired
 from services.names import check_repository_name
 from services.tokens import ALL_ACTIONS, InvalidToken, Scope, expand, granted, parse_scopes
 from services.timestamps import epoch_iso_z
+from storage.clock import utcnow
 from storage.projects import Visibility
 
 # What each PAT scope lets a registry token do; a password login may do everything its user may.
@@ -38,6 +40,43 @@ def registry_actions_for(pat_scopes):
     return frozenset(actions)
 
 
+# How stale a registry request's view of an account or a PAT may be in a process that did not change it:
+# a disabled user or a revoked PAT is refused there within this, and at once by the process that changed it.
+ACCOUNT_STALENESS_SECONDS = 5
+CACHED_ACCOUNTS = 10_000
+
+
+class LiveAccounts:
+    """Accounts and PATs as registry requests see them, read again at most every ACCOUNT_STALENESS_SECONDS
+    (a registry request would otherwise cost a database round trip for each)."""
+
+    def __init__(self, collections):
+        self.collections = collections
+        self.users = TtlCache(CACHED_ACCOUNTS, ACCOUNT_STALENESS_SECONDS)
+        self.pats = TtlCache(CACHED_ACCOUNTS, ACCOUNT_STALENESS_SECONDS)
+
+    async def user(self, user_id):
+        user = self.users.get(user_id)
+        if user is MISSING:
+            user = self.users.put(user_id, await self.collections.users.get(user_id))
+        return user
+
+    async def pat(self, pat_id):
+        """The PAT while it is usable (not revoked, not expired), else None."""
+        pat = self.pats.get(pat_id)
+        if pat is MISSING:
+            pat = self.pats.put(pat_id, await self.collections.pats.usable(pat_id))
+        if pat is not None and pat.get("expires_at") is not None and pat["expires_at"] <= utcnow():
+            return None
+        return pat
+
+    def forget_user(self, user_id):
+        self.users.forget(user_id)
+
+    def forget_pat(self, pat_id):
+        self.pats.forget(pat_id)
+
+
 @dataclass
 class RegistryCaller:
     """The caller of one /v2/ request: the verified token's claims and the live account and PAT behind it."""
@@ -51,10 +90,11 @@ class RegistryCaller:
 
 
 class AccessService:
-    def __init__(self, collections, tokens, auth):
+    def __init__(self, collections, tokens, auth, accounts):
         self.collections = collections
         self.tokens = tokens
         self.auth = auth
+        self.accounts = accounts
 
     async def repository_actions(self, user, name):
         """Every action ``user`` (None = anonymous) may take on repository ``name``."""
@@ -115,12 +155,12 @@ class AccessService:
             raise TokenRequired("invalid or expired token", reason="invalid_token") from None
         caller = RegistryCaller(claims)
         if claims.get("uid"):
-            user = await self.collections.users.get(claims["uid"])
+            user = await self.accounts.user(claims["uid"])
             if user is None or user.get("disabled"):
                 raise TokenRequired("the token's account is disabled or gone", reason="invalid_token")
             caller.user = user
         if claims.get("pat"):
-            caller.pat = await self.collections.pats.usable(claims["pat"])
+            caller.pat = await self.accounts.pat(claims["pat"])
             if caller.pat is None:
                 raise TokenRequired("the token's personal access token was revoked", reason="invalid_token")
         return caller

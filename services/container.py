@@ -1,7 +1,7 @@
 """Every service of one process, built once from the backend and handed to the handlers and commands."""
 from dataclasses import dataclass
 
-from services.access import AccessService
+from services.access import AccessService, LiveAccounts
 from services.auth import AuthService
 from services.bootstrap import BootstrapHint
 from services.credentials import CredentialBox, load_key
@@ -47,7 +47,8 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     collections, store, quota = backend.collections, backend.blob_store, backend.quota
     auth = AuthService(collections, codec, config)
     tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
-    access = AccessService(collections, tokens, auth)
+    accounts = LiveAccounts(collections)
+    access = AccessService(collections, tokens, auth, accounts)
     registry = RegistryService(collections, store, quota, access)
     uploads = BlobUploads(collections, store, registry, config["upload_expiry_seconds"])
     outbound = OutboundClient(NetworkPolicy.from_settings(config), config["import_ca_bundle"])
@@ -59,8 +60,8 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         uploads=uploads,
         access=access,
         auth=auth,
-        users=UserService(collections, store, auth),
-        pats=PatService(collections),
+        users=UserService(collections, store, auth, accounts),
+        pats=PatService(collections, accounts),
         projects=projects,
         gc=GarbageCollector(collections, store, registry, config["gc_grace_seconds"]),
         health=HealthService(collections, store),

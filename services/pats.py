@@ -39,8 +39,10 @@ def parse_expiry(value, now=None):
 
 
 class PatService:
-    def __init__(self, collections):
+    def __init__(self, collections, accounts):
         self.collections = collections
+        # Registry requests' view of PATs (services.access.LiveAccounts): told at once of a revocation here.
+        self.accounts = accounts
 
     async def create(self, principal, name, scopes, expires_at):
         """Answers the public PAT with its ``token``: the only time the secret is ever shown."""
@@ -57,3 +59,4 @@ class PatService:
     async def revoke(self, user, pat_id):
         if not await self.collections.pats.revoke(user["_id"], pat_id):
             raise NotFound("personal access token not found")
+        self.accounts.forget_pat(pat_id)

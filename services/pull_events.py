@@ -26,13 +26,12 @@ class PullEvents:
         self.subscribers_read = 0.0
 
     def record(self, manifest, repository, reference, operator):
-        """One answered manifest GET; nothing is written now."""
+        """One answered manifest GET; nothing is written now (the project is looked up at the flush)."""
         if len(self.buffer) >= MAX_BUFFERED:
             del self.buffer[0]
-        project = {"_id": manifest["project_id"], "name": repository.split("/", 1)[0]}
-        self.buffer.append(event_document("PULL_ARTIFACT", project, {
+        self.buffer.append((repository, event_document("PULL_ARTIFACT", None, {
             "repository": repository, "reference": reference, "digest": manifest["digest"],
-            "media_type": manifest["media_type"]}, operator))
+            "media_type": manifest["media_type"]}, operator)))
 
     async def _wanted(self):
         """``(project ids, global)`` that have an enabled webhook for pulls."""
@@ -46,10 +45,18 @@ class PullEvents:
     async def flush(self):
         if not self.buffer:
             return
-        events, self.buffer = self.buffer, []
+        pulls, self.buffer = self.buffer, []
         project_ids, everyone = await self._wanted()
-        await self.collections.events.emit_many(
-            [event for event in events if everyone or event["project_id"] in project_ids])
+        names = {repository.split("/", 1)[0] for repository, _ in pulls}
+        projects = {doc["name"]: doc for doc in await self.collections.projects.named(names)}
+        events = []
+        for repository, event in pulls:
+            project = projects.get(repository.split("/", 1)[0])
+            if project is not None and (everyone or project["_id"] in project_ids):
+                event["project_id"] = project["_id"]
+                event["data"] = {"project": {"id": project["_id"], "name": project["name"]}, **event["data"]}
+                events.append(event)
+        await self.collections.events.emit_many(events)
 
     async def flush_forever(self):
         while True:

@@ -1,5 +1,6 @@
 """Repository-level registry operations: blob links, manifests, tags, referrers, catalog, all under quota."""
 from services.access import visibility
+from services.cache import BytesByKey
 from services.digests import is_digest, parse_digest
 from services.errors import (
     BlobUnknown,
@@ -11,6 +12,10 @@ from services.errors import (
 )
 from services.manifests import OCI_INDEX, annotations_of, parse_manifest
 from services.names import check_repository_name, check_tag
+
+
+class ManifestVanished(Exception):
+    """A manifest about to be tagged was deleted meanwhile."""
 
 
 def push_event_data(name, tags, parsed, size):
@@ -28,6 +33,9 @@ def push_event_data(name, tags, parsed, size):
 
 # Repositories looked at when a mount names no source.
 MOUNT_CANDIDATES = 20
+# Manifest bytes kept in memory (by digest, so never stale); bigger manifests are read each time.
+MANIFEST_CACHE_BYTES = 32 * 1024 * 1024
+MANIFEST_CACHE_ITEM = 256 * 1024
 
 
 class RegistryService:
@@ -36,6 +44,7 @@ class RegistryService:
         self.store = store
         self.quota = quota
         self.access = access
+        self.manifest_bytes = BytesByKey(MANIFEST_CACHE_BYTES, MANIFEST_CACHE_ITEM)
 
     async def project_of(self, name):
         """The project a repository belongs to; NameUnknown when it does not exist."""
@@ -129,23 +138,35 @@ class RegistryService:
                 return repo
         return None
 
-    async def resolve(self, name, reference):
-        """The digest a tag or digest reference names; ManifestUnknown when there is none."""
-        if is_digest(reference):
-            parse_digest(reference)
-            return reference
-        digest = await self.collections.manifests.resolve_tag(name, reference)
-        if digest is None:
-            raise ManifestUnknown(tag=reference)
-        return digest
+    async def manifest(self, name, reference, with_content=True):
+        """``{digest, media_type, size[, content]}`` of the manifest a tag or digest names, read fresh: by tag
+        the tag alone (it carries the rest; a tag exists only while its manifest does), by digest the
+        manifest's document. The bytes come from memory when they are there: they are the digest's, never
+        stale. A repository that does not exist is told apart only when nothing was found."""
+        try:
+            if is_digest(reference):
+                parse_digest(reference)
+                doc = await self.collections.manifests.get(name, reference, with_content=False)
+                if doc is None:
+                    raise ManifestUnknown(digest=reference)
+            else:
+                doc = await self.collections.manifests.resolve_tag(name, reference)
+                if doc is None:
+                    raise ManifestUnknown(tag=reference)
+        except ManifestUnknown:
+            await self.require_repository(name)
+            raise
+        found = {"digest": doc["digest"], "media_type": doc["media_type"], "size": doc["size"]}
+        if with_content:
+            found["content"] = self.manifest_bytes.get(doc["digest"]) or await self._manifest_content(
+                name, doc["digest"])
+        return found
 
-    async def manifest(self, name, reference):
-        await self.require_repository(name)
-        digest = await self.resolve(name, reference)
-        doc = await self.collections.manifests.get(name, digest)
-        if doc is None:
+    async def _manifest_content(self, name, digest):
+        stored = await self.collections.manifests.get(name, digest)
+        if stored is None:
             raise ManifestUnknown(digest=digest)
-        return doc
+        return self.manifest_bytes.put(digest, bytes(stored["content"]))
 
     async def put_manifest(self, name, reference, content, content_type, tags=(), sparse=False, operator=None):
         """Validate and store a manifest under its digest, tagged with ``reference`` when that is a tag
@@ -179,8 +200,10 @@ class RegistryService:
         async def store(session):
             created = stored is None and await self.collections.manifests.put(
                 name, project["_id"], parsed, content, sparse, session=session)
+            if stored is not None and tags and not await self.collections.manifests.hold(name, parsed.digest, session):
+                raise ManifestVanished()
             for tag in tags:
-                await self.collections.manifests.set_tag(name, tag, parsed.digest, session=session)
+                await self.collections.manifests.set_tag(name, tag, parsed, len(content), session=session)
             if tags or parsed.subject:
                 await self.collections.events.emit("PUSH_ARTIFACT", project, push_event_data(
                     name, tags, parsed, len(content)), operator, session=session)
@@ -188,6 +211,8 @@ class RegistryService:
 
         try:
             created = await self.collections.transaction(store)
+        except ManifestVanished:  # deleted since it was looked at: store it again as new
+            return await self.put_manifest(name, reference, content, content_type, tags, sparse, operator)
         except BaseException:
             if stored is None:
                 await self.release(project["_id"], parsed.digest)

@@ -106,10 +106,12 @@ class AvatarUpload:
 
 
 class UserService:
-    def __init__(self, collections, blob_store, auth):
+    def __init__(self, collections, blob_store, auth, accounts):
         self.collections = collections
         self.blob_store = blob_store
         self.auth = auth
+        # Registry requests' view of accounts (services.access.LiveAccounts): told at once of changes here.
+        self.accounts = accounts
 
     async def get(self, user_id):
         user = await self.collections.users.get(user_id)
@@ -160,6 +162,7 @@ class UserService:
             if _stays_admin(user) and not _stays_admin({**user, **fields}):
                 await self._refuse_if_last_admin()
             updated = await self.collections.users.update(user_id, changes)
+        self.accounts.forget_user(user_id)
         if fields.get("disabled") or "password" in fields:
             await self.collections.sessions.revoke_for_user(user_id,
                                                             keep=keep_session if user_id == admin["_id"] else None)
@@ -191,6 +194,7 @@ class UserService:
             if _stays_admin(user):
                 await self._refuse_if_last_admin()
             await self.collections.users.delete(user_id)
+        self.accounts.forget_user(user_id)
         await self.collections.sessions.revoke_for_user(user_id)
         await self.collections.pats.revoke_for_user(user_id)
         if user.get("avatar"):

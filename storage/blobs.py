@@ -1,4 +1,9 @@
-"""Committed blobs (one document per digest) and their links to repositories."""
+"""Committed blobs (one document per digest) and their links to repositories.
+
+A link carries the blob's size and storage ref (copied when it is made; a blob's ref never changes
+while a link to it exists, since the garbage collector deletes only unlinked blobs), so a blob read
+finds everything in the one document that also proves the link.
+"""
 
 from pymongo import ReturnDocument
 
@@ -32,10 +37,12 @@ class Blobs:
         return before is None
 
     async def link(self, repo, project_id, digest):
-        """Link ``digest`` into ``repo``; True when the link is new."""
+        """Link ``digest`` (a stored blob) into ``repo``; True when the link is new."""
+        blob = await self.get(digest)
         result = await self.links.update_one(
             {"repo": repo, "digest": digest},
-            {"$setOnInsert": {"project_id": project_id, "created_at": utcnow()}}, upsert=True)
+            {"$setOnInsert": {"project_id": project_id, "created_at": utcnow(), "size": blob["size"],
+                              "ref": blob["ref"]}}, upsert=True)
         return result.upserted_id is not None
 
     async def in_project(self, project_id, digest):
@@ -45,10 +52,9 @@ class Blobs:
         return await self.links.find_one({"repo": repo, "digest": digest}, {"_id": 1}) is not None
 
     async def linked(self, repo, digest):
-        """The blob's document when it is linked to ``repo``, else None."""
-        if not await self.is_linked(repo, digest):
-            return None
-        return await self.get(digest)
+        """``{_id, size, ref}`` of the blob when it is linked to ``repo``, else None (one round trip)."""
+        link = await self.links.find_one({"repo": repo, "digest": digest}, {"size": 1, "ref": 1})
+        return {"_id": digest, "size": link["size"], "ref": link["ref"]} if link else None
 
     async def repositories_linking(self, digest, limit):
         return [doc["repo"] for doc in await self.links.find({"digest": digest}, {"repo": 1}).limit(limit).to_list(None)]

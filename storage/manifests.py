@@ -39,8 +39,16 @@ class Manifests:
     async def exists(self, repo, digest):
         return await self.collection.find_one({"repo": repo, "digest": digest}, {"_id": 1}) is not None
 
-    async def get(self, repo, digest):
-        return await self.collection.find_one({"repo": repo, "digest": digest})
+    async def get(self, repo, digest, with_content=True):
+        return await self.collection.find_one({"repo": repo, "digest": digest},
+                                              None if with_content else {"content": 0})
+
+    async def hold(self, repo, digest, session):
+        """Inside a transaction, mark the manifest as in use (tagged now): False when it is gone, and a
+        delete running at the same time conflicts with this write instead of slipping past it."""
+        result = await self.collection.update_one({"repo": repo, "digest": digest},
+                                                  {"$set": {"tagged_at": utcnow()}}, session=session)
+        return result.matched_count == 1
 
     async def existing_digests(self, repo, digests):
         return set(await self.collection.distinct("digest", {"repo": repo, "digest": {"$in": list(digests)}}))
@@ -83,16 +91,20 @@ class Manifests:
         return await self.tags.count_documents({"repo": {"$in": list(repos)}})
 
     async def delete_for_repos(self, repos):
-        await self.collection.delete_many({"repo": {"$in": list(repos)}})
+        # Tags first: a tag never points at a manifest that is gone.
         await self.tags.delete_many({"repo": {"$in": list(repos)}})
+        await self.collection.delete_many({"repo": {"$in": list(repos)}})
 
-    async def set_tag(self, repo, tag, digest, session=None):
+    async def set_tag(self, repo, tag, parsed, size, session=None):
+        """Point ``tag`` at a stored manifest; the tag carries its media type and size, so a read by tag
+        needs only the tag (a tag exists only while its manifest does)."""
         await self.tags.update_one({"repo": repo, "tag": tag},
-                                   {"$set": {"digest": digest, "updated_at": utcnow()}}, upsert=True, session=session)
+                                   {"$set": {"digest": parsed.digest, "media_type": parsed.media_type, "size": size,
+                                             "updated_at": utcnow()}}, upsert=True, session=session)
 
     async def resolve_tag(self, repo, tag):
-        doc = await self.tags.find_one({"repo": repo, "tag": tag})
-        return doc["digest"] if doc else None
+        """The tag's ``{digest, media_type, size}``, or None."""
+        return await self.tags.find_one({"repo": repo, "tag": tag}, {"digest": 1, "media_type": 1, "size": 1})
 
     async def list_tags(self, repo, last=None, limit=None):
         query = {"repo": repo}

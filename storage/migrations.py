@@ -41,9 +41,33 @@ async def retire_unfanned_events(db):
                                               "data": "$payload", "expire_at": "$created_at"}}])
 
 
+async def copy_blob_refs_into_links(db):
+    """Version 3: a link carries its blob's size and ref, so a blob read is one round trip."""
+    blobs = db["blobs"]
+    async for link in db["repository_blobs"].find({"ref": {"$exists": False}}, {"digest": 1}):
+        blob = await blobs.find_one({"_id": link["digest"]}, {"size": 1, "ref": 1})
+        if blob is not None:
+            await db["repository_blobs"].update_one({"_id": link["_id"]},
+                                                    {"$set": {"size": blob["size"], "ref": blob["ref"]}})
+
+
+async def copy_manifest_types_into_tags(db):
+    """Version 4: a tag carries its manifest's media type and size, so a read by tag is one round trip."""
+    manifests = db["manifests"]
+    async for tag in db["tags"].find({"media_type": {"$exists": False}}, {"repo": 1, "digest": 1}):
+        manifest = await manifests.find_one({"repo": tag["repo"], "digest": tag["digest"]}, {"media_type": 1, "size": 1})
+        if manifest is None:  # a tag left by a manifest deleted before tags went with their manifests
+            await db["tags"].delete_one({"_id": tag["_id"]})
+        else:
+            await db["tags"].update_one({"_id": tag["_id"]}, {"$set": {"media_type": manifest["media_type"],
+                                                                       "size": manifest["size"]}})
+
+
 MIGRATIONS = [
     (1, fold_usernames),
     (2, retire_unfanned_events),
+    (3, copy_blob_refs_into_links),
+    (4, copy_manifest_types_into_tags),
 ]
 LATEST = MIGRATIONS[-1][0]
 

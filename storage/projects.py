@@ -78,6 +78,9 @@ class Projects:
             return None
         return [doc["_id"] for doc in await self.collection.find(visibility.query(), {"_id": 1}).to_list(None)]
 
+    async def named(self, names):
+        return await self.collection.find({"name": {"$in": list(names)}}, {"name": 1}).to_list(None)
+
     async def owned_by(self, owner_id):
         return await self.collection.find({"owner_id": owner_id}, {"_id": 1}).to_list(None)
 

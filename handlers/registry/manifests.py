@@ -31,7 +31,7 @@ class ManifestHandler(RegistryHandler):
         await self.get(name, reference, send_body=False)
 
     async def get(self, name, reference, send_body=True):
-        doc = await self.registry.manifest(name, reference)
+        doc = await self.registry.manifest(name, reference, with_content=send_body)
         if not accepts(self.request.headers.get("Accept"), doc["media_type"]):
             raise RegistryError("MANIFEST_UNKNOWN",
                                 f"manifest is {doc['media_type']}, which the Accept header excludes",
