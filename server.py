@@ -21,19 +21,28 @@ from storage.blobstore import StorageUnavailable
 
 log = logging.getLogger("cyp.server")
 
-M_ARENA_MAX = -8  # glibc mallopt parameter
+M_ARENA_MAX = -8  # glibc mallopt parameters
+M_MMAP_THRESHOLD = -3
 
 
-def limit_malloc_arenas(arenas=2):
-    """Cap glibc's per-thread malloc arenas (MALLOC_ARENA_MAX) before any thread starts.
+def tune_malloc(arenas=2, mmap_threshold=1024 * 1024):
+    """Bound glibc malloc's hold on freed memory, before any thread starts.
 
-    The executor, actor and driver threads would each grow an arena of their own and keep its
-    freed memory; with two, peak RSS under a 1 GiB S3 push fell from 147 to 130 MB.
+    - Per-thread arenas (MALLOC_ARENA_MAX): the executor, actor and driver threads would each grow an
+      arena of their own and keep its freed memory; with two, peak RSS under a 1 GiB S3 push fell
+      from 147 to 130 MB.
+    - A fixed mmap threshold (MALLOC_MMAP_THRESHOLD_): buffers of 1 MiB and more (upload parts,
+      GridFS batches) are mapped and given back when freed. glibc's default raises the threshold to
+      the largest buffer freed, after which such buffers come from the heap and stay resident: an
+      S3 push of 256 MiB left the process at 144 MB, 90 MB with the fixed threshold.
+    An operator's own MALLOC_* setting wins.
     """
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
     try:
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
+        libc = ctypes.CDLL(None)
+        if "MALLOC_ARENA_MAX" not in os.environ:
+            libc.mallopt(M_ARENA_MAX, arenas)
+        if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+            libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
 
@@ -84,7 +93,7 @@ def worker_start(args):
 
 
 def main(argv=None):
-    limit_malloc_arenas()
+    tune_malloc()
     args = parse_args(argv)
     if getattr(args, "worker_pipe", None) is not None:
         config, sockets, hint = worker_start(args)

@@ -2,12 +2,16 @@
 
 - units, test layers and digests: PIECE, MB, mb_per_s, write_test_layer, file_pieces, sha256_digest;
 - child processes: Children (own process group each, log files, stop in reverse order), free_port,
-  peak_rss_mb, reset_peak_rss, cpu_seconds, machine_cpu_ticks, wait_until_ready;
+  peak_rss_mb, reset_peak_rss, cpu_seconds, machine_cpu_ticks, wait_until_ready; a server's
+  processes (supervisor and workers): process_tree, tree_peak_rss_mb, tree_cpu_seconds, CpuMeter;
 - servers on loopback: start_secantusdb, start_moto (S3Server), start_cyp (a fresh server.py with its
   own database and storage, a random admin password and the project `bench`), start_reference
   (Debian's /usr/bin/docker-registry, filesystem storage in the run dir);
 - the registry API as a client: RegistrySession (the Docker token flow), http_push_blob,
-  http_pull_blob, manifest_digest, check_blob; the management API: api_login, create_cyp_project;
+  http_pull_blob (timing the first byte too, with FirstByte), manifest_digest, check_blob; the
+  management API: api_login, create_cyp_project;
+- a small image pushed over HTTP: push_small_image (SmallImage), write_file_blob;
+- hey (Debian): run_hey, parse_hey;
 - skopeo: write_skopeo_policy, build_oci_layout, skopeo_copy;
 - a run: bench_run (temp dir, children, time limit, cleanup on error, Ctrl-C and SIGTERM),
   bench_main, the shared command-line options, print_table.
@@ -21,6 +25,7 @@ import json
 import os
 import random
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -42,6 +47,7 @@ from botocore.config import Config as BotoConfig
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_REGISTRY = "/usr/bin/docker-registry"
 SKOPEO = "/usr/bin/skopeo"
+HEY = "/usr/bin/hey"
 
 PIECE = 1 << 20  # every read and write moves 1 MiB
 MB = 1e6
@@ -181,6 +187,68 @@ def machine_cpu_ticks():
 def reset_peak_rss(pid):
     """Start the process's VmHWM again from its current RSS (Linux: 5 into /proc/PID/clear_refs)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def process_tree(pid):
+    """pid and its descendants (a server with workers is a supervisor and its worker processes)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += parents.get(current, [])
+    return sorted(tree)
+
+
+def tree_peak_rss_mb(pid):
+    """{pid: peak RSS in MB} of pid and each of its descendants."""
+    peaks = {}
+    for member in process_tree(pid):
+        try:
+            peaks[member] = peak_rss_mb(member)
+        except OSError:  # it ended meanwhile
+            pass
+    return peaks
+
+
+def tree_cpu_seconds(pids):
+    """CPU seconds the live processes among pids have used."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:  # a worker that ended (and was restarted) meanwhile
+            pass
+    return total
+
+
+class CpuMeter:
+    """CPU seconds of the named groups of processes, the bench itself, its waited children (hey) and the
+    machine's busy share, from construction to read()."""
+
+    def __init__(self, pids):
+        self.pids = pids  # name: [pid, ...]
+        self.start = self.sample()
+
+    def sample(self):
+        own = os.times()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ({name: tree_cpu_seconds(pids) for name, pids in self.pids.items()},
+                own.user + own.system, children.ru_utime + children.ru_stime, machine_cpu_ticks())
+
+    def read(self):
+        procs, own, waited, (busy, total) = self.sample()
+        procs0, own0, waited0, (busy0, total0) = self.start
+        result = {f"{name}_cpu_s": procs[name] - procs0[name] for name in procs}
+        result.update(bench_cpu_s=own - own0, hey_cpu_s=waited - waited0,
+                      machine_cpu_busy=(busy - busy0) / max(total - total0, 1))
+        return result
 
 
 # ------------------------------------------------------- child processes
@@ -526,17 +594,32 @@ def http_push_blob(session, repo, layer):
     return time.perf_counter() - start
 
 
+class FirstByte:
+    """Passes pieces through, noting when the first one came (perf_counter seconds)."""
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+        self.at = None
+
+    def __iter__(self):
+        for piece in self.pieces:
+            if self.at is None:
+                self.at = time.perf_counter()
+            yield piece
+
+
 def http_pull_blob(session, repo, layer):
-    """Stream the blob, hashing as it arrives; return seconds."""
+    """Stream the blob, hashing as it arrives; return (seconds, seconds until its first byte)."""
     start = time.perf_counter()
     with session.http.get(
         session.url(f"/v2/{repo}/blobs/{layer.digest}"), stream=True, timeout=HTTP_TIMEOUT
     ) as resp:
         expect_status(resp, 200, "blob download")
-        got = sha256_digest(resp.iter_content(PIECE))
+        pieces = FirstByte(resp.iter_content(PIECE))
+        got = sha256_digest(pieces)
     seconds = time.perf_counter() - start
     check_digest(f"raw-HTTP pull from {session.registry.name}", got, layer.digest)
-    return seconds
+    return seconds, pieces.at - start
 
 
 def registry_head(registry, repo, path, headers=None):
@@ -559,6 +642,84 @@ def check_blob(registry, repo, layer):
     size = registry_head(registry, repo, f"blobs/{layer.digest}").headers.get("Content-Length")
     if size != str(layer.size):
         raise BenchError(f"{registry.name}: blob {layer.digest} in {repo} has {size} bytes, not {layer.size}")
+
+
+def write_file_blob(path, data):
+    """data written to path; its Layer."""
+    path.write_bytes(data)
+    return Layer(path, sha256_digest([data]), len(data))
+
+
+@dataclass
+class SmallImage:
+    """An image pushed by push_small_image: its manifest's bytes, its layer, and the Authorization
+    header value a client of its repository holds (None: the registry asks for none)."""
+    manifest: bytes
+    layer: Layer
+    authorization: str | None
+
+
+def push_small_image(registry, run_dir, repo, layer_data, tag=None):
+    """Push a one-layer image whose layer is layer_data into repo (and tag it when asked); its SmallImage."""
+    name = registry.name
+    layer = write_file_blob(run_dir / f"small-layer-{name}.bin", layer_data)
+    config = write_file_blob(run_dir / f"small-config-{name}.json", json.dumps({
+        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
+    }).encode())
+    session = RegistrySession(registry)
+    session.authorize(f"repository:{repo}:pull,push")
+    for blob in (config, layer):
+        http_push_blob(session, repo, blob)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.digest,
+                   "size": config.size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.digest,
+                    "size": layer.size}],
+    }).encode()
+    if tag:
+        resp = session.http.put(session.url(f"/v2/{repo}/manifests/{tag}"), data=manifest,
+                                headers={"Content-Type": OCI_MANIFEST}, timeout=HTTP_TIMEOUT)
+        expect_status(resp, 201, f"push {repo}:{tag}")
+    return SmallImage(manifest, layer, session.http.headers.get("Authorization"))
+
+
+# ------------------------------------------------------------------- hey
+
+
+def parse_hey(text):
+    """The numbers of hey's summary: req/s, statuses, errors, latencies in ms."""
+    def number(pattern):
+        match = re.search(pattern, text)
+        return float(match.group(1)) if match else None
+
+    statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
+    errors_part = text.split("Error distribution:", 1)[1] if "Error distribution:" in text else ""
+    errors = sum(int(n) for n in re.findall(r"^\s*\[(\d+)\]", errors_part, re.MULTILINE))
+    total_s = number(r"Total:\s+([\d.]+) secs")
+    ok = sum(count for code, count in statuses.items() if 200 <= code < 300)
+    return {
+        "hey_req_per_s": number(r"Requests/sec:\s+([\d.]+)"), "total_s": total_s,
+        "ok_per_s": ok / total_s if total_s else None, "ok": ok,
+        "non_2xx": sum(count for code, count in statuses.items() if not 200 <= code < 300),
+        "errors": errors, "statuses": statuses,
+        "p50_ms": 1000 * v if (v := number(r"50% in ([\d.]+) secs")) is not None else None,
+        "p99_ms": 1000 * v if (v := number(r"99% in ([\d.]+) secs")) is not None else None,
+        "mean_ms": 1000 * v if (v := number(r"Average:\s+([\d.]+) secs")) is not None else None,
+    }
+
+
+def run_hey(argv):
+    """Run hey with argv; its parsed summary, with "started" and "ended" (epoch seconds)."""
+    if not Path(HEY).exists():
+        raise BenchError(f"{HEY} not found (apt-get install hey)")
+    started = time.time()
+    done = subprocess.run([HEY, *argv], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          check=False, timeout=600)
+    ended = time.time()
+    if done.returncode != 0 or "Summary:" not in done.stdout:
+        raise BenchError(f"hey failed ({done.returncode}): {done.stderr[-1000:]}")
+    return {**parse_hey(done.stdout), "started": started, "ended": ended}
 
 
 # ---------------------------------------------------------------- skopeo
@@ -743,8 +904,8 @@ def add_limit_options(parser, default_time_limit=DEFAULT_TIME_LIMIT_S):
 
 
 def check_common_args(parser, args):
-    """Exit with a usage error on a --size-mib or --time-limit below 1; return args."""
-    if args.size_mib < 1:
+    """Exit with a usage error on a --size-mib (where the bench has one) or --time-limit below 1; return args."""
+    if getattr(args, "size_mib", 1) < 1:
         parser.error("--size-mib must be at least 1")
     if args.time_limit < 1:
         parser.error("--time-limit must be at least 1")

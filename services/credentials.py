@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 
 from bson import Binary
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -45,8 +43,18 @@ def load_key(config):
 
 
 class CredentialBox:
+    """AES-256-GCM under one key; the cipher library is loaded when something is first sealed or opened."""
+
     def __init__(self, key):
-        self.aead = AESGCM(key)
+        self.key = key
+        self._aead = None
+
+    @property
+    def aead(self):
+        if self._aead is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            self._aead = AESGCM(self.key)
+        return self._aead
 
     def seal(self, credentials, bound_to):
         nonce = os.urandom(NONCE_BYTES)
@@ -54,6 +62,8 @@ class CredentialBox:
         return {"nonce": Binary(nonce), "sealed": Binary(sealed)}
 
     def open(self, record, bound_to):
+        from cryptography.exceptions import InvalidTag
+
         try:
             plain = self.aead.decrypt(bytes(record["nonce"]), bytes(record["sealed"]), bound_to.encode())
         except (InvalidTag, KeyError, TypeError):

@@ -11,6 +11,9 @@ By default only globally routable unicast addresses are reachable: loopback, lin
 shared, multicast and reserved ranges are refused. The setting ``outbound_allowed_networks`` admits
 networks (internal registries); ``outbound_denied_networks`` refuses more, and wins over the
 allowlist, as the cloud metadata addresses always do.
+
+aiohttp is imported when the first outbound request is made: a process that never makes one does
+not carry it.
 """
 import asyncio
 import contextlib
@@ -18,11 +21,6 @@ import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass, field
-
-import aiohttp
-from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import ThreadedResolver
-from yarl import URL
 
 MAX_REDIRECTS = 5
 # Cloud metadata services: refused even when an allowed network holds them.
@@ -75,12 +73,16 @@ def _literal_address(host):
     return None
 
 
-class GuardedResolver(AbstractResolver):
-    """Resolves with ``inner`` and keeps only the addresses the policy admits; none left refuses the host."""
+class GuardedResolver:
+    """Resolves with ``inner`` (aiohttp's threaded resolver by default) and keeps only the addresses the
+    policy admits; none left refuses the host. It is the connector's resolver (aiohttp's resolver interface)."""
 
     def __init__(self, policy, inner=None):
+        if inner is None:
+            from aiohttp.resolver import ThreadedResolver
+            inner = ThreadedResolver()
         self.policy = policy
-        self.inner = inner or ThreadedResolver()
+        self.inner = inner
 
     async def resolve(self, host, port=0, family=socket.AF_INET):
         results = await self.inner.resolve(host, port, family)
@@ -110,6 +112,8 @@ class OutboundClient:
     @property
     def session(self):
         if self._session is None:
+            import aiohttp
+
             connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy, self.resolver),
                                              limit=100, ttl_dns_cache=None, use_dns_cache=False)
             # trust_env stays off: a proxy from the environment would connect on our behalf, past the guard.
@@ -118,6 +122,8 @@ class OutboundClient:
 
     def check_url(self, url):
         """Refuse a URL the guard would refuse, before any connection: literal addresses and odd schemes."""
+        from yarl import URL
+
         url = URL(url)
         if url.scheme not in ("http", "https") or not url.host:
             raise OutboundRefused(f"{url} is not an http or https URL")
@@ -132,7 +138,7 @@ class OutboundClient:
         if literal is not None:
             self.policy.check(host, literal)
             return
-        resolver = GuardedResolver(self.policy, self.resolver or ThreadedResolver())
+        resolver = GuardedResolver(self.policy, self.resolver)
         try:
             await resolver.resolve(host, 0, socket.AF_UNSPEC)
         except OSError as exc:
@@ -143,7 +149,13 @@ class OutboundClient:
 
     @contextlib.asynccontextmanager
     async def request(self, method, url, headers=None, verify=True, follow_redirects=False, timeout=None, **kwargs):
-        """An aiohttp response, following redirects (each hop guarded) when asked; the caller reads it inside."""
+        """An aiohttp response, following redirects (each hop guarded) when asked; the caller reads it inside.
+        ``timeout``: seconds for the whole exchange (None: aiohttp's default)."""
+        from yarl import URL
+
+        if timeout is not None:
+            import aiohttp
+            timeout = aiohttp.ClientTimeout(total=timeout)
         headers = dict(headers or {})
         ssl_context = self.verified if verify else self.unverified
         for _ in range(MAX_REDIRECTS + 1):
@@ -173,5 +185,7 @@ class OutboundClient:
 
 
 def is_network_error(exc):
+    import aiohttp
+
     return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, OSError)) and not isinstance(
         exc, aiohttp.ClientResponseError)

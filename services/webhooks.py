@@ -17,7 +17,6 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiohttp
 import jsonschema
 
 from services.access import can_write
@@ -330,7 +329,7 @@ class WebhookSender:
         try:
             async with self.outbound.request("POST", webhook["url"], headers=headers,
                                              data=delivery["body"].encode(),
-                                             timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
+                                             timeout=self.timeout) as response:
                 excerpt = await response.content.read(RESPONSE_EXCERPT_BYTES)
                 outcome.update(status=response.status, response={
                     "headers": dict(response.headers), "body": excerpt.decode("utf-8", "replace")},

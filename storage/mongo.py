@@ -4,6 +4,8 @@ Every write is durable before it is acknowledged: both clients default to ``w: "
 (the journal, on every member that counts). The one exception is bulk blob data (GridFS chunks),
 written with ``BULK_DATA`` and covered by the durable write that commits it.
 """
+import asyncio
+import logging
 import os
 
 import pymongo
@@ -25,6 +27,8 @@ from storage.uploads import Uploads
 from storage.users import Users
 from storage.webhooks import Webhooks
 
+log = logging.getLogger("cyp.storage")
+
 DURABLE = WriteConcern(w="majority", j=True)
 # SecantusDB 0.7.0b3 commits a transaction without flushing its journal even under j: true (a kill -9
 # right after loses it, 8 of 8 times); a journaled single write right after the commit flushes it. On
@@ -33,11 +37,18 @@ JOURNAL_MARK = {"_id": f"journal-mark:{os.getpid()}"}
 BULK_DATA = WriteConcern(w=1, j=False)
 # A request waits this long for an unreachable database before it is answered 503.
 SERVER_SELECTION_MS = 2000
+# SecantusDB 0.7.0b3 rolls back the transaction of a client that died mid-way (a node killed with
+# SIGKILL) only when another transaction statement arrives after it has idled 60 s; until then its
+# snapshot and uncommitted writes stay pinned, and a large one stalls the whole server (every command
+# waits). Each process starts a tiny transaction this often, so such a transaction ends within about
+# 75 s. On MongoDB (which reaps them itself) it is one more small write.
+ABANDONED_TRANSACTION_SWEEP_SECONDS = 15
 
 
 def _options(listeners):
     return {"serverSelectionTimeoutMS": SERVER_SELECTION_MS, "connectTimeoutMS": SERVER_SELECTION_MS,
-            "tz_aware": True, "w": DURABLE.document["w"], "journal": True, "event_listeners": list(listeners)}
+            "tz_aware": True, "w": DURABLE.document["w"], "journal": True,
+            "event_listeners": list(listeners)}
 
 
 def create_client(uri, listeners=()):
@@ -96,6 +107,26 @@ class Collections:
 
     async def ping(self):
         await self.db.command("ping")
+
+    async def end_abandoned_transactions_forever(self):
+        """The tiny transaction of ABANDONED_TRANSACTION_SWEEP_SECONDS: a write first, with no read before
+        it, so it reaches the server's sweep even while plain commands are stuck."""
+        async def touch(session):
+            await self.meta.collection.update_one(JOURNAL_MARK, {"$inc": {"sweeps": 1}}, upsert=True,
+                                                  session=session)
+
+        async def sweep():
+            async with self.db.client.start_session() as session:
+                await session.with_transaction(touch, write_concern=DURABLE)
+
+        while True:
+            await asyncio.sleep(ABANDONED_TRANSACTION_SWEEP_SECONDS)
+            try:
+                # Bounded: one stuck behind a stalled server must not hold back the next, which (on a
+                # new connection) is the one that ends the abandoned transaction once it is old enough.
+                await asyncio.wait_for(sweep(), ABANDONED_TRANSACTION_SWEEP_SECONDS)
+            except (pymongo.errors.PyMongoError, asyncio.TimeoutError) as exc:
+                log.warning("the periodic transaction failed: %r", exc)
 
     async def transaction(self, work):
         """Run ``await work(session)`` in one durable transaction (retried on transient conflicts), so a

@@ -1,9 +1,12 @@
 """Durable before acknowledged: an answer that says something is stored survives the database being
 killed the moment after, and every write that backs such an answer asks MongoDB for the journal."""
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 
+import pymongo
 import pytest
 import requests
 from pymongo import monitoring
@@ -190,3 +193,34 @@ def test_with_the_database_down_requests_answer_503_with_retry_after_within_3_se
     body = response.json()
     assert body.get("code") == 50003 or body["errors"][0]["code"] == "UNAVAILABLE", body
     assert elapsed < 3
+
+
+HOLD_A_TRANSACTION = """
+import sys, time, pymongo
+client = pymongo.MongoClient(sys.argv[1])
+held = client[sys.argv[2]]["held"]
+with client.start_session() as session:
+    session.start_transaction()
+    held.update_one({"_id": "doc"}, {"$set": {"by": "the dead transaction"}}, session=session)
+    print("holding", flush=True)
+    time.sleep(3600)
+"""
+
+
+def test_a_transaction_left_open_by_a_killed_process_is_ended_so_its_writes_stop_blocking(killable):
+    mongo, server = killable
+    client = pymongo.MongoClient(mongo.uri, socketTimeoutMS=5000)
+    held = client[server.db_name]["held"]
+    held.insert_one({"_id": "doc", "by": "nobody"})
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_A_TRANSACTION, mongo.uri, server.db_name],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    holder.kill()
+    holder.wait()
+
+    # Left alone past the server's 60 s limit for an idle transaction; the registry's periodic
+    # transaction (every 15 s) is what lets SecantusDB act on that limit.
+    time.sleep(80)
+    assert held.update_one({"_id": "doc"}, {"$set": {"by": "a live client"}}).modified_count == 1
+    assert held.find_one({"_id": "doc"})["by"] == "a live client"
+    client.close()

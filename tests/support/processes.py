@@ -94,7 +94,7 @@ class RegistryServer:
             try:
                 if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
                 pass
             time.sleep(0.2)
         raise RuntimeError("server did not become healthy")
