@@ -72,10 +72,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
     # --- fan-out ---------------------------------------------------------------------------------
 
     def _fan_out(self):
-        for _ in range(EVENTS_PER_TICK):
-            event = self.events.claim_pending(EVENT_LEASE_SECONDS)
-            if event is None:
-                return
+        for event in self.events.claim_pending(EVENT_LEASE_SECONDS, EVENTS_PER_TICK):
             docs = []
             for webhook in self.webhooks.subscribed(event.get("project_id"), event["type"]):
                 if not matches(webhook, event):
@@ -94,21 +91,32 @@ class DeliveryDispatcher(pykka.ThreadingActor):
     def _busy(self):
         return {webhook for webhook, count in self.in_flight.items() if count >= self.per_endpoint}
 
+    def _room(self):
+        return self.capacity - sum(self.in_flight.values())
+
     def _send_due(self):
-        while sum(self.in_flight.values()) < self.capacity:
-            delivery = self.deliveries.claim_due(self.owner, self.timeout + SEND_LEASE_MARGIN_SECONDS, self._busy())
-            if delivery is None:
+        while self._room() > 0:
+            claimed = False
+            for delivery in self.deliveries.claim_due(self.owner, self.timeout + SEND_LEASE_MARGIN_SECONDS,
+                                                      self._busy, self._room()):
+                claimed = True
+                self._send(delivery)
+                if self._room() <= 0:
+                    break
+            if not claimed:
                 return
-            webhook = self.webhooks.get(delivery["webhook_id"])
-            if webhook is None or not webhook.get("enabled"):
-                self.deliveries.give_up(delivery, "the webhook was deleted or disabled", self.retention)
-                continue
-            self.in_flight[webhook["_id"]] = self.in_flight.get(webhook["_id"], 0) + 1
-            future = self.sender.start(delivery, webhook)
-            future.add_done_callback(lambda done, d=delivery, w=webhook: self.actor_ref.tell(
-                ("sent", d, w, done.result() if not done.cancelled() and done.exception() is None
-                 else {"error": "dispatcher stopped" if done.cancelled() else type(done.exception()).__name__,
-                       "status": None})))
+
+    def _send(self, delivery):
+        webhook = self.webhooks.get(delivery["webhook_id"])
+        if webhook is None or not webhook.get("enabled"):
+            self.deliveries.give_up(delivery, "the webhook was deleted or disabled", self.retention)
+            return
+        self.in_flight[webhook["_id"]] = self.in_flight.get(webhook["_id"], 0) + 1
+        future = self.sender.start(delivery, webhook)
+        future.add_done_callback(lambda done, d=delivery, w=webhook: self.actor_ref.tell(
+            ("sent", d, w, done.result() if not done.cancelled() and done.exception() is None
+             else {"error": "dispatcher stopped" if done.cancelled() else type(done.exception()).__name__,
+                   "status": None})))
 
     def _record(self, delivery, webhook, outcome):
         self.in_flight[webhook["_id"]] -= 1

@@ -9,10 +9,10 @@ Ended deliveries expire (TTL) after the retention period.
 import datetime
 import uuid
 
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from storage.clock import utcnow
+from storage.leases import claim
 
 PENDING, SENDING, SUCCEEDED, FAILED = "pending", "sending", "succeeded", "failed"
 # Attempts kept on a delivery (the schedule has ten; redeliveries are deliveries of their own).
@@ -84,17 +84,19 @@ class SyncDeliveries:
             except DuplicateKeyError:
                 pass
 
-    def claim_due(self, owner, lease_seconds, busy_webhooks):
-        """One delivery due now (or abandoned by a dispatcher that died), leased to ``owner``; deliveries of
-        the webhooks in ``busy_webhooks`` are left for later."""
+    def claim_due(self, owner, lease_seconds, busy_webhooks, limit):
+        """Up to ``limit`` deliveries due now (or abandoned by a dispatcher that died), earliest first, each
+        leased to ``owner`` as it is taken; a delivery of a webhook in ``busy_webhooks()`` (asked at that
+        moment) is left for later."""
         now = utcnow()
-        return self.collection.find_one_and_update(
-            {"$or": [{"status": PENDING, "next_attempt_at": {"$lte": now}},
-                     {"status": SENDING, "lease_until": {"$lt": now}}],
-             "webhook_id": {"$nin": list(busy_webhooks)}},
-            {"$set": {"status": SENDING, "lease_token": f"{owner}:{uuid.uuid4().hex}",
-                      "lease_until": now + datetime.timedelta(seconds=lease_seconds)}},
-            sort=[("next_attempt_at", 1)], return_document=ReturnDocument.AFTER)
+        return claim(self.collection,
+                     {"$or": [{"status": PENDING, "next_attempt_at": {"$lte": now}},
+                              {"status": SENDING, "lease_until": {"$lt": now}}],
+                      "webhook_id": {"$nin": list(busy_webhooks())}},
+                     [("next_attempt_at", 1)], limit,
+                     lambda: {"$set": {"status": SENDING, "lease_token": f"{owner}:{uuid.uuid4().hex}",
+                                       "lease_until": now + datetime.timedelta(seconds=lease_seconds)}},
+                     fields=("webhook_id",), accept=lambda candidate: candidate["webhook_id"] not in busy_webhooks())
 
     def next_due(self):
         """When the earliest pending delivery is due, or None."""

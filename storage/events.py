@@ -8,9 +8,8 @@ dispatched event expires (TTL) after the retention period.
 import datetime
 import uuid
 
-from pymongo import ReturnDocument
-
 from storage.clock import utcnow
+from storage.leases import claim
 
 PENDING, DISPATCHED = "pending", "dispatched"
 
@@ -59,13 +58,14 @@ class SyncEvents:
         self.collection.insert_one(doc, session=session)
         return doc
 
-    def claim_pending(self, lease_seconds):
-        """One pending event no other dispatcher is fanning out right now, leased to the caller."""
+    def claim_pending(self, lease_seconds, limit):
+        """Up to ``limit`` pending events no other dispatcher is fanning out right now, oldest first, each
+        leased to the caller as it is taken."""
         now = utcnow()
-        return self.collection.find_one_and_update(
-            {"status": PENDING, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
-            {"$set": {"lease_until": now + datetime.timedelta(seconds=lease_seconds)}},
-            sort=[("occurred_at", 1)], return_document=ReturnDocument.AFTER)
+        return claim(self.collection,
+                     {"status": PENDING, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
+                     [("occurred_at", 1)], limit,
+                     lambda: {"$set": {"lease_until": now + datetime.timedelta(seconds=lease_seconds)}})
 
     def dispatched(self, event, retention_seconds):
         self.collection.update_one({"_id": event["_id"]}, {"$set": {
