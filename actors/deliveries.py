@@ -9,6 +9,7 @@ event loop (never blocking this thread); its outcome comes back as a message, an
 what comes next: success, a retry on the schedule (or after the receiver's Retry-After), or the end.
 """
 import asyncio
+import collections
 import datetime
 import logging
 import os
@@ -28,6 +29,7 @@ log = logging.getLogger("cyp.webhooks")
 TICK_SECONDS = 0.5
 EVENT_LEASE_SECONDS = 30
 EVENTS_PER_TICK = 200
+DUE_BATCH = 200
 # A delivery being sent is leased for its timeout and this much more; a dead sender's is taken over after.
 SEND_LEASE_MARGIN_SECONDS = 5
 JITTER = 0.2
@@ -56,6 +58,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         self.capacity = config["webhook_max_in_flight"]
         self.retention = config["webhook_history_days"] * 86400
         self.in_flight = {}
+        self.due = collections.deque()  # candidates of the last query for due deliveries, not yet taken
 
     def on_receive(self, message):
         try:
@@ -95,16 +98,22 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         return self.capacity - sum(self.in_flight.values())
 
     def _send_due(self):
+        refilled = False
         while self._room() > 0:
-            claimed = False
-            for delivery in self.deliveries.claim_due(self.owner, self.timeout + SEND_LEASE_MARGIN_SECONDS,
-                                                      self._busy, self._room()):
-                claimed = True
+            if not self.due:
+                if refilled:
+                    return
+                # One query for a batch, taken one by one as room frees up: a query per send would read
+                # the whole backlog each time.
+                self.due.extend(self.deliveries.due(DUE_BATCH, self._busy()))
+                refilled = True
+                continue
+            candidate = self.due.popleft()
+            if candidate["webhook_id"] in self._busy():
+                continue  # found again by a later query
+            delivery = self.deliveries.take(candidate["_id"], self.owner, self.timeout + SEND_LEASE_MARGIN_SECONDS)
+            if delivery is not None:
                 self._send(delivery)
-                if self._room() <= 0:
-                    break
-            if not claimed:
-                return
 
     def _send(self, delivery):
         webhook = self.webhooks.get(delivery["webhook_id"])

@@ -12,7 +12,7 @@ import uuid
 from pymongo.errors import DuplicateKeyError
 
 from storage.clock import utcnow
-from storage.leases import claim
+from storage.leases import candidates, take
 
 PENDING, SENDING, SUCCEEDED, FAILED = "pending", "sending", "succeeded", "failed"
 # Attempts kept on a delivery (the schedule has ten; redeliveries are deliveries of their own).
@@ -36,6 +36,7 @@ class Deliveries:
     async def ensure_indexes(self):
         await self.collection.create_index([("event_id", 1), ("webhook_id", 1), ("redelivery", 1)], unique=True)
         await self.collection.create_index([("status", 1), ("next_attempt_at", 1)])
+        await self.collection.create_index([("status", 1), ("lease_until", 1)])
         await self.collection.create_index([("webhook_id", 1), ("created_at", -1)])
         await self.collection.create_index("expire_at", expireAfterSeconds=0)
 
@@ -84,19 +85,26 @@ class SyncDeliveries:
             except DuplicateKeyError:
                 pass
 
-    def claim_due(self, owner, lease_seconds, busy_webhooks, limit):
-        """Up to ``limit`` deliveries due now (or abandoned by a dispatcher that died), earliest first, each
-        leased to ``owner`` as it is taken; a delivery of a webhook in ``busy_webhooks()`` (asked at that
-        moment) is left for later."""
+    def due(self, limit, busy_webhooks):
+        """Up to ``limit`` deliveries due now, earliest first, then ones whose sender died (lease run out),
+        leaving out those of ``busy_webhooks``: their ``_id`` and ``webhook_id``, to ``take`` one by one.
+        Two queries, each on an index range (one with ``$or`` would read every delivery)."""
+        now, others = utcnow(), {"webhook_id": {"$nin": list(busy_webhooks)}}
+        found = candidates(self.collection, {"status": PENDING, "next_attempt_at": {"$lte": now}, **others},
+                           [("next_attempt_at", 1)], limit, fields=("webhook_id",))
+        if len(found) < limit:
+            found += candidates(self.collection, {"status": SENDING, "lease_until": {"$lt": now}, **others},
+                                [("lease_until", 1)], limit - len(found), fields=("webhook_id",))
+        return found
+
+    def take(self, delivery_id, owner, lease_seconds):
+        """The delivery, leased to ``owner``, while it is still due or abandoned; else None."""
         now = utcnow()
-        return claim(self.collection,
-                     {"$or": [{"status": PENDING, "next_attempt_at": {"$lte": now}},
-                              {"status": SENDING, "lease_until": {"$lt": now}}],
-                      "webhook_id": {"$nin": list(busy_webhooks())}},
-                     [("next_attempt_at", 1)], limit,
-                     lambda: {"$set": {"status": SENDING, "lease_token": f"{owner}:{uuid.uuid4().hex}",
-                                       "lease_until": now + datetime.timedelta(seconds=lease_seconds)}},
-                     fields=("webhook_id",), accept=lambda candidate: candidate["webhook_id"] not in busy_webhooks())
+        return take(self.collection, delivery_id,
+                    {"$or": [{"status": PENDING, "next_attempt_at": {"$lte": now}},
+                             {"status": SENDING, "lease_until": {"$lt": now}}]},
+                    {"$set": {"status": SENDING, "lease_token": f"{owner}:{uuid.uuid4().hex}",
+                              "lease_until": now + datetime.timedelta(seconds=lease_seconds)}})
 
     def next_due(self):
         """When the earliest pending delivery is due, or None."""

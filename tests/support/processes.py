@@ -97,7 +97,8 @@ class RegistryServer:
             except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
                 pass
             time.sleep(0.2)
-        raise RuntimeError("server did not become healthy")
+        self.stop()  # a test that gets no server must not leave one running
+        raise RuntimeError(f"server did not become healthy in {timeout} s: {self.log_path.read_text()[-2000:]}")
 
     def stop(self):
         stop_process(self.process)
