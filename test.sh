@@ -16,4 +16,5 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -qq --disable-pip-version-check -r requirements-dev.txt
+df -h . "${TMPDIR:-/tmp}"  # room for what the suite writes (about 2 GB at its peak)
 exec .venv/bin/python -m pytest "$@"

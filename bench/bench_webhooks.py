@@ -4,15 +4,16 @@ cost of webhooks to manifest GET/PUT throughput.
 
 One run starts SecantusDB, a consumer on loopback (this file run as `consumer`: an aiohttp server
 answering 204 that verifies each delivery's Standard Webhooks signature and records its event id,
-`occurred_at` and the time it arrived) and, for each value of --per-endpoint, a fresh CYP-Registry
-server (filesystem backend) with that CYP_WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT. On each server:
+`occurred_at` and the time it arrived) and, for each value of --per-endpoint and each part, a fresh
+CYP-Registry server (filesystem backend, its own database) with that
+CYP_WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT:
 
 1. events: one webhook for PUSH_ARTIFACT; --events manifest PUTs with distinct tags of one small image
    (one PUSH_ARTIFACT each) from --threads client threads; the time from the first change to the last
    receipt, events/s delivered, latency `occurred_at` -> receipt (p50/p99/max) and whether every
    event arrived exactly once (by id and by tag);
 2. load: `hey` at --connections for --load-seconds each, manifest GET and manifest PUT of one tag,
-   with no webhook and then with three webhooks (PUSH_ARTIFACT and PULL_ARTIFACT, one consumer at three
+   with no webhook and then with three webhooks (fresh ones for each operation) (PUSH_ARTIFACT and PULL_ARTIFACT, one consumer at three
    paths): req/s, p50/p99 latency, non-2xx, the ratio with/without (target: >= 0.9) and whether the
    deliveries kept up (delivered during the load window, time for the backlog to drain after).
 
@@ -22,8 +23,6 @@ See bench/README.md.
 
 import json
 import os
-import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -38,11 +37,12 @@ import pymongo
 import requests
 from common import (
     DEFAULT_TIME_LIMIT_S,
+    HEY,
     HTTP_TIMEOUT,
     OCI_MANIFEST,
     REPO_ROOT,
     BenchError,
-    Layer,
+    CpuMeter,
     RegistrySession,
     Services,
     add_limit_options,
@@ -50,33 +50,33 @@ from common import (
     api_login,
     bench_main,
     bench_run,
-    cpu_seconds,
     create_cyp_project,
     expect_status,
     fmt,
     free_port,
     http_answers,
-    http_push_blob,
     load_average_text,
-    machine_cpu_ticks,
     peak_rss_mb,
     print_table,
+    process_tree,
+    push_small_image,
     ratio,
-    sha256_digest,
+    run_hey,
     start_cyp,
     start_secantusdb,
     stop_process_group,
+    tree_peak_rss_mb,
     wait_until_ready,
     write_json,
 )
 
-HEY = "/usr/bin/hey"
 BACKEND = "filesystem"
 EVENTS_REPO = "bench/app"  # part 1, in start_cyp's project `bench`
 LOAD_PROJECT = "load"  # part 2 has a project of its own, so part 1's webhook never sees its events
 LOAD_REPO = f"{LOAD_PROJECT}/app"
 LOAD_TAG = "latest"
 LOAD_HOOKS = 3
+SMALL_LAYER = b"webhook bench layer\n" * 64  # the one layer of the image every manifest PUT names
 TARGET_RATIO = 0.9  # req/s with three webhooks / req/s with none
 # Pull events are written only for projects some webhook wants, and the server reads which ones at
 # most every 5 s (services/pull_events.py SUBSCRIBERS_SECONDS): wait this long after creating webhooks.
@@ -247,80 +247,6 @@ class Api:
         expect_status(resp, 200, f"delete webhook {webhook_id}")
 
 
-def write_file_blob(path, data):
-    path.write_bytes(data)
-    return Layer(path, sha256_digest([data]), len(data))
-
-
-def push_small_image(registry, run_dir, repo):
-    """Push one small layer and its config into repo once; return (manifest bytes, bearer token for repo)."""
-    layer = write_file_blob(run_dir / "small-layer.bin", b"webhook bench layer\n" * 64)
-    config = write_file_blob(run_dir / "small-config.json", json.dumps({
-        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
-    }).encode())
-    session = RegistrySession(registry)
-    session.authorize(f"repository:{repo}:pull,push")
-    for blob in (config, layer):
-        http_push_blob(session, repo, blob)
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.digest,
-                   "size": config.size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.digest,
-                    "size": layer.size}],
-    }).encode()
-    return manifest, session.http.headers["Authorization"]
-
-
-def process_tree(pid):
-    """pid and its descendants (a server with workers is a supervisor and its worker processes)."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo += parents.get(current, [])
-    return sorted(tree)
-
-
-def tree_cpu_seconds(pids):
-    total = 0.0
-    for pid in pids:
-        try:
-            total += cpu_seconds(pid)
-        except OSError:  # a worker that ended (and was restarted) meanwhile
-            pass
-    return total
-
-
-class CpuMeter:
-    """CPU seconds of the named process groups, the bench itself, its waited children (hey) and the machine."""
-
-    def __init__(self, pids):
-        self.pids = pids  # name: [pid, ...]
-        self.start = self.sample()
-
-    def sample(self):
-        own = os.times()
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return ({name: tree_cpu_seconds(pids) for name, pids in self.pids.items()},
-                own.user + own.system, children.ru_utime + children.ru_stime, machine_cpu_ticks())
-
-    def read(self):
-        procs, own, waited, (busy, total) = self.sample()
-        procs0, own0, waited0, (busy0, total0) = self.start
-        result = {f"{name}_cpu_s": procs[name] - procs0[name] for name in procs}
-        result.update(bench_cpu_s=own - own0, hey_cpu_s=waited - waited0,
-                      machine_cpu_busy=(busy - busy0) / max(total - total0, 1))
-        return result
-
-
 def percentile(values, fraction):
     """The nearest-rank percentile of values (None when there are none)."""
     if not values:
@@ -401,11 +327,35 @@ class Database:
 # ------------------------------------------------------------------ part 1: events per second
 
 
-def put_manifests(registry, authorization, manifest, tags, threads):
+class Tokens:
+    """A registry bearer token for one repository, shared by threads and fetched again when it expires (the
+    default TTL is 900 s, and a slow run of PUTs takes longer)."""
+
+    def __init__(self, registry, repo):
+        self.registry = registry
+        self.scope = f"repository:{repo}:pull,push"
+        self.lock = threading.Lock()
+        self.refreshed = 0
+        self.current = self._fetch()
+
+    def _fetch(self):
+        session = RegistrySession(self.registry)
+        session.authorize(self.scope)
+        return session.http.headers["Authorization"]
+
+    def refresh(self, rejected):
+        """A new token, unless another thread already replaced the `rejected` one."""
+        with self.lock:
+            if self.current == rejected:
+                self.current = self._fetch()
+                self.refreshed += 1
+            return self.current
+
+
+def put_manifests(registry, tokens, manifest, tags, threads):
     """PUT the manifest under each tag from `threads` threads; return (t first start, t last end, latencies
-    of the answered requests, failures)."""
+    of the answered requests, failures). A PUT answered 401 (the token expired) is sent again with a new one."""
     url = f"{registry.base_url}/v2/{EVENTS_REPO}/manifests/"
-    headers = {"Authorization": authorization, "Content-Type": OCI_MANIFEST}
     lock = threading.Lock()
     latencies, failures = [], []
     ends = []
@@ -416,7 +366,12 @@ def put_manifests(registry, authorization, manifest, tags, threads):
         for tag in mine:
             start = time.perf_counter()
             try:
-                resp = http.put(url + tag, data=manifest, headers=headers, timeout=HTTP_TIMEOUT)
+                authorization = tokens.current
+                resp = http.put(url + tag, data=manifest, timeout=HTTP_TIMEOUT,
+                                headers={"Authorization": authorization, "Content-Type": OCI_MANIFEST})
+                if resp.status_code == 401:
+                    resp = http.put(url + tag, data=manifest, timeout=HTTP_TIMEOUT, headers={
+                        "Authorization": tokens.refresh(authorization), "Content-Type": OCI_MANIFEST})
                 if resp.status_code == 201:
                     local_latencies.append(time.perf_counter() - start)
                 else:
@@ -455,7 +410,8 @@ def receipt_blocks(records, first_change, size=BLOCK):
 
 
 def measure_events(args, registry, consumer, api, database, cpu_pids, run_dir):
-    manifest, authorization = push_small_image(registry, run_dir, EVENTS_REPO)
+    manifest = push_small_image(registry, run_dir, EVENTS_REPO, SMALL_LAYER).manifest
+    tokens = Tokens(registry, EVENTS_REPO)
     path = "/events"
     webhook = api.create_webhook("bench-events", consumer.hook_url(path), ["PUSH_ARTIFACT"],
                                  registry.project["id"])
@@ -465,7 +421,7 @@ def measure_events(args, registry, consumer, api, database, cpu_pids, run_dir):
     load_start = os.getloadavg()
     cpu = CpuMeter(cpu_pids)
     first_change, last_put, put_latencies, failures = put_manifests(
-        registry, authorization, manifest, tags, args.threads)
+        registry, tokens, manifest, tags, args.threads)
     produced = len(put_latencies)
     print(f"  {produced} PUTs answered 201 in {last_put - first_change:.1f} s"
           f" ({produced / (last_put - first_change):.0f}/s), {len(failures)} failed", flush=True)
@@ -488,6 +444,7 @@ def measure_events(args, registry, consumer, api, database, cpu_pids, run_dir):
     result = {
         "per_endpoint": args.current_per_endpoint, "events": args.events, "threads": args.threads,
         "puts_ok": produced, "put_failures": len(failures), "put_failure_examples": failures[:5],
+        "tokens_fetched_again": tokens.refreshed,
         "put_seconds": last_put - first_change, "puts_per_s": produced / (last_put - first_change),
         "put_p50_ms": 1000 * percentile(put_latencies, 0.5) if put_latencies else None,
         "put_p99_ms": 1000 * percentile(put_latencies, 0.99) if put_latencies else None,
@@ -524,30 +481,8 @@ def measure_events(args, registry, consumer, api, database, cpu_pids, run_dir):
 # ------------------------------------------------------------------ part 2: GET/PUT throughput
 
 
-def parse_hey(text):
-    """The numbers of hey's summary."""
-    def number(pattern):
-        match = re.search(pattern, text)
-        return float(match.group(1)) if match else None
-
-    statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
-    errors_part = text.split("Error distribution:", 1)[1] if "Error distribution:" in text else ""
-    errors = sum(int(n) for n in re.findall(r"^\s*\[(\d+)\]", errors_part, re.MULTILINE))
-    total_s = number(r"Total:\s+([\d.]+) secs")
-    ok = sum(count for code, count in statuses.items() if 200 <= code < 300)
-    return {
-        "hey_req_per_s": number(r"Requests/sec:\s+([\d.]+)"), "total_s": total_s,
-        "ok_per_s": ok / total_s if total_s else None, "ok": ok,
-        "non_2xx": sum(count for code, count in statuses.items() if not 200 <= code < 300),
-        "errors": errors, "statuses": statuses,
-        "p50_ms": 1000 * v if (v := number(r"50% in ([\d.]+) secs")) is not None else None,
-        "p99_ms": 1000 * v if (v := number(r"99% in ([\d.]+) secs")) is not None else None,
-        "mean_ms": 1000 * v if (v := number(r"Average:\s+([\d.]+) secs")) is not None else None,
-    }
-
-
 def hey_command(args, op, url, authorization, manifest_file):
-    command = [HEY, "-z", f"{args.load_seconds}s", "-c", str(args.connections), "-t", "30",
+    command = ["-z", f"{args.load_seconds}s", "-c", str(args.connections), "-t", "30",
                "-H", f"Authorization: {authorization}"]
     if op == "get":
         command += ["-A", OCI_MANIFEST]
@@ -557,23 +492,15 @@ def hey_command(args, op, url, authorization, manifest_file):
 
 
 def shown_command(command):
-    return " ".join("'Authorization: Bearer …'" if part.startswith("Authorization:") else part
+    return HEY + " " + " ".join("'Authorization: Bearer …'" if part.startswith("Authorization:") else part
                     for part in command)
-
-
-def run_hey(command):
-    start = time.time()
-    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
-                          timeout=600)
-    end = time.time()
-    if done.returncode != 0 or "Summary:" not in done.stdout:
-        raise BenchError(f"hey failed ({done.returncode}): {done.stderr[-1000:]}")
-    return start, end, parse_hey(done.stdout), done.stdout
 
 
 def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
     project = create_cyp_project(registry, LOAD_PROJECT)
-    manifest, authorization = push_small_image(registry, run_dir, LOAD_REPO)
+    manifest = push_small_image(registry, run_dir, LOAD_REPO, SMALL_LAYER).manifest
+    tokens = Tokens(registry, LOAD_REPO)
+    authorization = tokens.current
     manifest_file = run_dir / "manifest.json"
     manifest_file.write_bytes(manifest)
     url = f"{registry.base_url}/v2/{LOAD_REPO}/manifests/{LOAD_TAG}"
@@ -597,11 +524,13 @@ def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
             paths.append(path)
         if hooks:
             time.sleep(SUBSCRIBERS_REFRESH_S)
+        authorization = tokens.refresh(authorization)  # a fresh token for each run: the waits can be long
         command = hey_command(args, op, url, authorization, manifest_file)
         print(f"load: manifest {op.upper()}, {hooks} webhooks: {shown_command(command)}", flush=True)
         load_start = os.getloadavg()
         cpu = CpuMeter(cpu_pids)
-        start, end, hey, _ = run_hey(command)
+        hey = run_hey(command)
+        start, end = hey.pop("started"), hey.pop("ended")
         cpu_used = cpu.read()
         row = {"per_endpoint": args.current_per_endpoint, "op": op.upper(), "webhooks": hooks,
                **hey, "command": shown_command(command), "earlier_events_fan_out_s": fan_out_wait,
@@ -663,7 +592,7 @@ def start_server(args, children, services, per_endpoint, part):
 def run(args):
     if not Path(HEY).exists():
         raise BenchError(f"{HEY} not found (apt-get install hey)")
-    results = {"load_average_start": os.getloadavg(), "git": git_state(), "settings": {
+    results = {"load_average_start": os.getloadavg(), "settings": {
         "events": args.events, "threads": args.threads, "connections": args.connections,
         "load_seconds": args.load_seconds, "max_in_flight": args.max_in_flight, "workers": args.workers,
         "per_endpoint": args.per_endpoint, "parts": args.parts, "backend": BACKEND},
@@ -677,6 +606,7 @@ def run(args):
             args.current_per_endpoint = per_endpoint
             for part in parts:  # each on a server of its own: a fresh database, no earlier history
                 consumer.reset()
+                tree = git_state()  # the code this server runs: other work goes on in the tree
                 registry = start_server(args, children, services, per_endpoint, part)
                 database = Database(mongo_uri, server_database(registry))
                 try:
@@ -691,8 +621,8 @@ def run(args):
                     else:
                         results["load"] += measure_load(args, registry, consumer, api, database, pids, run_dir)
                     results["servers"].append({
-                        "part": part, "per_endpoint": per_endpoint, "processes": len(processes),
-                        "peak_rss_mb": {str(pid): peak_rss_mb(pid) for pid in processes},
+                        "part": part, "per_endpoint": per_endpoint, "processes": len(processes), "git": tree,
+                        "peak_rss_mb": {str(pid): rss for pid, rss in tree_peak_rss_mb(registry.proc.pid).items()},
                         "db_profile": database.profile_summary() if args.db_profile else None})
                 finally:
                     database.close()
@@ -817,9 +747,13 @@ def report(results, args):
               + " / ".join(f"{value:.1f}" for value in server["peak_rss_mb"].values()))
     print(f"peak RSS MB: secantusd {results['secantusd_peak_rss_mb']:.1f}, consumer"
           f" {results['consumer_peak_rss_mb']:.1f}")
-    if results["git"]["changed_outside_bench"]:
-        print(f"measured the work tree: HEAD {results['git']['head']} with changes to "
-              + ", ".join(results["git"]["changed_outside_bench"]))
+    for server in results["servers"]:
+        if server["git"]["changed_outside_bench"]:
+            print(f"the {server['part']} part's server (per endpoint {server['per_endpoint']}) ran the work tree:"
+                  f" HEAD {server['git']['head']} with changes to " + ", ".join(server["git"]["changed_outside_bench"]))
+        else:
+            print(f"the {server['part']} part's server (per endpoint {server['per_endpoint']}) ran HEAD"
+                  f" {server['git']['head']}")
     print(f"1-min load average: {load_average_text(results)}")
     if args.json:
         write_json(args.json, results)

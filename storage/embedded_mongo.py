@@ -32,6 +32,10 @@ RESTART_ATTEMPTS = 5
 RESTART_FIRST_WAIT_SECONDS = 0.5
 LOG_TAIL_LINES = 15
 PR_SET_PDEATHSIG = 1
+# The registry reads no change stream, yet SecantusDB keeps every write in its oplog for an hour (up to
+# 100 000 entries): a second copy on disk of each 1 MiB GridFS chunk pushed. A short oplog bounds that
+# copy to about a thousand entries (it prunes every 1 000 writes).
+OPLOG_OPTIONS = ("--oplog-retention-seconds", "60", "--oplog-max-entries", "100")
 
 
 class EmbeddedMongoError(RuntimeError):
@@ -173,7 +177,7 @@ class EmbeddedMongo:
         with open(self.log_path, "ab") as log_file:
             self.process = await asyncio.create_subprocess_exec(
                 _executable(), "--config", str(config), "--host", self.host, "--port", str(self.port),
-                "--storage-path", str(self.storage_path), "--log-level", "WARNING",
+                "--storage-path", str(self.storage_path), "--log-level", "WARNING", *OPLOG_OPTIONS,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 # Its own session keeps a terminal's Ctrl-C from reaching it before the server stops it cleanly.
                 start_new_session=True, preexec_fn=die_with_parent)

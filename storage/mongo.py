@@ -7,6 +7,7 @@ written with ``BULK_DATA`` and covered by the durable write that commits it.
 import asyncio
 import logging
 import os
+import uuid
 
 import pymongo
 from pymongo import AsyncMongoClient, WriteConcern
@@ -41,7 +42,7 @@ SERVER_SELECTION_MS = 2000
 # SIGKILL) only when another transaction statement arrives after it has idled 60 s; until then its
 # snapshot and uncommitted writes stay pinned, and a large one stalls the whole server (every command
 # waits). Each process starts a tiny transaction this often, so such a transaction ends within about
-# 75 s. On MongoDB (which reaps them itself) it is one more small write.
+# 75 s. On MongoDB (which reaps them itself) it costs one statement that matches nothing.
 ABANDONED_TRANSACTION_SWEEP_SECONDS = 15
 
 
@@ -109,11 +110,13 @@ class Collections:
         await self.db.command("ping")
 
     async def end_abandoned_transactions_forever(self):
-        """The tiny transaction of ABANDONED_TRANSACTION_SWEEP_SECONDS: a write first, with no read before
-        it, so it reaches the server's sweep even while plain commands are stuck."""
+        """The tiny transaction of ABANDONED_TRANSACTION_SWEEP_SECONDS: a write statement first, with no read
+        before it, so it reaches the server's sweep even while plain commands are stuck. It deletes a document
+        that does not exist: one cut short by the timeout below is itself abandoned, and must then hold no
+        document another write needs (on SecantusDB a plain write to a document an open transaction changed waits
+        until that transaction ends: this process's commit mark once was that document)."""
         async def touch(session):
-            await self.meta.collection.update_one(JOURNAL_MARK, {"$inc": {"sweeps": 1}}, upsert=True,
-                                                  session=session)
+            await self.meta.collection.delete_one({"_id": f"transaction-sweep:{uuid.uuid4()}"}, session=session)
 
         async def sweep():
             async with self.db.client.start_session() as session:

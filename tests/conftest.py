@@ -17,9 +17,23 @@ _names = itertools.count(1)
 
 # -- servers --------------------------------------------------------------------------------------
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failure with the session's SecantusDB no longer answering ends the run at once: every later test
+    would wait out its timeouts against it (a CI run then ends at its time limit, saying nothing)."""
+    outcome = yield
+    mongo = item.funcargs.get("mongo") if hasattr(item, "funcargs") else None
+    if outcome.get_result().failed and mongo is not None and not mongo.answers(20):
+        item.session.shouldstop = (f"the session's SecantusDB stopped answering (during {item.nodeid}); its log, "
+                                   f"with the stacks of its stuck threads once it is stopped: {mongo.log_path}")
+
+
 @pytest.fixture(scope="session")
 def mongo(tmp_path_factory):
-    server = MongoServer(tmp_path_factory.mktemp("mongo") / "db").start()
+    # SecantusDB 0.7.0b3 keeps its global lock while WiredTiger has a thread help evict, and has wedged there
+    # (every command waiting) late in a run: with room for everything the suite writes (about 1 GB) in its
+    # cache, eviction has no reason to hold anyone up.
+    server = MongoServer(tmp_path_factory.mktemp("mongo") / "db", cache_size="3G").start()
     yield server
     server.stop()
 

@@ -1,6 +1,7 @@
 """skopeo against a real server: a 200 MiB image pushed and pulled with digests preserved, tags, inspect, delete."""
 import json
 import secrets
+import shutil
 
 import pytest
 
@@ -30,7 +31,8 @@ def skopeo(tmp_path_factory):
 def big_layout(tmp_path_factory):
     path = tmp_path_factory.mktemp("skopeo-layout") / "image"
     make_image_layout(path, [BIG_LAYER, 4096], seed="skopeo-big")
-    return path
+    yield path
+    shutil.rmtree(path)  # the suite's disk use stays small on a small CI disk
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,8 @@ def pulled(registry, skopeo, pushed, tmp_path_factory):
     skopeo.run("copy", "--preserve-digests", "--src-tls-verify=false",
                "--src-creds", f"admin:{registry.admin_password}",
                f"docker://{registry.host}/{repo}:v1", f"oci:{out}:v1")
-    return out
+    yield out
+    shutil.rmtree(out)
 
 
 def creds(registry):

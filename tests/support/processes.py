@@ -11,6 +11,8 @@ from pathlib import Path
 import pymongo
 import requests
 
+from storage.embedded_mongo import OPLOG_OPTIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,8 +38,9 @@ def stop_process(process, timeout=30):
 
 
 class MongoServer:
-    def __init__(self, storage_path):
+    def __init__(self, storage_path, cache_size=None):
         self.storage_path = Path(storage_path)
+        self.cache_options = ("--cache-size", cache_size) if cache_size else ()
         self.port = free_port()
         self.uri = f"mongodb://127.0.0.1:{self.port}/"
         self.process = None
@@ -46,14 +49,28 @@ class MongoServer:
         self.storage_path.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [_secantusd(), "--host", "127.0.0.1", "--port", str(self.port),
-             "--storage-path", str(self.storage_path), "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=open(self.storage_path.parent / f"mongo-{self.port}.log", "ab"))
-        client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=30000)
+             "--storage-path", str(self.storage_path), "--log-level", "WARNING", *OPLOG_OPTIONS,
+             *self.cache_options],
+            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"))
+        if not self.answers(30):
+            raise RuntimeError(f"SecantusDB did not answer on {self.uri}: {self.log_path.read_text()[-2000:]}")
+        return self
+
+    @property
+    def log_path(self):
+        return self.storage_path.parent / f"mongo-{self.port}.log"
+
+    def answers(self, seconds):
+        """Whether a ping is answered within seconds."""
+        client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=seconds * 1000,
+                                     socketTimeoutMS=seconds * 1000)
         try:
             client.admin.command("ping")
+            return True
+        except pymongo.errors.PyMongoError:
+            return False
         finally:
             client.close()
-        return self
 
     def stop(self):
         stop_process(self.process)
