@@ -16,6 +16,7 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
 
 import pykka
@@ -30,6 +31,7 @@ TICK_SECONDS = 0.5
 EVENT_LEASE_SECONDS = 30
 EVENTS_PER_TICK = 200
 DUE_BATCH = 200
+LOOK_AGAIN_SECONDS = 2
 # A delivery being sent is leased for its timeout and this much more; a dead sender's is taken over after.
 SEND_LEASE_MARGIN_SECONDS = 5
 JITTER = 0.2
@@ -58,23 +60,26 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         self.capacity = config["webhook_max_in_flight"]
         self.retention = config["webhook_history_days"] * 86400
         self.in_flight = {}
-        self.due = collections.deque()  # candidates of the last query for due deliveries, not yet taken
+        self.due = collections.deque()  # candidates of the last queries for due deliveries, not yet taken
+        self.looked_at = 0.0  # when the last query for them ran (time.monotonic)
 
     def on_receive(self, message):
         try:
             if message == "tick":
                 self.tick_asked.clear()
-                self._fan_out()
-                self._send_due()
+                fanned_out = self._fan_out()
+                self._send_due(look_again=fanned_out or time.monotonic() >= self.looked_at + LOOK_AGAIN_SECONDS)
             elif message[0] == "sent":
                 self._record(*message[1:])
-                self._send_due()
+                self._send_due(look_again=False)
         except Exception:
             log.exception("webhook dispatcher step failed")
 
     # --- fan-out ---------------------------------------------------------------------------------
 
     def _fan_out(self):
+        """Fan pending events out; whether any delivery was made."""
+        made = False
         for event in self.events.claim_pending(EVENT_LEASE_SECONDS, EVENTS_PER_TICK):
             docs = []
             for webhook in self.webhooks.subscribed(event.get("project_id"), event["type"]):
@@ -88,6 +93,8 @@ class DeliveryDispatcher(pykka.ThreadingActor):
                 docs.append(new_delivery(event, webhook["_id"], body, content_type))
             self.deliveries.insert_for_event(docs)
             self.events.dispatched(event, self.retention)
+            made = made or bool(docs)
+        return made
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -97,21 +104,27 @@ class DeliveryDispatcher(pykka.ThreadingActor):
     def _room(self):
         return self.capacity - sum(self.in_flight.values())
 
-    def _send_due(self):
-        refilled = False
+    def _send_due(self, look_again):
+        """Send what is due while there is room. Candidates come from one query for a batch and wait here,
+        those of a webhook at its cap included, until a slot frees up: a query per send would read the whole
+        backlog each time. A finished send asks for more only once the batch is used up; ``look_again`` (new
+        deliveries were just made, or LOOK_AGAIN_SECONDS passed) also asks while the batch holds nothing to
+        send now, so a webhook at its cap never keeps the others' deliveries waiting."""
+        queried = False
         while self._room() > 0:
-            if not self.due:
-                if refilled:
+            busy = self._busy()
+            candidate = next((found for found in self.due if found["webhook_id"] not in busy), None)
+            if candidate is None:
+                if queried or (self.due and not look_again):
                     return
-                # One query for a batch, taken one by one as room frees up: a query per send would read
-                # the whole backlog each time.
-                self.due.extend(self.deliveries.due(DUE_BATCH, self._busy()))
-                refilled = True
+                if len(self.due) >= DUE_BATCH:  # only busy webhooks' candidates: found again by a later query
+                    self.due.clear()
+                known = {found["_id"] for found in self.due}
+                self.due.extend(found for found in self.deliveries.due(DUE_BATCH, busy) if found["_id"] not in known)
+                queried, self.looked_at = True, time.monotonic()
                 continue
-            candidate = self.due.popleft()
-            if candidate["webhook_id"] in self._busy():
-                continue  # found again by a later query
-            delivery = self.deliveries.take(candidate["_id"], self.owner, self.timeout + SEND_LEASE_MARGIN_SECONDS)
+            self.due.remove(candidate)
+            delivery = self.deliveries.take(candidate, self.owner, self.timeout + SEND_LEASE_MARGIN_SECONDS)
             if delivery is not None:
                 self._send(delivery)
 

@@ -16,6 +16,12 @@ from handlers.api.projects import (
                                    ProjectStatisticsHandler,
                                    ProjectStorageHandler,
 )
+from handlers.api.repositories import (
+                                   RepositoryHandler,
+                                   RepositoryListHandler,
+                                   TagHandler,
+                                   TagListHandler,
+)
 from handlers.api.system import GarbageCollectHandler
 from handlers.api.users import (
                                    AvatarHandler,
@@ -51,6 +57,7 @@ from handlers.registry.token import TokenHandler
 from handlers.registry.uploads import UploadHandler, UploadStartHandler
 
 _NAME = r"(?P<name>.+?)"
+_REPOSITORY = r"(?P<repository>.+?)"
 
 ROUTES = [
     (r"/health", HealthHandler),
@@ -78,6 +85,12 @@ ROUTES = [
     (r"/api/v1/projects/(?P<project_id>[^/]+)/images/import", ImportListHandler),
     (r"/api/v1/projects/(?P<project_id>[^/]+)/images/import/(?P<task_id>[^/]+)", ImportTaskHandler),
     (r"/api/v1/projects/(?P<project_id>[^/]+)/members(?:/.*)?", MembersGoneHandler),
+    # :repository may hold slashes, as they are or as %2F (Tornado matches the raw path and unescapes groups after);
+    # a path with a component named "tags" must use %2F (a/tags/b would read as tag b of a).
+    (r"/api/v1/projects/(?P<project_id>[^/]+)/repositories", RepositoryListHandler),
+    (rf"/api/v1/projects/(?P<project_id>[^/]+)/repositories/{_REPOSITORY}/tags", TagListHandler),
+    (rf"/api/v1/projects/(?P<project_id>[^/]+)/repositories/{_REPOSITORY}/tags/(?P<tag>[^/]+)", TagHandler),
+    (r"/api/v1/projects/(?P<project_id>[^/]+)/repositories/(?P<repository>.+)", RepositoryHandler),
     (r"/api/v1/webhooks", WebhookListHandler),
     (r"/api/v1/webhooks/schemas", PayloadSchemasHandler),
     (r"/api/v1/webhooks/schemas/(?P<event_type>[^/]+)", PayloadSchemasHandler),

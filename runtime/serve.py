@@ -23,6 +23,7 @@ from services.uploads import sweep_forever
 from storage.deliveries import SyncDeliveries
 from storage.events import SyncEvents
 from storage.import_tasks import SyncImportTasks
+from storage.mongo import DISPATCH
 from storage.webhooks import SyncWebhooks
 
 log = logging.getLogger("cyp.server")
@@ -141,9 +142,9 @@ async def run_node(config, backend, sockets, signing_key, hint):
     loop = asyncio.get_running_loop()
     imports = ImportActors(SyncImportTasks(backend.sync_db), services.import_pipeline, loop, config)
     services.imports.wake = imports.wake
-    dispatchers = Dispatchers(SyncEvents(backend.sync_db), SyncWebhooks(backend.sync_db),
-                              SyncDeliveries(backend.sync_db), services.webhook_sender.send, loop, config,
-                              config["public_url"] or "/cyp-registry")
+    dispatch_db = backend.sync_db.with_options(write_concern=DISPATCH)
+    dispatchers = Dispatchers(SyncEvents(dispatch_db), SyncWebhooks(dispatch_db), SyncDeliveries(dispatch_db),
+                              services.webhook_sender.send, loop, config, config["public_url"] or "/cyp-registry")
     services.webhooks.wake = dispatchers.wake
     server.add_sockets(sockets)
     background = [

@@ -13,6 +13,7 @@ from services.pats import PatService
 from services.projects import ProjectService
 from services.pull_events import PullEvents
 from services.registry import RegistryService
+from services.repositories import RepositoryService
 from services.tokens import RegistryTokens
 from services.uploads import BlobUploads
 from services.users import UserService
@@ -28,6 +29,7 @@ class Services:
     users: UserService
     pats: PatService
     projects: ProjectService
+    repositories: RepositoryService
     gc: GarbageCollector
     health: HealthService
     bootstrap_hint: BootstrapHint
@@ -63,6 +65,7 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         users=UserService(collections, store, auth, accounts),
         pats=PatService(collections, accounts),
         projects=projects,
+        repositories=RepositoryService(collections, projects, registry),
         gc=GarbageCollector(collections, store, registry, config["gc_grace_seconds"]),
         health=HealthService(collections, store),
         bootstrap_hint=BootstrapHint(collections, bootstrap_hint),

@@ -125,6 +125,18 @@ def parse_manifest(content, content_type, algorithm="sha256"):
     return parsed
 
 
+def platforms_of(content):
+    """The children of stored (already validated) index bytes, each with its platform: ``{digest, media_type,
+    size, os, architecture, variant}`` (a field the index does not give is None)."""
+    platforms = []
+    for child in json.loads(content).get("manifests") or []:
+        platform = child.get("platform") or {}
+        platforms.append({"digest": child["digest"], "media_type": child["mediaType"], "size": child["size"],
+                          "os": platform.get("os"), "architecture": platform.get("architecture"),
+                          "variant": platform.get("variant")})
+    return platforms
+
+
 def annotations_of(content):
     """The annotations of stored (already validated) manifest bytes."""
     return json.loads(content).get("annotations")

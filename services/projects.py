@@ -2,6 +2,7 @@
 from services.access import can_see, can_write, visibility
 from services.errors import Conflict, Forbidden, Invalid, NotFound, ProjectGone
 from services.names import check_project_name
+from services.repositories import repository_figures
 from services.timestamps import iso_z
 
 
@@ -87,12 +88,10 @@ class ProjectService:
     async def storage(self, project):
         """Usage, quota, percent, and per repository the bytes it references (shared blobs count in each)."""
         used, quota = project.get("storage_used", 0), project.get("storage_quota", -1)
-        breakdown = []
-        for repo in await self.collections.repositories.names(project_ids=[project["_id"]]):
-            blob_sizes = await self.collections.blobs.sizes(await self.collections.blobs.repo_digests(repo))
-            manifest_sizes = await self.collections.manifests.repo_sizes(repo)
-            breakdown.append({"name": repo, "size": sum(blob_sizes.values()) + sum(manifest_sizes.values()),
-                              "blob_count": len(blob_sizes), "manifest_count": len(manifest_sizes)})
+        repos = await self.collections.repositories.names(project_ids=[project["_id"]])
+        figures = await repository_figures(self.collections, repos)
+        breakdown = [{"name": repo, **{key: figures[repo][key] for key in ("size", "blob_count", "manifest_count")}}
+                     for repo in repos]
         return {"project_id": project["_id"], "storage_used": used, "storage_quota": quota,
                 "percent": round(used * 100 / quota, 2) if quota > 0 else (0 if quota < 0 else 100.0),
                 "repositories": breakdown}

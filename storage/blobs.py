@@ -92,6 +92,18 @@ class Blobs:
                                              {"$group": {"_id": "$digest", "n": {"$sum": 1}}}])
         return {doc["_id"]: doc["n"] async for doc in cursor}
 
+    async def link_totals(self, repos):
+        """``{repo: (bytes, number of links)}`` of the blobs each of ``repos`` links (a link carries its blob's
+        size); a repository linking nothing is absent."""
+        cursor = await self.links.aggregate([{"$match": {"repo": {"$in": list(repos)}}},
+                                             {"$group": {"_id": "$repo", "size": {"$sum": "$size"}, "n": {"$sum": 1}}}])
+        return {doc["_id"]: (doc["size"], doc["n"]) async for doc in cursor}
+
+    async def link_sizes(self, repo, digests):
+        """``{digest: size}`` of those of ``digests`` linked to ``repo``."""
+        docs = await self.links.find({"repo": repo, "digest": {"$in": list(digests)}}, {"digest": 1, "size": 1}).to_list(None)
+        return {doc["digest"]: doc["size"] for doc in docs}
+
     async def repo_digests(self, repo):
         return await self.links.distinct("digest", {"repo": repo})
 

@@ -9,14 +9,22 @@ Ended deliveries expire (TTL) after the retention period.
 import datetime
 import uuid
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.clock import utcnow
 from storage.leases import candidates, take
 
 PENDING, SENDING, SUCCEEDED, FAILED = "pending", "sending", "succeeded", "failed"
+DUPLICATE_KEY = 11000
 # Attempts kept on a delivery (the schedule has ten; redeliveries are deliveries of their own).
 KEPT_ATTEMPTS = 20
+
+
+def _takeable(status, now):
+    """A delivery a dispatcher may take: a pending one that is due, or one being sent whose lease ran out."""
+    if status == PENDING:
+        return {"status": PENDING, "next_attempt_at": {"$lte": now}}
+    return {"status": SENDING, "lease_until": {"$lt": now}}
 
 
 def new_delivery(event, webhook_id, body, content_type, redelivery=0):
@@ -78,31 +86,33 @@ class SyncDeliveries:
         self.collection = db["deliveries"]
 
     def insert_for_event(self, docs):
-        """Insert the fan-out of one event; ones already there (an earlier fan-out that died) stay as they are."""
-        for doc in docs:
-            try:
-                self.collection.insert_one(doc)
-            except DuplicateKeyError:
-                pass
+        """Insert the fan-out of one event in one round trip; ones already there (an earlier fan-out that died)
+        stay as they are."""
+        if not docs:
+            return
+        try:
+            self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(error["code"] != DUPLICATE_KEY for error in exc.details["writeErrors"]):
+                raise
 
     def due(self, limit, busy_webhooks):
         """Up to ``limit`` deliveries due now, earliest first, then ones whose sender died (lease run out),
-        leaving out those of ``busy_webhooks``: their ``_id`` and ``webhook_id``, to ``take`` one by one.
-        Two queries, each on an index range (one with ``$or`` would read every delivery)."""
+        leaving out those of ``busy_webhooks``: their ``_id``, ``webhook_id`` and ``status``, to ``take`` one
+        by one. Two queries, each on an index range (one with ``$or`` would read every delivery)."""
         now, others = utcnow(), {"webhook_id": {"$nin": list(busy_webhooks)}}
-        found = candidates(self.collection, {"status": PENDING, "next_attempt_at": {"$lte": now}, **others},
-                           [("next_attempt_at", 1)], limit, fields=("webhook_id",))
+        found = candidates(self.collection, {**_takeable(PENDING, now), **others}, [("next_attempt_at", 1)], limit,
+                           fields=("webhook_id", "status"))
         if len(found) < limit:
-            found += candidates(self.collection, {"status": SENDING, "lease_until": {"$lt": now}, **others},
-                                [("lease_until", 1)], limit - len(found), fields=("webhook_id",))
+            found += candidates(self.collection, {**_takeable(SENDING, now), **others}, [("lease_until", 1)],
+                                limit - len(found), fields=("webhook_id", "status"))
         return found
 
-    def take(self, delivery_id, owner, lease_seconds):
-        """The delivery, leased to ``owner``, while it is still due or abandoned; else None."""
+    def take(self, candidate, owner, lease_seconds):
+        """The delivery of a ``due`` candidate, leased to ``owner``, while it is still as due (or abandoned) as
+        it was found; else None."""
         now = utcnow()
-        return take(self.collection, delivery_id,
-                    {"$or": [{"status": PENDING, "next_attempt_at": {"$lte": now}},
-                             {"status": SENDING, "lease_until": {"$lt": now}}]},
+        return take(self.collection, candidate["_id"], _takeable(candidate["status"], now),
                     {"$set": {"status": SENDING, "lease_token": f"{owner}:{uuid.uuid4().hex}",
                               "lease_until": now + datetime.timedelta(seconds=lease_seconds)}})
 

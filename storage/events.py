@@ -63,7 +63,7 @@ class SyncEvents:
         leased to the caller as it is taken."""
         now = utcnow()
         return claim(self.collection,
-                     {"status": PENDING, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
+                     [{"status": PENDING, "lease_until": None}, {"status": PENDING, "lease_until": {"$lt": now}}],
                      [("occurred_at", 1)], limit,
                      lambda: {"$set": {"lease_until": now + datetime.timedelta(seconds=lease_seconds)}})
 

@@ -80,9 +80,37 @@ class Manifests:
             holders[doc["digest"]] = (size, count + 1)
         return holders
 
-    async def repo_sizes(self, repo):
-        docs = await self.collection.find({"repo": repo}, {"digest": 1, "size": 1}).to_list(None)
-        return {doc["digest"]: doc["size"] for doc in docs}
+    async def repo_totals(self, repos):
+        """``{repo: (bytes, number of manifests, when the newest was stored)}`` for each of ``repos`` holding any."""
+        cursor = await self.collection.aggregate([
+            {"$match": {"repo": {"$in": list(repos)}}},
+            {"$group": {"_id": "$repo", "size": {"$sum": "$size"}, "n": {"$sum": 1}, "last": {"$max": "$created_at"}}}])
+        return {doc["_id"]: (doc["size"], doc["n"], doc["last"]) async for doc in cursor}
+
+    async def tag_totals(self, repos):
+        """``{repo: (number of tags, when a tag was last set)}`` for each of ``repos`` holding any."""
+        cursor = await self.tags.aggregate([
+            {"$match": {"repo": {"$in": list(repos)}}},
+            {"$group": {"_id": "$repo", "n": {"$sum": 1}, "last": {"$max": "$updated_at"}}}])
+        return {doc["_id"]: (doc["n"], doc["last"]) async for doc in cursor}
+
+    async def media_types(self, repo):
+        """``{digest: media type}`` of every manifest of ``repo``."""
+        return {doc["digest"]: doc["media_type"]
+                async for doc in self.collection.find({"repo": repo}, {"digest": 1, "media_type": 1})}
+
+    async def by_digest(self, repo, digests, with_content=False):
+        """``{digest: document}`` of those of ``digests`` stored in ``repo``."""
+        docs = await self.collection.find({"repo": repo, "digest": {"$in": list(digests)}},
+                                          None if with_content else {"content": 0}).to_list(None)
+        return {doc["digest"]: doc for doc in docs}
+
+    async def referrer_counts(self, repo, subjects):
+        """``{subject: number of manifests of repo whose subject it is}`` for those of ``subjects`` that have any."""
+        cursor = await self.collection.aggregate([
+            {"$match": {"repo": repo, "subject": {"$in": list(subjects)}}},
+            {"$group": {"_id": "$subject", "n": {"$sum": 1}}}])
+        return {doc["_id"]: doc["n"] async for doc in cursor}
 
     async def count_for_projects(self, project_ids):
         return await self.collection.count_documents({"project_id": {"$in": list(project_ids)}})
@@ -105,6 +133,16 @@ class Manifests:
     async def resolve_tag(self, repo, tag):
         """The tag's ``{digest, media_type, size}``, or None."""
         return await self.tags.find_one({"repo": repo, "tag": tag}, {"digest": 1, "media_type": 1, "size": 1})
+
+    async def tag(self, repo, tag):
+        """The whole tag document (with ``updated_at``: when it was last set), or None."""
+        return await self.tags.find_one({"repo": repo, "tag": tag})
+
+    async def tags_page(self, repo, skip, limit):
+        """``(tag documents, total)`` of ``repo``, by tag."""
+        total = await self.tags.count_documents({"repo": repo})
+        docs = await self.tags.find({"repo": repo}).sort("tag", 1).skip(skip).limit(limit).to_list(None)
+        return docs, total
 
     async def list_tags(self, repo, last=None, limit=None):
         query = {"repo": repo}

@@ -1,8 +1,9 @@
 """The MongoDB clients and the registry's collections, gathered in one object for the services.
 
 Every write is durable before it is acknowledged: both clients default to ``w: "majority", j: true``
-(the journal, on every member that counts). The one exception is bulk blob data (GridFS chunks),
-written with ``BULK_DATA`` and covered by the durable write that commits it.
+(the journal, on every member that counts). Two exceptions: bulk blob data (GridFS chunks), written
+with ``BULK_DATA`` and covered by the durable write that commits it, and the webhook dispatcher's
+bookkeeping (``DISPATCH``), which acknowledges nothing to anyone.
 """
 import asyncio
 import logging
@@ -36,6 +37,10 @@ DURABLE = WriteConcern(w="majority", j=True)
 # MongoDB that write is merely one more. Each process writes its own document, so they never contend.
 JOURNAL_MARK = {"_id": f"journal-mark:{os.getpid()}"}
 BULK_DATA = WriteConcern(w=1, j=False)
+# The dispatcher's fan-out, leases and attempt records: a crash that loses the last of them sends a delivery
+# again under the same event id, which consumers already expect (at least once). A journaled write each cost
+# a delivery three waits for the journal, one after another on the dispatcher's thread.
+DISPATCH = WriteConcern(w=1, j=False)
 # A request waits this long for an unreachable database before it is answered 503.
 SERVER_SELECTION_MS = 2000
 # SecantusDB 0.7.0b3 rolls back the transaction of a client that died mid-way (a node killed with

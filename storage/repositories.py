@@ -1,4 +1,5 @@
 """Repositories: ``<project>/<path>`` names that hold blobs, manifests and tags."""
+import re
 
 from storage.clock import utcnow
 
@@ -28,6 +29,16 @@ class Repositories:
         if limit is not None:
             cursor = cursor.limit(limit)
         return [doc["_id"] async for doc in cursor]
+
+    async def page(self, project_id, search, skip, limit):
+        """``(repositories, total)`` of the project, by name, optionally searched (case-insensitive substring
+        of the full name)."""
+        query = {"project_id": project_id}
+        if search:
+            query["_id"] = {"$regex": re.escape(search), "$options": "i"}
+        total = await self.collection.count_documents(query)
+        docs = await self.collection.find(query).sort("_id", 1).skip(skip).limit(limit).to_list(None)
+        return docs, total
 
     async def all(self):
         return await self.collection.find({}).to_list(None)

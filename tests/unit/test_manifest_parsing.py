@@ -13,6 +13,7 @@ from services.manifests import (
     accepts,
     annotations_of,
     parse_manifest,
+    platforms_of,
 )
 
 CONFIG = {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "a" * 64, "size": 2}
@@ -122,6 +123,19 @@ def test_a_manifest_over_the_limit_is_too_large():
 
 def test_annotations_are_read_back_from_the_stored_bytes():
     assert annotations_of(encode(image(annotations={"org.example": "v"}))) == {"org.example": "v"}
+
+
+def test_an_indexs_platforms_are_read_back_with_absent_fields_as_none():
+    child = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "c" * 64, "size": 7}
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {**child, "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}}, child]}
+
+    assert platforms_of(encode(index)) == [
+        {"digest": child["digest"], "media_type": OCI_MANIFEST, "size": 7, "os": "linux", "architecture": "arm",
+         "variant": "v7"},
+        {"digest": child["digest"], "media_type": OCI_MANIFEST, "size": 7, "os": None, "architecture": None,
+         "variant": None},
+    ]
 
 
 @pytest.mark.parametrize("header, admitted", [
