@@ -21,6 +21,7 @@ import uuid
 
 import pykka
 
+from services.metrics import WEBHOOK_DELIVERIES
 from services.webhooks import PayloadInvalid, matches, render
 from storage.clock import utcnow
 from storage.deliveries import FAILED, PENDING, SUCCEEDED, new_delivery
@@ -149,20 +150,24 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         attempts_made = delivery.get("attempt_count", 0) + 1
         if status_code is not None and 200 <= status_code < 300:
             self.deliveries.record(delivery, attempt, SUCCEEDED, None, self.retention)
+            WEBHOOK_DELIVERIES.labels("succeeded").inc()
             self.webhooks.record_outcome(webhook["_id"], status_code, True)
             return
         self.webhooks.record_outcome(webhook["_id"], status_code, False)
         if status_code == 410:
             self.deliveries.record(delivery, attempt, FAILED, None, self.retention)
+            WEBHOOK_DELIVERIES.labels("failed").inc()
             self.webhooks.disable(webhook["_id"], "the endpoint answered 410 Gone")
             log.warning("webhook disabled: its endpoint answered 410", extra={"webhook_id": webhook["_id"]})
             return
         if attempts_made >= len(self.schedule):
             self.deliveries.record(delivery, attempt, FAILED, None, self.retention)
+            WEBHOOK_DELIVERIES.labels("failed").inc()
             self.webhooks.event_failed(webhook["_id"], self.disable_after)
             return
         self.deliveries.record(delivery, attempt, PENDING, utcnow() + datetime.timedelta(
             seconds=self._wait(attempts_made, outcome.get("retry_after"))), self.retention)
+        WEBHOOK_DELIVERIES.labels("retry").inc()
 
     def _wait(self, attempt, retry_after):
         if retry_after is not None:

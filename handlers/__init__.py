@@ -44,6 +44,7 @@ from handlers.api.webhooks import (
                                    WebhookTestHandler,
 )
 from handlers.health import HealthHandler
+from handlers.metrics import MetricsHandler
 from handlers.registry.base import RegistryFallbackHandler
 from handlers.registry.blobs import BlobHandler
 from handlers.registry.listings import (
@@ -62,6 +63,7 @@ _REPOSITORY = r"(?P<repository>.+?)"
 ROUTES = [
     (r"/health", HealthHandler),
     (r"/api/health", HealthHandler),
+    (r"/metrics", MetricsHandler),
     (r"/api/v1/auth/login", LoginHandler),
     (r"/api/v1/auth/refresh", RefreshHandler),
     (r"/api/v1/auth/logout", LogoutHandler),

@@ -90,7 +90,9 @@ class BaseHandler(tornado.web.RequestHandler):
     def tracker(self):
         return self.settings["tracker"]
 
-    def initialize(self):
+    def initialize(self, route="(unmatched)"):
+        # The route table's template this request matched (handlers/metrics.py labelled_routes): a metrics label.
+        self.route = route
         incoming = self.request.headers.get("X-Request-Id", "")
         self.trace_id = incoming if _TRACE_ID_RE.match(incoming) else uuid.uuid4().hex[:16]
         self.set_header("X-Trace-Id", self.trace_id)

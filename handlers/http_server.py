@@ -6,13 +6,18 @@
   such call stalled for the client's TLS handshake timeout (10 s for Go clients).
 - A request line or header block over the size limit is answered 414 or 431 before the
   connection closes, where Tornado closes it without a word.
+- Request body bytes are counted as they are read, streamed bodies included (cyp_http_request_bytes_total).
 """
 import asyncio
 import contextlib
 import socket
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.iostream
+
+from handlers.metrics import api_of
+from services.metrics import HTTP_REQUEST_BYTES
 
 TLS_HANDSHAKE_RECORD = 0x16
 # The most a request line and its headers may take together (Tornado's default, set explicitly).
@@ -62,9 +67,42 @@ class AnsweringIOStream(tornado.iostream.IOStream):
         super().close_fd()
 
 
+class BodyCountingDelegate(tornado.httputil.HTTPMessageDelegate):
+    """Passes one request on, counting the body bytes read for it (however the handler consumes them)."""
+
+    def __init__(self, delegate):
+        self.delegate = delegate
+        self.api = "other"
+        self.received = 0
+
+    def headers_received(self, start_line, headers):
+        self.api = api_of(start_line.path)
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk):
+        self.received += len(chunk)
+        return self.delegate.data_received(chunk)
+
+    def _count(self):
+        if self.received:
+            HTTP_REQUEST_BYTES.labels(self.api).inc(self.received)
+            self.received = 0
+
+    def finish(self):
+        self._count()
+        self.delegate.finish()
+
+    def on_connection_close(self):
+        self._count()
+        self.delegate.on_connection_close()
+
+
 class RegistryHTTPServer(tornado.httpserver.HTTPServer):
     def initialize(self, *args, **kwargs):
         super().initialize(*args, max_header_size=MAX_HEADER_BYTES, **kwargs)
+
+    def start_request(self, server_conn, request_conn):
+        return BodyCountingDelegate(super().start_request(server_conn, request_conn))
 
     async def handle_stream(self, stream, address):
         if await _peek_first_byte(stream.socket) == TLS_HANDSHAKE_RECORD:

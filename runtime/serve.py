@@ -14,10 +14,12 @@ from handlers.api.base import ApiFallbackHandler
 from actors.deliveries import Dispatchers
 from actors.imports import ImportActors
 from handlers.http_server import RegistryHTTPServer
+from handlers.metrics import api_of, labelled_routes
 from runtime.backend import open_backend
 from services.bootstrap import ensure_bootstrap_admin
 from services.container import build_services
 from services.gc import collect_forever
+from services.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, HTTP_RESPONSE_BYTES, scrape_registry
 from services.tokens import JwtCodec
 from services.uploads import sweep_forever
 from storage.deliveries import SyncDeliveries
@@ -55,23 +57,33 @@ class RequestTracker:
 
 
 def log_request(handler):
+    """The access log line and the request metrics (labelled by route template, never by path)."""
     status = handler.get_status()
+    method = handler.request.method
+    duration = handler.request.request_time()
     level = logging.INFO if status < 500 else logging.ERROR
-    access_log.log(level, "%s %s %d", handler.request.method, handler.request.path, status, extra={
-        "trace_id": getattr(handler, "trace_id", None), "status": status, "method": handler.request.method,
+    access_log.log(level, "%s %s %d", method, handler.request.path, status, extra={
+        "trace_id": getattr(handler, "trace_id", None), "status": status, "method": method,
         "path": handler.request.path, "remote_ip": handler.request.remote_ip, "pid": os.getpid(),
-        "duration_ms": round(handler.request.request_time() * 1000, 1),
+        "duration_ms": round(duration * 1000, 1),
     })
+    api, route = api_of(handler.request.path), getattr(handler, "route", "(unmatched)")
+    HTTP_REQUESTS.labels(api, route, method, status).inc()
+    HTTP_REQUEST_DURATION.labels(api, route, method).observe(duration)
+    sent = handler._headers.get("Content-Length", "0")
+    if method != "HEAD" and status not in (204, 304) and sent.isdigit():
+        HTTP_RESPONSE_BYTES.labels(api).inc(int(sent))
 
 
 def make_app(config, services):
     return tornado.web.Application(
-        ROUTES,
+        labelled_routes(ROUTES),
         default_handler_class=ApiFallbackHandler,
         log_function=log_request,
         config=config,
         services=services,
         tracker=RequestTracker(),
+        metrics_registry=scrape_registry(),
     )
 
 

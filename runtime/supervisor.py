@@ -6,7 +6,9 @@ signing key, the first administrator), then starts the workers: fresh interprete
 the socket and read their settings from a pipe. Each worker is a node of its own (its actors, its
 caches); everything shared lives in MongoDB. The parent restarts a worker that dies, forwards
 SIGTERM and SIGINT to all of them, and if the parent itself is killed the kernel stops every worker
-(and the database) with it.
+(and the database) with it. With ``metrics_enabled`` it empties ``<data-dir>/metrics`` before the
+first worker starts, starts each with ``PROMETHEUS_MULTIPROC_DIR`` set to it (services/metrics.py), and
+drops the live gauges of a worker that died.
 """
 import asyncio
 import contextlib
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from runtime.backend import open_backend
 from runtime.serve import bind, prepare_state, wait_for_stop
+from services.metrics import MULTIPROCESS_ENV, multiprocess_directory, worker_ended
 from storage.embedded_mongo import die_with_parent
 
 log = logging.getLogger("cyp.supervisor")
@@ -38,11 +41,12 @@ def worker_count(config):
 class Worker:
     """One worker process, restarted with backoff whenever it ends while the supervisor runs."""
 
-    def __init__(self, index, config, sockets, hint):
+    def __init__(self, index, config, sockets, hint, metrics_dir=None):
         self.index = index
         self.config = config
         self.sockets = sockets
         self.hint = hint
+        self.metrics_dir = metrics_dir
         self.process = None
         self.stopping = False
         self.wait = RESTART_FIRST_WAIT_SECONDS
@@ -56,10 +60,14 @@ class Worker:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, str(SERVER), "serve", "--worker-pipe", str(read_end),
                 "--listen-fds", ",".join(map(str, fds)), pass_fds=(read_end, *fds), stdin=asyncio.subprocess.DEVNULL,
-                preexec_fn=die_with_parent)
+                preexec_fn=die_with_parent, env=self._environment())
         finally:
             os.close(read_end)
         log.info("worker started", extra={"worker": self.index, "pid": self.process.pid})
+
+    def _environment(self):
+        # Set before the worker's interpreter starts, so prometheus-client sees it when first imported.
+        return {**os.environ, MULTIPROCESS_ENV: self.metrics_dir} if self.metrics_dir else None
 
     async def run(self):
         """Keep the worker running until ``stop()``."""
@@ -68,6 +76,8 @@ class Worker:
             await self._spawn()
             started = loop.time()
             code = await self.process.wait()
+            if self.metrics_dir:
+                worker_ended(self.process.pid, self.metrics_dir)
             if self.stopping:
                 return
             if loop.time() - started > STABLE_SECONDS:
@@ -100,7 +110,8 @@ async def supervise(config):
     async with open_backend(config) as backend:
         _, hint = await prepare_state(backend.collections, config)
         worker_config = {**config, "mongo_uri": config["mongo_uri"] or backend.embedded.uri}
-        workers = [Worker(index, worker_config, sockets, hint) for index in range(worker_count(config))]
+        metrics_dir = multiprocess_directory(config["data_dir"]) if config["metrics_enabled"] else None
+        workers = [Worker(index, worker_config, sockets, hint, metrics_dir) for index in range(worker_count(config))]
         running = [asyncio.create_task(worker.run()) for worker in workers]
         log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],
                  extra={"workers": len(workers)})

@@ -9,6 +9,8 @@ import asyncio
 import datetime
 import logging
 
+from services.metrics import GC_FREED_BYTES, GC_RUNS
+
 log = logging.getLogger("cyp.gc")
 
 
@@ -36,6 +38,8 @@ class GarbageCollector:
             if blob is not None:
                 await self.store.delete(blob["ref"])
                 deleted, freed = deleted + 1, freed + blob["size"]
+        GC_RUNS.inc()
+        GC_FREED_BYTES.inc(freed)
         if unlinked or deleted:
             log.info("garbage collected", extra={"unlinked": unlinked, "deleted_blobs": deleted, "freed_bytes": freed})
         return {"unlinked": unlinked, "deleted_blobs": deleted, "freed_bytes": freed}

@@ -21,6 +21,7 @@ from services.credentials import CredentialsUnavailable
 from services.digests import digest_bytes, parse_digest
 from services.errors import DigestInvalid, DomainError, Invalid, NotFound, QuotaExceeded
 from services.manifests import INDEX_TYPES, MAX_MANIFEST_BYTES, parse_manifest
+from services.metrics import IMPORT_TASKS_FINISHED
 from services.names import check_repository_name
 from services.outbound import OutboundRefused, is_network_error
 from services.references import DOCKER_HUB, DOCKER_HUB_API, parse_reference
@@ -246,6 +247,7 @@ class ImportPipeline:
                     **data}, task.get("operator"), session=session)
 
         await self.collections.transaction(finish)
+        IMPORT_TASKS_FINISHED.labels(status).inc()
 
     async def _current(self, task):
         return await self.tasks.collection.find_one({"_id": task["_id"]}) or {}

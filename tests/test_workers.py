@@ -12,21 +12,17 @@ from tests.support.clients import (
     EmbeddedRegistryServer,
     SlowPatch,
     connection_refused,
-    child_processes,
     databases_of,
-    kill_all,
     log_records,
     process_alive,
     run_server_cli,
+    running_with_workers,
     server_env,
     wait_until,
+    workers_of,
 )
 from tests.support.manifests import push_image
 from tests.support.registry_client import RegistryClient
-
-
-def workers_of(server):
-    return [pid for pid, cmdline in child_processes(server.process.pid) if "--worker-pipe" in cmdline]
 
 
 def everything_of(server):
@@ -35,12 +31,8 @@ def everything_of(server):
 
 @pytest.fixture
 def two_workers(tmp_path):
-    server = EmbeddedRegistryServer(tmp_path / "data", env={"CYP_WORKERS": "2"}).start()
-    wait_until(lambda: len(workers_of(server)) == 2, timeout=20)
-    children = everything_of(server)
-    yield server
-    server.stop()
-    kill_all(children + everything_of(server))
+    with running_with_workers(EmbeddedRegistryServer(tmp_path / "data", env={"CYP_WORKERS": "2"})) as server:
+        yield server
 
 
 def test_the_parent_runs_the_database_and_two_workers_that_both_serve(two_workers):

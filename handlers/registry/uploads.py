@@ -5,6 +5,7 @@ import tornado.web
 from handlers.registry.base import UNLIMITED_BODY, RegistryHandler
 from handlers.registry.errors import RegistryError
 from services.digests import parse_digest
+from services.metrics import UPLOADS_IN_PROGRESS
 from services.ranges import parse_content_range
 from services.uploads import range_header
 
@@ -18,6 +19,8 @@ class StreamingUploadMixin:
 
     session = None
     stream_error = None
+    # Counted in cyp_uploads_in_progress from start_streaming until the request ends.
+    streaming = False
     # A monolithic upload has no session the client could resume: a failure discards its data.
     discard_on_failure = False
 
@@ -34,6 +37,8 @@ class StreamingUploadMixin:
     def start_streaming(self, session):
         self.session = session
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        self.streaming = True
+        UPLOADS_IN_PROGRESS.inc()
 
     async def data_received(self, chunk):
         if self.session is None or self.stream_error is not None:
@@ -49,6 +54,9 @@ class StreamingUploadMixin:
 
     def release_session(self):
         """Give back the lease of a request that did not save its session (an error, or the client left)."""
+        if self.streaming:
+            self.streaming = False
+            UPLOADS_IN_PROGRESS.dec()
         if self.session is not None:
             session, self.session = self.session, None
             give_back = session.abort if self.discard_on_failure else session.release

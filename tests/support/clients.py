@@ -6,6 +6,7 @@ the machine's container configuration, credentials and image storage are neither
 remain that these tools cannot move: skopeo (as root) keeps its blob-info cache in
 /var/lib/containers/cache/blob-info-cache-v1.boltdb, and rootful podman creates an empty /run/containers/networks.
 """
+import contextlib
 import hashlib
 import io
 import json
@@ -292,6 +293,24 @@ def kill_all(pids):
     for pid in pids:  # never leave an orphaned database behind, whatever the test found
         if process_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def workers_of(server):
+    """The worker processes of a server started with CYP_WORKERS above 1."""
+    return [pid for pid, cmdline in child_processes(server.process.pid) if "--worker-pipe" in cmdline]
+
+
+@contextlib.contextmanager
+def running_with_workers(server, count=2):
+    """``server`` started with its ``count`` workers up; afterwards stopped, leaving no process of it behind."""
+    server.start()
+    wait_until(lambda: len(workers_of(server)) == count, timeout=20)
+    children = workers_of(server) + databases_of(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+        kill_all(children + workers_of(server) + databases_of(server))
 
 
 class SlowPatch:
