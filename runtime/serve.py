@@ -56,23 +56,34 @@ class RequestTracker:
             self.idle.set()
 
 
+def _username(handler):
+    """Who the request was answered for, when it authenticated anyone."""
+    try:
+        user = handler.user
+    except AttributeError:  # not a handler with callers, or the request ended before authentication
+        return None
+    return user.get("username") if user else None
+
+
 def log_request(handler):
     """The access log line and the request metrics (labelled by route template, never by path)."""
     status = handler.get_status()
     method = handler.request.method
     duration = handler.request.request_time()
+    api, route = api_of(handler.request.path), getattr(handler, "route", "(unmatched)")
+    # Tornado keeps the answer's headers private; its Content-Length is the body sent (none for HEAD, 204, 304).
+    length = handler._headers.get("Content-Length", "0")
+    sent = int(length) if method != "HEAD" and status not in (204, 304) and length.isdigit() else 0
     level = logging.INFO if status < 500 else logging.ERROR
     access_log.log(level, "%s %s %d", method, handler.request.path, status, extra={
         "trace_id": getattr(handler, "trace_id", None), "status": status, "method": method,
-        "path": handler.request.path, "remote_ip": handler.request.remote_ip, "pid": os.getpid(),
-        "duration_ms": round(duration * 1000, 1),
+        "path": handler.request.path, "route": route, "remote_ip": handler.request.remote_ip,
+        "user": _username(handler), "bytes_out": sent, "pid": os.getpid(), "duration_ms": round(duration * 1000, 1),
     })
-    api, route = api_of(handler.request.path), getattr(handler, "route", "(unmatched)")
     HTTP_REQUESTS.labels(api, route, method, status).inc()
     HTTP_REQUEST_DURATION.labels(api, route, method).observe(duration)
-    sent = handler._headers.get("Content-Length", "0")
-    if method != "HEAD" and status not in (204, 304) and sent.isdigit():
-        HTTP_RESPONSE_BYTES.labels(api).inc(int(sent))
+    if sent:
+        HTTP_RESPONSE_BYTES.labels(api).inc(sent)
 
 
 def make_app(config, services):

@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object per line, carrying the current request's trace_id."""
+"""Structured logging: one JSON object per line (or a readable text line), carrying the current request's
+trace_id."""
 import contextvars
 import json
 import logging
@@ -10,7 +11,9 @@ _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"m
 
 
 class JsonFormatter(logging.Formatter):
-    def format(self, record):
+    """One JSON object per line: time, level, logger, message, trace_id and the record's extra fields."""
+
+    def entry(self, record):
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
@@ -23,12 +26,29 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS and k != "trace_id"})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return entry
+
+    def format(self, record):
+        return json.dumps(self.entry(record), default=str)
 
 
-def configure_logging(level):
+class TextFormatter(JsonFormatter):
+    """The same fields for a person reading a terminal: ``time LEVEL logger message key=value …``."""
+
+    def format(self, record):
+        entry = self.entry(record)
+        head = " ".join(str(entry.pop(key)) for key in ("ts", "level", "logger", "msg"))
+        trace = entry.pop("exc", None)
+        line = " ".join([head, *(f"{key}={value}" for key, value in entry.items() if value is not None)])
+        return f"{line}\n{trace}" if trace else line
+
+
+FORMATTERS = {"json": JsonFormatter, "text": TextFormatter}
+
+
+def configure_logging(level, log_format="json"):
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(FORMATTERS[log_format]())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -68,6 +68,34 @@ def test_an_unknown_key_in_the_config_file_exits_2_with_one_line_naming_it(tmp_p
     assert "no_such_setting" in result.stderr
 
 
+# --- logs -----------------------------------------------------------------------------------------
+
+def test_each_request_is_logged_once_with_its_route_template_user_bytes_and_trace_id(registry, admin):
+    trace_id = "log0test0route01"
+    response = admin.request("GET", "/v2/_catalog", "registry:catalog:*", headers={"X-Request-Id": trace_id})
+    assert response.status_code == 200
+
+    [line] = wait_until(lambda: [record for record in log_records(registry.log_text())
+                                 if record.get("trace_id") == trace_id and record["logger"] == "cyp.access"], timeout=10)
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/v2/_catalog", 200)
+    assert line["route"] == "/v2/_catalog"
+    assert line["user"] == "admin"
+    assert line["bytes_out"] == len(response.content)
+    assert line["remote_ip"] and line["duration_ms"] >= 0
+
+
+def test_the_text_log_format_writes_readable_lines_with_the_same_fields(mongo, tmp_path):
+    server = RegistryServer(mongo.uri, tmp_path / "registry", env={"CYP_LOG_FORMAT": "text"}).start()
+    requests.get(f"{server.url}/health", headers={"X-Request-Id": "text0format0log1"}, timeout=10)
+    server.stop()
+
+    text = server.log_text()
+    assert log_records(text) == []
+    [line] = [line for line in text.splitlines() if "trace_id=text0format0log1" in line]
+    assert " INFO cyp.access GET /health 200 " in line
+    assert "route=/health" in line and "status=200" in line
+
+
 # --- health -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/health", "/api/health"])
