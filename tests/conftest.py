@@ -11,6 +11,7 @@ from tests.support.processes import MongoServer, RegistryServer
 from tests.support.projects import api_login, create_project
 from tests.support.quota_support import GC_NOW_ENV, Db
 from tests.support.registry_client import RegistryClient, cached_client
+from tests.support.sent_secrets import found_in, remember
 
 _names = itertools.count(1)
 
@@ -43,8 +44,12 @@ def registry(mongo, tmp_path_factory):
     # Behind-a-proxy mode lets tests that fail logins on purpose do so from addresses of their own.
     server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("registry"),
                             env={"CYP_TRUST_PROXY_HEADERS": "true"}).start()
+    remember(server.admin_password)
     yield server
     server.stop()
+    # The whole run's log of the shared server holds none of the passwords and tokens the tests sent it.
+    leaked = found_in(server.log_text())
+    assert not leaked, f"{len(leaked)} secrets in {server.log_path}, e.g. one starting {leaked[0][:6]}"
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import requests
 
+from tests.support.sent_secrets import remember, remember_body
+
 ENVELOPE_KEYS = {"code", "message", "data", "timestamp", "trace_id"}
 SUCCESS = 20000
 # The HTTP status each envelope code travels with (the table: 1xxxx 400/413, 2xxxx 404/409/410/405,
@@ -100,6 +102,8 @@ class Api:
         token = token if token is not None else self.token
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        remember(token)
+        remember_body(kwargs.get("json"))
         if self.address:
             # The shared test server trusts proxy headers (trust_proxy_headers); a private address keeps
             # deliberate failures off 127.0.0.1.

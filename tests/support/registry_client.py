@@ -4,6 +4,7 @@ import functools
 import requests
 
 from tests.support.manifests import OCI_MANIFEST, sha256
+from tests.support.sent_secrets import remember
 
 
 class RegistryClient:
@@ -14,6 +15,7 @@ class RegistryClient:
         self.url = url
         self.auth = (username, password) if username else None
         self.address = address
+        remember(password)
 
     def _headers(self, headers=None):
         headers = dict(headers or {})
@@ -29,7 +31,9 @@ class RegistryClient:
     def token(self, *scopes):
         response = self.token_response(*scopes)
         response.raise_for_status()
-        return response.json()["token"]
+        token = response.json()["token"]
+        remember(token)
+        return token
 
     def request(self, method, path, scope=None, headers=None, **kwargs):
         """``path`` is relative to the server; ``scope`` (e.g. ``repository:p/r:pull,push``) selects the token."""
