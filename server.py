@@ -16,7 +16,9 @@ from runtime import commands
 from runtime.serve import serve, serve_worker
 from runtime.supervisor import supervise, worker_count
 from services.errors import DomainError
+from services.imports import STATUSES as IMPORT_STATUSES
 from services.logs import configure_logging
+from services.webhooks import DELIVERY_STATUSES
 from storage.blobstore import StorageUnavailable
 
 log = logging.getLogger("cyp.server")
@@ -68,25 +70,85 @@ def parse_args(argv):
     # A supervisor's own way of starting its workers (runtime/supervisor.py), not for people.
     serve_parser.add_argument("--worker-pipe", type=int, help=argparse.SUPPRESS)
     serve_parser.add_argument("--listen-fds", help=argparse.SUPPRESS)
-    recount = sub.add_parser("recount", help="recompute every project's storage usage and report drift "
-                                             "(one JSON line per project)")
-    recount.add_argument("--fix", action="store_true", help="repair the drift found")
-    user = sub.add_parser("user", help="manage users")
-    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
-    reset = user_sub.add_parser("reset-password", help="print a new one-time password for USER (to be changed at "
-                                                        "the next login) and end the user's sessions")
-    reset.add_argument("username", metavar="USER")
-    for target in (recount, user, reset):
-        target.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration file")
-        target.add_argument("--data-dir", default=argparse.SUPPRESS, help="data directory")
+    _add_commands(sub)
     return parser.parse_args(argv)
 
 
+def _add_commands(sub):
+    """The operator's commands (runtime/commands.py); each leaf sets ``run(config, args)``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration file")
+    common.add_argument("--data-dir", default=argparse.SUPPRESS, help="data directory")
+
+    def command(parent, name, run, help_text):
+        leaf = parent.add_parser(name, parents=[common], help=help_text, description=help_text)
+        leaf.set_defaults(run=run)
+        return leaf
+
+    def group(name, help_text):
+        return sub.add_parser(name, parents=[common], help=help_text).add_subparsers(
+            dest=f"{name}_command", metavar="ACTION", required=True)
+
+    recount = command(sub, "recount", lambda config, a: commands.recount(config, a.fix),
+                      "recompute every project's storage usage and report drift (one JSON line per project)")
+    recount.add_argument("--fix", action="store_true", help="repair the drift found")
+
+    user = group("user", "manage users")
+    create = command(user, "create", lambda config, a: commands.user_create(config, a.username, a.admin, a.email),
+                     "create USER with a generated one-time password (printed once), to be changed at the first login")
+    create.add_argument("username", metavar="USER")
+    create.add_argument("--admin", action="store_true", help="make the user an administrator")
+    create.add_argument("--email", metavar="E", help="the user's e-mail address")
+    command(user, "list", lambda config, a: commands.user_list(config), "list every user (one JSON line each)")
+    for name, disabled, text in (("disable", True, "disable USER: its sessions end and its logins are refused"),
+                                 ("enable", False, "enable USER again")):
+        command(user, name, lambda config, a, off=disabled: commands.user_set_disabled(config, a.username, off),
+                text).add_argument("username", metavar="USER")
+    command(user, "reset-password", lambda config, a: commands.reset_password(config, a.username),
+            "print a new one-time password for USER (to be changed at the next login) and end the user's "
+            "sessions").add_argument("username", metavar="USER")
+
+    project = group("project", "manage projects")
+    create = command(project, "create",
+                     lambda config, a: commands.project_create(config, a.name, a.public, a.quota, a.owner),
+                     "create project NAME (private unless --public, as through the API), owned by --owner")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--public", action="store_true", help="everyone may see and pull it")
+    create.add_argument("--quota", type=int, metavar="BYTES", help="storage quota in bytes, -1 unlimited "
+                                                                   "(default: default_project_quota)")
+    create.add_argument("--owner", metavar="USER", default="admin", help="the owning user (default: admin)")
+    quota = command(project, "quota", lambda config, a: commands.project_quota(config, a.name, a.quota),
+                    "set the storage quota of project NAME")
+    quota.add_argument("name", metavar="NAME")
+    quota.add_argument("quota", type=int, metavar="BYTES", help="bytes, -1 for unlimited")
+
+    command(group("gc", "garbage collection"), "run", lambda config, a: commands.gc_run(config),
+            "collect garbage once now and print what was freed")
+
+    imports = group("imports", "image import tasks")
+    listing = command(imports, "list", lambda config, a: commands.imports_list(config, a.project, a.status),
+                      "list import tasks (one JSON line each)")
+    listing.add_argument("--project", metavar="NAME", help="only this project's tasks")
+    listing.add_argument("--status", metavar="S", choices=IMPORT_STATUSES, help=", ".join(IMPORT_STATUSES))
+    command(imports, "cancel", lambda config, a: commands.imports_cancel(config, a.task_id),
+            "cancel import task TASK_ID").add_argument("task_id", metavar="TASK_ID")
+
+    webhooks = group("webhooks", "webhook deliveries")
+    deliveries = command(webhooks, "deliveries",
+                         lambda config, a: commands.webhook_deliveries(config, a.webhook_id, a.status),
+                         "list the deliveries of webhook WEBHOOK_ID (one JSON line each, newest first)")
+    deliveries.add_argument("webhook_id", metavar="WEBHOOK_ID")
+    deliveries.add_argument("--status", metavar="S", choices=DELIVERY_STATUSES, help=", ".join(DELIVERY_STATUSES))
+    redeliver = command(webhooks, "redeliver",
+                        lambda config, a: commands.webhook_redeliver(config, a.webhook_id, a.delivery_id),
+                        "send delivery DELIVERY_ID of webhook WEBHOOK_ID again")
+    redeliver.add_argument("webhook_id", metavar="WEBHOOK_ID")
+    redeliver.add_argument("delivery_id", metavar="DELIVERY_ID")
+
+
 def command_for(args, config):
-    if args.command == "recount":
-        return commands.recount(config, args.fix)
-    if args.command == "user":
-        return commands.reset_password(config, args.username)
+    if hasattr(args, "run"):
+        return args.run(config, args)
     return supervise(config) if worker_count(config) > 1 else serve(config)
 
 

@@ -1,28 +1,181 @@
-"""The operator's commands (``server.py recount``, ``server.py user reset-password``), run on the same
-services as the API; beside a running server on the embedded database they use its database."""
+"""The operator's commands (``server.py recount``, ``user …``, ``project …``, ``gc run``, ``imports …``,
+``webhooks …``), run on the same services as the API; beside a running server on the embedded database
+they use its database.
+
+Each prints one JSON object per line on stdout and answers 0; a refusal of the services (not found, a
+conflict, an invalid value) is raised as a DomainError, which server.py logs as one line and answers 1.
+Nothing here logs a password.
+"""
+import contextlib
+import functools
 import json
+import sys
 
 from runtime.backend import open_backend
 from services.container import build_services
+from services.errors import Invalid
+from services.users import one_time_password, public_user
+from services.validation import InvalidBody, validate
+
+# Who the commands act as: an administrator, like the API's caller, but no account (it owns nothing).
+OPERATOR = {"_id": None, "username": "operator", "is_admin": True}
+PAGE = 100
+
+
+@contextlib.asynccontextmanager
+async def operator_services(config):
+    """The services of an API process, on the configured database (or the running server's embedded one)."""
+    async with open_backend(config, for_command=True) as backend:
+        services = build_services(config, backend, codec=None)
+        try:
+            yield services
+        finally:
+            await services.close()
+
+
+def emit(value):
+    print(json.dumps(value, default=str), flush=True)
+
+
+def checked(schema, fields):
+    """``fields`` validated by the API's own request schema."""
+    try:
+        return validate(schema, fields)
+    except InvalidBody as exc:
+        raise Invalid(str(exc)) from None
+
+
+async def all_pages(fetch):
+    """Every item of a paged service call ``fetch(skip, limit) -> (items, total)``."""
+    skip = 0
+    while True:
+        items, total = await fetch(skip, PAGE)
+        for item in items:
+            yield item
+        skip += len(items)
+        if not items or skip >= total:
+            return
+
+
+@contextlib.contextmanager
+def progress_bar(description, total):
+    """A rich progress bar on stderr when stderr is a terminal (never in a pipe or a log); ``advance()``."""
+    if not sys.stderr.isatty():
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    # stdout stays the JSON lines (a pipe): rich would otherwise route prints through its (stderr) console.
+    with Progress(console=Console(stderr=True), transient=True, redirect_stdout=False,
+                  redirect_stderr=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)
 
 
 async def recount(config, fix):
     """Recompute every project's usage from its links and print one JSON line per project."""
-    async with open_backend(config, for_command=True) as backend:
-        projects = build_services(config, backend, codec=None).projects
+    async with operator_services(config) as services:
         drifted = 0
-        for project in await backend.collections.projects.all():
-            report = await projects.recount(project, fix)
-            drifted += report["drift"] != 0
-            print(json.dumps({"project": project["name"], **report}), flush=True)
-        print(json.dumps({"projects_with_drift": drifted, "fixed": fix}), flush=True)
+        projects = await services.projects.collections.projects.all()
+        with progress_bar("recount", len(projects)) as advance:
+            for project in projects:
+                report = await services.projects.recount(project, fix)
+                drifted += report["drift"] != 0
+                emit({"project": project["name"], **report})
+                advance()
+        emit({"projects_with_drift": drifted, "fixed": fix})
     return 0
 
 
 async def reset_password(config, username):
     """Give ``username`` a new one-time password (printed), to be changed at next login; end its sessions."""
-    async with open_backend(config, for_command=True) as backend:
-        users = build_services(config, backend, codec=None).users
-        password = await users.reset_password(username)
+    async with operator_services(config) as services:
+        password = await services.users.reset_password(username)
     print(f"New one-time password for {username}: {password}\nIt must be changed after logging in.", flush=True)
+    return 0
+
+
+async def user_create(config, username, admin, email):
+    """A new account with a generated one-time password (printed once), to be changed at the first login."""
+    password = one_time_password(username)
+    fields = checked("user_create", {"username": username, "password": password, "is_admin": admin,
+                                     **({"email": email} if email is not None else {})})
+    async with operator_services(config) as services:
+        user = await services.users.create(fields, must_change_password=True)
+    emit({**public_user(user), "one_time_password": password})
+    return 0
+
+
+async def user_list(config):
+    async with operator_services(config) as services:
+        async for user in all_pages(functools.partial(services.users.page, "")):
+            emit(public_user(user))
+    return 0
+
+
+async def user_set_disabled(config, username, disabled):
+    """Disable (sessions end; logins refused) or enable an account, as PATCH /api/v1/users/:id does."""
+    async with operator_services(config) as services:
+        user = await services.users.by_username(username)
+        emit(public_user(await services.users.admin_update(OPERATOR, user["_id"], {"disabled": disabled})))
+    return 0
+
+
+async def project_create(config, name, public, quota, owner):
+    """A project owned by ``owner``, created as that user's POST /api/v1/projects would."""
+    async with operator_services(config) as services:
+        fields = checked("project_create", {"name": name, "is_public": public,
+                                            **({"storage_quota": quota} if quota is not None else {})})
+        project = await services.projects.create(await services.users.by_username(owner), fields)
+        emit(await services.projects.describe(project))
+    return 0
+
+
+async def project_quota(config, name, quota):
+    async with operator_services(config) as services:
+        checked("project_quota", {"storage_quota": quota})
+        project = await services.projects.visible(OPERATOR, name)
+        emit(await services.projects.describe(await services.projects.set_quota(project, quota)))
+    return 0
+
+
+async def gc_run(config):
+    async with operator_services(config) as services:
+        emit(await services.gc.run_once())
+    return 0
+
+
+async def imports_list(config, project_name, status):
+    """The import tasks of one project, or of every project, newest first per project."""
+    async with operator_services(config) as services:
+        projects = ([await services.projects.visible(OPERATOR, project_name)] if project_name
+                    else await services.projects.collections.projects.all())
+        for project in projects:
+            tasks = all_pages(functools.partial(services.imports.page, OPERATOR, project["_id"], status))
+            async for task in tasks:
+                emit({"project": project["name"], **task})
+    return 0
+
+
+async def imports_cancel(config, task_id):
+    async with operator_services(config) as services:
+        project_id = await services.imports.project_of(task_id)
+        emit(await services.imports.cancel(OPERATOR, project_id, task_id))
+    return 0
+
+
+async def webhook_deliveries(config, webhook_id, status):
+    async with operator_services(config) as services:
+        async for delivery in all_pages(functools.partial(services.webhooks.deliveries, OPERATOR, webhook_id,
+                                                          status, None)):
+            emit(delivery)
+    return 0
+
+
+async def webhook_redeliver(config, webhook_id, delivery_id):
+    """A new delivery of the same event; answers it after its first attempt (made by a running server's
+    dispatcher), or still pending after the webhook timeout when no server runs."""
+    async with operator_services(config) as services:
+        emit(await services.webhooks.redeliver(OPERATOR, webhook_id, delivery_id))
     return 0

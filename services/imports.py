@@ -141,6 +141,13 @@ class ImportService:
             raise NotFound("import task not found")
         return public_task(doc)
 
+    async def project_of(self, task_id):
+        """The id of the project an import task belongs to, for an operator who knows only the task."""
+        project_id = await self.collections.import_tasks.project_of(task_id)
+        if project_id is None:
+            raise NotFound("import task not found")
+        return project_id
+
     async def cancel(self, user, project_key, task_id):
         project = await self._project(user, project_key)
         doc = await self.collections.import_tasks.request_cancel(project["_id"], task_id)

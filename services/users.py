@@ -23,6 +23,14 @@ def public_user(doc):
     }
 
 
+def one_time_password(username):
+    """A generated password that also passes the rules a chosen one must (it could contain a short username)."""
+    while True:
+        password = generate_password()
+        if password_problem(password, username) is None:
+            return password
+
+
 def _stays_admin(user):
     return bool(user.get("is_admin")) and not user.get("disabled")
 
@@ -119,13 +127,20 @@ class UserService:
             raise NotFound("user not found")
         return user
 
-    async def create(self, fields):
+    async def by_username(self, username):
+        user = await self.collections.users.get_by_username(username)
+        if user is None:
+            raise NotFound(f"no user named {username}")
+        return user
+
+    async def create(self, fields, must_change_password=False):
         problem = password_problem(fields["password"], fields["username"])
         if problem:
             raise Invalid(problem)
         user = await self.collections.users.create(
             fields["username"], await hash_password(fields["password"]), is_admin=fields.get("is_admin", False),
-            email=fields.get("email"), display_name=fields.get("display_name"))
+            email=fields.get("email"), display_name=fields.get("display_name"),
+            must_change_password=must_change_password)
         if user is None:
             raise Conflict(f"username {fields['username']} is taken")
         return user
@@ -171,10 +186,8 @@ class UserService:
     async def reset_password(self, username):
         """An operator's way back in: a new generated password (answered once) that must be changed; the
         user's sessions end and a login lock on the name is lifted."""
-        user = await self.collections.users.get_by_username(username)
-        if user is None:
-            raise NotFound(f"no user named {username}")
-        password = generate_password()
+        user = await self.by_username(username)
+        password = one_time_password(user["username"])
         await self.collections.users.update(user["_id"], {"password_hash": await hash_password(password),
                                                           "must_change_password": True})
         await self.collections.sessions.revoke_for_user(user["_id"])

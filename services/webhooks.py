@@ -31,6 +31,7 @@ from storage.events import DISPATCHED, event_document
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "webhooks"
 EVENT_TYPES = ("PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT", "QUOTA_WARNING", "QUOTA_EXCEEDED",
                "IMPORT_COMPLETED", "IMPORT_FAILED", "PING")
+DELIVERY_STATUSES = ("pending", "sending", "succeeded", "failed")
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 MIN_SECRET_BYTES = 24

@@ -54,6 +54,10 @@ class ImportTasks:
     async def get(self, project_id, task_id):
         return await self.collection.find_one({"_id": task_id, "project_id": project_id})
 
+    async def project_of(self, task_id):
+        doc = await self.collection.find_one({"_id": task_id}, {"project_id": 1})
+        return doc and doc["project_id"]
+
     async def page(self, project_id, status, skip, limit):
         query = {"project_id": project_id, **({"status": status} if status else {})}
         total = await self.collection.count_documents(query)

@@ -2,7 +2,12 @@
 deliveries and redeliveries, and the JSON Schemas of the payloads they receive."""
 from handlers.api.base import ApiHandler
 from handlers.api.errors import ApiError
-from services.webhooks import EVENT_TYPES, payload_schema, public_webhook
+from services.webhooks import (
+    DELIVERY_STATUSES,
+    EVENT_TYPES,
+    payload_schema,
+    public_webhook,
+)
 
 
 class WebhookBase(ApiHandler):
@@ -47,8 +52,8 @@ class DeliveryListHandler(WebhookBase):
     async def get(self, webhook_id):
         page, page_size = self.page_args()
         status = self.get_query_argument("status", None)
-        if status not in (None, "pending", "sending", "succeeded", "failed"):
-            raise ApiError(10001, "status must be one of pending, sending, succeeded, failed")
+        if status not in (None, *DELIVERY_STATUSES):
+            raise ApiError(10001, f"status must be one of {', '.join(DELIVERY_STATUSES)}")
         event_type = self.get_query_argument("event_type", None)
         if event_type not in (None, *EVENT_TYPES):
             raise ApiError(10001, f"event_type must be one of {', '.join(EVENT_TYPES)}")
