@@ -14,6 +14,7 @@ def policy(allowed="", denied=""):
     return NetworkPolicy.from_settings({"outbound_allowed_networks": allowed, "outbound_denied_networks": denied})
 
 
+# Data only, never connected to: addresses the guard must refuse by default.
 @pytest.mark.parametrize("address", [
     "127.0.0.1", "127.0.0.2", "::1", "0.0.0.0", "169.254.169.254", "169.254.1.1", "fe80::1", "10.1.2.3",
     "172.16.0.1", "192.168.1.1", "100.64.0.1", "100.100.100.200", "fd00:ec2::254", "fc00::1", "224.0.0.1",
