@@ -25,13 +25,13 @@ from services.errors import Forbidden, Invalid, NotFound
 from services.outbound import OutboundRefused
 from services.timestamps import iso_z
 from storage.clock import utcnow
-from storage.deliveries import new_delivery
+from storage.deliveries import FAILED, PENDING, SENDING, SUCCEEDED, new_delivery
 from storage.events import DISPATCHED, event_document
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "webhooks"
 EVENT_TYPES = ("PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT", "QUOTA_WARNING", "QUOTA_EXCEEDED",
                "IMPORT_COMPLETED", "IMPORT_FAILED", "PING")
-DELIVERY_STATUSES = ("pending", "sending", "succeeded", "failed")
+DELIVERY_STATUSES = (PENDING, SENDING, SUCCEEDED, FAILED)
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 MIN_SECRET_BYTES = 24
