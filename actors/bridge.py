@@ -42,6 +42,11 @@ class BridgedActor(pykka.ThreadingActor):
             message.loop.call_soon_threadsafe(_settle, message.reply, result)
 
 
+def inbox_depth(refs):
+    """Messages waiting in these actors' inboxes."""
+    return sum(ref.actor_inbox.qsize() for ref in refs)
+
+
 async def ask(actor_ref, method, *args):
     """Run ``method`` (a function of the actor's class) in the actor and await its answer."""
     loop = asyncio.get_running_loop()

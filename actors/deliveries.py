@@ -21,6 +21,7 @@ import uuid
 
 import pykka
 
+from actors.bridge import inbox_depth
 from services.metrics import WEBHOOK_DELIVERIES
 from services.webhooks import PayloadInvalid, matches, render
 from storage.clock import utcnow
@@ -203,6 +204,9 @@ class Dispatchers:
         if self.ref is not None and not self.tick_asked.is_set():
             self.tick_asked.set()
             self.ref.tell("tick")
+
+    def mailbox_depth(self):
+        return inbox_depth([self.ref] if self.ref is not None else [])
 
     def _tick(self):
         while not self.stopping.wait(TICK_SECONDS):

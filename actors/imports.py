@@ -18,6 +18,8 @@ import uuid
 
 import pykka
 
+from actors.bridge import inbox_depth
+
 log = logging.getLogger("cyp.imports")
 
 POLL_SECONDS = 2
@@ -141,6 +143,9 @@ class ImportActors:
             if idle.is_set() and ref.is_alive():
                 idle.clear()
                 ref.tell("poll")
+
+    def mailbox_depth(self):
+        return inbox_depth(self.actors)
 
     def _tick(self):
         while not self.stopping.wait(POLL_SECONDS):

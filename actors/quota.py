@@ -6,7 +6,7 @@ one node, the cached usage for early refusals, and the QUOTA_WARNING / QUOTA_EXC
 import threading
 import time
 
-from actors.bridge import BridgedActor, ask
+from actors.bridge import BridgedActor, ask, inbox_depth
 from services.errors import ProjectGone, QuotaExceeded
 from storage.accounting import Accounting
 from storage.mongo import sync_transaction
@@ -158,6 +158,11 @@ class QuotaActors:
             if ref is None or not ref.is_alive():
                 ref = self.refs[project_id] = QuotaActor.start(self.accounting, project_id)
             return ref
+
+    def mailbox_depth(self):
+        with self.lock:
+            refs = list(self.refs.values())
+        return inbox_depth(refs)
 
     async def drop_project(self, project_id):
         """Forget a deleted project's accounting and stop its actor."""

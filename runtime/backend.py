@@ -5,6 +5,8 @@ import contextlib
 from dataclasses import dataclass
 
 from actors.quota import QuotaActors
+from services.metrics import CommandTimer
+from services.timed_blobstore import TimedBlobStore
 from storage.embedded_mongo import EmbeddedMongo, embedded_or_running
 from storage.factory import create_blob_store
 from storage.mongo import Collections, create_client, create_sync_client, require_replica_set
@@ -33,14 +35,16 @@ async def database_uri(config, for_command=False):
 
 @contextlib.asynccontextmanager
 async def open_backend(config, for_command=False, listeners=()):
-    """``listeners`` are pymongo event listeners for both drivers (tests watch the write concerns)."""
+    """``listeners`` are pymongo event listeners for both drivers (tests watch the write concerns), beside the
+    one timing every command for the metrics."""
+    listeners = (*listeners, CommandTimer())
     async with database_uri(config, for_command) as (uri, embedded):
         client = create_client(uri, listeners)
         # The actors' threads use the synchronous driver (thread-safe, pooled).
         sync_client = create_sync_client(uri, listeners)
         quota = QuotaActors(sync_client[config["mongo_db"]])
         db = client[config["mongo_db"]]
-        blob_store = create_blob_store(config, db)
+        blob_store = TimedBlobStore(create_blob_store(config, db))
         try:
             await require_replica_set(client, uri)
             collections = Collections(db)

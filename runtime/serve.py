@@ -19,7 +19,8 @@ from runtime.backend import open_backend
 from services.bootstrap import ensure_bootstrap_admin
 from services.container import build_services
 from services.gc import collect_forever
-from services.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, HTTP_RESPONSE_BYTES, scrape_registry
+from services.metrics import (HTTP_REQUEST_DURATION, HTTP_REQUESTS, HTTP_RESPONSE_BYTES, sample_mailboxes_forever,
+                              scrape_registry)
 from services.tokens import JwtCodec
 from services.uploads import sweep_forever
 from storage.deliveries import SyncDeliveries
@@ -94,7 +95,7 @@ def make_app(config, services):
         config=config,
         services=services,
         tracker=RequestTracker(),
-        metrics_registry=scrape_registry(),
+        metrics_registry=scrape_registry(services.cluster_metrics),
     )
 
 
@@ -175,6 +176,8 @@ async def run_node(config, backend, sockets, signing_key, hint):
         asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
         asyncio.create_task(services.pulls.flush_forever()),
         asyncio.create_task(backend.collections.end_abandoned_transactions_forever()),
+        asyncio.create_task(sample_mailboxes_forever(
+            {"quota": backend.quota, "imports": imports, "deliveries": dispatchers})),
     ]
     log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],
              extra={"url": f"http://{config['host']}:{config['port']}", "storage": backend.blob_store.name})

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 
 from services.access import AccessService, LiveAccounts
 from services.auth import AuthService
+from services.cluster_metrics import ClusterCollector
 from services.bootstrap import BootstrapHint
 from services.credentials import CredentialBox, load_key
 from services.gc import GarbageCollector
@@ -39,6 +40,7 @@ class Services:
     webhooks: WebhookService
     webhook_sender: WebhookSender
     pulls: PullEvents
+    cluster_metrics: ClusterCollector
 
     async def close(self):
         await self.outbound.close()
@@ -75,4 +77,5 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         webhooks=webhooks,
         webhook_sender=WebhookSender(webhooks, outbound, config),
         pulls=PullEvents(collections),
+        cluster_metrics=ClusterCollector(backend.sync_db, config["metrics_cache_seconds"]),
     )

@@ -116,6 +116,13 @@ class SyncDeliveries:
                     {"$set": {"status": SENDING, "lease_token": f"{owner}:{uuid.uuid4().hex}",
                               "lease_until": now + datetime.timedelta(seconds=lease_seconds)}})
 
+    def backlog(self):
+        """``{status: (deliveries, oldest created_at)}`` of those not ended (pending and sending), on the status index."""
+        found = self.collection.aggregate([
+            {"$match": {"status": {"$in": [PENDING, SENDING]}}},
+            {"$group": {"_id": "$status", "count": {"$sum": 1}, "oldest": {"$min": "$created_at"}}}])
+        return {doc["_id"]: (doc["count"], doc["oldest"]) for doc in found}
+
     def next_due(self):
         """When the earliest pending delivery is due, or None."""
         doc = self.collection.find_one({"status": PENDING}, {"next_attempt_at": 1}, sort=[("next_attempt_at", 1)])

@@ -106,6 +106,10 @@ class SyncImportTasks:
         """Claimable tasks, oldest first (pending ones and those whose holder stopped heartbeating)."""
         return list(self.collection.find(_claimable(utcnow()), {"project_id": 1}).sort("created_at", 1).limit(limit))
 
+    def count_by_status(self):
+        """``{status: tasks}`` over every status, one count on the status index each."""
+        return {status: self.collection.count_documents({"status": status}) for status in (*ACTIVE, *FINISHED)}
+
     def running_in_project(self, project_id):
         return self.collection.count_documents({"project_id": project_id, "status": RUNNING,
                                                 "lease_until": {"$gte": utcnow()}})

@@ -1,16 +1,21 @@
-"""GET /metrics: Prometheus counters of requests (by route template, never by path), bytes, uploads; added up over
-every worker of a server; off with metrics_enabled=false."""
+"""GET /metrics: Prometheus counters of requests (by route template, never by path), bytes, uploads, database and
+blob store latency, actor mailboxes; added up over every worker of a server; series read from the database
+(quota usage, import tasks, the webhook queue) added once; off with metrics_enabled=false."""
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
+import pymongo
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.cluster_metrics import ClusterCollector
+from tests.support.api_client import admin_api_for, ok, unique_name
 from tests.support.clients import log_records, running_with_workers, wait_until, workers_of
-from tests.support.manifests import OCI_MANIFEST, get_manifest, push_image
-from tests.support.processes import RegistryServer
+from tests.support.manifests import OCI_MANIFEST, get_blob, get_manifest, push_image
+from tests.support.processes import RegistryServer, free_port
+from tests.support.registry_client import RegistryClient
 
 MANIFEST_ROUTE = "/v2/{name}/manifests/{reference}"
 
@@ -29,6 +34,34 @@ def samples(url):
 
 def value(found, name, **labels):
     return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(found, name):
+    """The sum of every series of ``name`` (whatever their labels)."""
+    return sum(sample for (sample_name, _), sample in found.items() if sample_name == name)
+
+
+def labelled(found, name, label):
+    """``{label value: sample}`` of the series of ``name``."""
+    return {dict(labels)[label]: sample for (sample_name, labels), sample in found.items() if sample_name == name}
+
+
+# Series read from the database at each scrape (no cache), and webhooks that may reach a receiver on loopback that
+# is down: a failed first attempt is retried only after five minutes, so its delivery stays queued.
+FRESH = {"CYP_METRICS_CACHE_SECONDS": "0", "CYP_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32",
+         "CYP_WEBHOOK_RETRY_SCHEDULE": "0,300"}
+
+
+@pytest.fixture(scope="module")
+def fresh(mongo, tmp_path_factory):
+    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("metrics"), env=FRESH).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_api(fresh):
+    return admin_api_for(fresh)
 
 
 def test_metrics_answer_in_the_prometheus_text_format(registry):
@@ -103,3 +136,131 @@ def test_every_workers_requests_add_up_in_one_scrape_and_outlive_a_dead_worker(t
     assert counts == {before + 20}
     assert not (two_workers.data_dir / "metrics" / "counter_999999.db").exists()
     assert restarted and health_count(url) == before + 20
+
+
+NEW_FAMILIES = {"cyp_actor_mailbox_messages", "cyp_database_command_duration_seconds", "cyp_blob_store_duration_seconds",
+                "cyp_project_storage_used_bytes", "cyp_project_storage_quota_bytes", "cyp_import_tasks",
+                "cyp_webhook_deliveries_queued", "cyp_webhook_delivery_queue_age_seconds"}
+
+
+def test_a_scrape_shows_mailboxes_latencies_quota_usage_import_tasks_and_the_webhook_queue(fresh):
+    families = {family.name for family in text_string_to_metric_families(scrape(fresh.url).text)}
+
+    assert NEW_FAMILIES <= families
+
+
+def test_a_push_moves_its_projects_quota_usage_gauge_by_project_name(fresh, fresh_api):
+    project = ok(fresh_api.post("/api/v1/projects", json={"name": unique_name("metered"), "storage_quota": 1 << 20}))
+    client = RegistryClient(fresh.url, "admin", fresh.admin_password)
+    before = samples(fresh.url)
+
+    image = push_image(client, f"{project['name']}/app", "v1", layer_sizes=(4096,))
+    after = samples(fresh.url)
+
+    used = dict(name="cyp_project_storage_used_bytes", project=project["name"])
+    assert value(before, **used) == 0
+    assert value(after, **used) == sum(image.blobs.values()) + image.size
+    assert value(after, **used) == ok(fresh_api.get(f"/api/v1/projects/{project['id']}"))["storage_used"]
+    assert value(after, "cyp_project_storage_quota_bytes", project=project["name"]) == 1 << 20
+
+
+def test_a_delivery_to_a_receiver_that_is_down_is_queued_and_ages(fresh, fresh_api):
+    project = ok(fresh_api.post("/api/v1/projects", json={"name": unique_name("hooked")}))
+    webhook = ok(fresh_api.post("/api/v1/webhooks", json={
+        "name": unique_name("down"), "url": f"http://127.0.0.1:{free_port()}/hook", "events": ["PING"],
+        "project_id": project["id"]}))
+    before = samples(fresh.url)
+
+    delivery = ok(fresh_api.post(f"/api/v1/webhooks/{webhook['id']}/test"))
+    after = samples(fresh.url)
+    ok(fresh_api.delete(f"/api/v1/webhooks/{webhook['id']}"))  # its delivery leaves the queue with it
+
+    assert delivery["status"] == "pending" and delivery["attempt_count"] == 1
+    assert value(after, "cyp_webhook_deliveries_queued", status="pending") == value(
+        before, "cyp_webhook_deliveries_queued", status="pending") + 1
+    assert value(after, "cyp_webhook_delivery_queue_age_seconds") > 0
+    assert value(after, "cyp_webhook_deliveries_total", outcome="retry") == value(
+        before, "cyp_webhook_deliveries_total", outcome="retry") + 1
+
+
+def test_the_database_latency_histogram_counts_the_commands_requests_send(fresh, fresh_api):
+    before = samples(fresh.url)
+
+    for _ in range(3):
+        ok(fresh_api.post("/api/v1/projects", json={"name": unique_name("timed")}))
+    after = samples(fresh.url)
+
+    def moved(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("cyp_database_command_duration_seconds_count", command="insert") >= 3
+    assert moved("cyp_database_command_duration_seconds_sum", command="insert") > 0
+    assert total(after, "cyp_database_command_duration_seconds_count") > total(
+        before, "cyp_database_command_duration_seconds_count") + 3
+
+
+def test_a_blob_get_moves_the_blob_store_read_series(registry, admin, repo):
+    image = push_image(admin, repo, "v1")
+    read = dict(backend="gridfs", operation="read")
+    before = samples(registry.url)
+
+    assert get_blob(admin, repo, next(iter(image.blobs))).status_code == 200
+    after = samples(registry.url)
+
+    assert value(after, "cyp_blob_store_duration_seconds_count", **read) == value(
+        before, "cyp_blob_store_duration_seconds_count", **read) + 1
+    assert value(after, "cyp_blob_store_duration_seconds_sum", **read) > value(
+        before, "cyp_blob_store_duration_seconds_sum", **read)
+    assert value(after, "cyp_blob_store_duration_seconds_count", backend="gridfs", operation="commit") >= 2
+
+
+def test_mailbox_depth_gauges_exist_for_each_kind_of_actor(registry):
+    depths = labelled(samples(registry.url), "cyp_actor_mailbox_messages", "actor")
+
+    assert set(depths) == {"quota", "imports", "deliveries"}
+    assert all(depth >= 0 for depth in depths.values())
+
+
+def test_database_series_are_read_again_only_after_the_cache_period(mongo):
+    client = pymongo.MongoClient(mongo.uri, tz_aware=True)
+    db = client[f"cyp_test_{unique_name('cache')}"]
+    cached, uncached = ClusterCollector(db, cache_seconds=300), ClusterCollector(db, cache_seconds=0)
+
+    def used(collector):
+        return {sample.labels["project"]: sample.value for family in collector.collect()
+                for sample in family.samples if sample.name == "cyp_project_storage_used_bytes"}
+
+    try:
+        db.projects.insert_one({"name": "first", "storage_used": 10, "storage_quota": -1})
+        first = used(cached), used(uncached)
+        db.projects.update_one({"name": "first"}, {"$set": {"storage_used": 20}})
+        second = used(cached), used(uncached)
+    finally:
+        client.drop_database(db.name)
+        client.close()
+
+    assert first == ({"first": 10}, {"first": 10})
+    assert second == ({"first": 10}, {"first": 20})
+
+
+@pytest.fixture
+def two_fresh_workers(mongo, tmp_path):
+    with running_with_workers(RegistryServer(mongo.uri, tmp_path / "registry",
+                                             env={**FRESH, "CYP_WORKERS": "2"})) as server:
+        yield server
+
+
+def test_with_workers_database_series_appear_once_and_process_series_add_up(two_fresh_workers):
+    url = two_fresh_workers.url
+    api = admin_api_for(two_fresh_workers)
+    project = ok(api.post("/api/v1/projects", json={"name": unique_name("workers")}))
+    image = push_image(RegistryClient(url, "admin", two_fresh_workers.admin_password), f"{project['name']}/app")
+
+    scrapes = [samples(url) for _ in range(6)]
+
+    for found in scrapes:
+        assert labelled(found, "cyp_project_storage_used_bytes", "project") == {
+            project["name"]: sum(image.blobs.values()) + image.size}
+        assert value(found, "cyp_import_tasks", status="pending") == 0
+        assert set(labelled(found, "cyp_actor_mailbox_messages", "actor")) == {"quota", "imports", "deliveries"}
+        assert value(found, "cyp_database_command_duration_seconds_count", command="insert") > 0
