@@ -3,9 +3,9 @@
 With workers (runtime/supervisor.py), the supervisor empties ``<data-dir>/metrics`` at start and starts
 each worker with ``PROMETHEUS_MULTIPROC_DIR`` pointing there, so prometheus-client (which reads that
 variable when it is imported) keeps every worker's values in files of that directory, and a scrape
-answered by any worker adds them all up. A process started without it keeps its values in memory. Series read from MongoDB at scrape time
-(services/cluster_metrics.py) are the same whichever process reads them: the process answering a
-scrape adds them once, beside what the processes counted.
+answered by any worker adds them all up. A process started without it keeps its values in memory.
+Series read from MongoDB at scrape time (services/cluster_metrics.py) are the same whichever process
+reads them: the process answering a scrape adds them once, beside what the processes counted.
 """
 import asyncio
 import os

@@ -117,7 +117,7 @@ class SyncDeliveries:
                               "lease_until": now + datetime.timedelta(seconds=lease_seconds)}})
 
     def backlog(self):
-        """``{status: (deliveries, oldest created_at)}`` of those not ended (pending and sending), on the status index."""
+        """``{status: (deliveries, oldest created_at)}`` of those not ended (pending, sending), on the status index."""
         found = self.collection.aggregate([
             {"$match": {"status": {"$in": [PENDING, SENDING]}}},
             {"$group": {"_id": "$status", "count": {"$sum": 1}, "oldest": {"$min": "$created_at"}}}])

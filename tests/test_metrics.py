@@ -138,9 +138,9 @@ def test_every_workers_requests_add_up_in_one_scrape_and_outlive_a_dead_worker(t
     assert restarted and health_count(url) == before + 20
 
 
-NEW_FAMILIES = {"cyp_actor_mailbox_messages", "cyp_database_command_duration_seconds", "cyp_blob_store_duration_seconds",
-                "cyp_project_storage_used_bytes", "cyp_project_storage_quota_bytes", "cyp_import_tasks",
-                "cyp_webhook_deliveries_queued", "cyp_webhook_delivery_queue_age_seconds"}
+NEW_FAMILIES = {"cyp_actor_mailbox_messages", "cyp_database_command_duration_seconds",
+                "cyp_blob_store_duration_seconds", "cyp_project_storage_used_bytes", "cyp_project_storage_quota_bytes",
+                "cyp_import_tasks", "cyp_webhook_deliveries_queued", "cyp_webhook_delivery_queue_age_seconds"}
 
 
 def test_a_scrape_shows_mailboxes_latencies_quota_usage_import_tasks_and_the_webhook_queue(fresh):
