@@ -2,6 +2,7 @@
 from dataclasses import dataclass
 
 from services.access import AccessService, LiveAccounts
+from services.audit import AuditLog
 from services.auth import AuthService
 from services.bootstrap import BootstrapHint
 from services.credentials import CredentialBox, load_key
@@ -39,6 +40,7 @@ class Services:
     webhooks: WebhookService
     webhook_sender: WebhookSender
     pulls: PullEvents
+    audit: AuditLog
 
     async def close(self):
         await self.outbound.close()
@@ -75,4 +77,5 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         webhooks=webhooks,
         webhook_sender=WebhookSender(webhooks, outbound, config),
         pulls=PullEvents(collections),
+        audit=AuditLog(collections),
     )
