@@ -103,6 +103,9 @@ class BaseHandler(tornado.web.RequestHandler):
         self.trace_id = incoming if _TRACE_ID_RE.match(incoming) else uuid.uuid4().hex[:16]
         self.set_header("X-Trace-Id", self.trace_id)
         self._tracked = False
+        # Tornado sets these once the path is decoded; a request refused before that (a method it does not
+        # support, a path that is not UTF-8) has none, and its audit record names nothing of the path.
+        self.path_args, self.path_kwargs = [], {}
         # What only handling the request learns, for its audit record (new_record's arguments: ``project``,
         # ``claimed_username``, ``resource``...); never a secret.
         self.audit_notes = {}

@@ -7,7 +7,9 @@ status) or by an operator's command, and written by one background writer per pr
   ``insert_many`` (so a burst costs one write, and an answer never waits for its record);
 - pulls (manifest GETs) are gathered and written together every ``PULL_FLUSH_SECONDS`` or ``PULL_BATCH``
   records, whichever comes first, with the repositories' ``pull_count`` and the tags' ``last_pulled_at``
-  moved by the same flush: a pull adds no database round trip to its answer.
+  moved by the same flush: a pull adds no database round trip to its answer. Identical pulls of one batch
+  (the same account, address, manifest and outcome: a client pulling in a loop) are one record with their
+  ``count``, so a busy registry writes a record per puller and manifest per second, not one per request.
 
 A record never holds a secret: no password, token, PAT secret or webhook secret reaches it (handlers name
 resources by id). Records a database error kept from being written stay queued (at most ``MAX_BUFFERED``
@@ -32,7 +34,7 @@ OPERATIONS = (
     "pat.create", "pat.revoke",
     "user.create", "user.update", "user.delete", "user.password",
     "project.create", "project.update", "project.delete", "project.quota", "project.recount",
-    "import.create", "import.cancel",
+    "import.create", "import.cancel", "import.complete", "import.fail",
     "webhook.create", "webhook.update", "webhook.delete", "webhook.test", "webhook.redeliver",
     "system.gc",
 )
@@ -49,15 +51,15 @@ MAX_CLAIMED_NAME = 128
 
 
 def new_record(operation, status, *, address, trace_id=None, user=None, claimed_username=None, error_code=None,
-               project=None, project_key=None, resource=None):
+               project=None, project_key=None, resource=None, outcome=None):
     """One record. ``user`` is the account that acted (None: anonymous); ``claimed_username`` the name a login
     gave (its account is looked up when written). The project is ``project`` (a document) or ``project_key``
-    (an id or a name, as a path names it), resolved when written. ``status`` is the HTTP status, None for a
-    command (which records only what it did)."""
+    (an id or a name, as a path names it), resolved when written. ``status`` is the HTTP status that decides
+    the outcome; without one (a command, the server's own work) ``outcome`` says it (by default success)."""
     claimed_username = claimed_username[:MAX_CLAIMED_NAME] if claimed_username else None
     record = {
         "_id": uuid.uuid4().hex, "at": utcnow(), "operation": operation,
-        "outcome": SUCCESS if status is None or status < 400 else FAILURE, "status": status,
+        "outcome": outcome or (SUCCESS if status is None or status < 400 else FAILURE), "status": status,
         "error_code": error_code, "user_id": user.get("_id") if user else None,
         "username": user["username"] if user else claimed_username or ANONYMOUS, "address": address,
         "project_id": project["_id"] if project else None, "project_name": project.get("name") if project else None,
@@ -75,7 +77,7 @@ def public_record(doc):
             "status": doc.get("status"), "error_code": doc.get("error_code"), "user_id": doc.get("user_id"),
             "username": doc.get("username"), "address": doc.get("address"), "project_id": doc.get("project_id"),
             "project_name": doc.get("project_name"), "resource": doc.get("resource") or {},
-            "trace_id": doc.get("trace_id")}
+            "trace_id": doc.get("trace_id"), "count": doc.get("count", 1)}
 
 
 def filter_query(since=None, until=None, username=None, user_id=None, project_id=None, operations=None,
@@ -99,6 +101,24 @@ def _append_bounded(queue, record):
     queue.append(record)
 
 
+def _folded(pulls):
+    """Pull records with identical pulls (same account, address, manifest, outcome) folded into one with their
+    ``count``; its ``at`` and ``trace_id`` are the last one's."""
+    folded = {}
+    for record in pulls:
+        key = (record["user_id"], record["username"], record["address"], record["outcome"], record["status"],
+               record["error_code"], tuple(sorted(record["resource"].items())))
+        count = record.get("count", 1)
+        same = folded.get(key)
+        if same is None:
+            folded[key] = {**record, "count": count}
+        else:
+            same["count"] += count
+            if record["at"] >= same["at"]:
+                same["at"], same["trace_id"] = record["at"], record["trace_id"]
+    return list(folded.values())
+
+
 def _pull_figures(pulls):
     """``(per repository: pulls, per (repository, reference): last pulled at)`` of the answered pulls."""
     repositories, references = {}, {}
@@ -106,7 +126,7 @@ def _pull_figures(pulls):
         if record["outcome"] != SUCCESS:
             continue
         repository, at = record["resource"]["repository"], record["at"]
-        repositories[repository] = repositories.get(repository, 0) + 1
+        repositories[repository] = repositories.get(repository, 0) + record["count"]
         key = (repository, record["resource"]["reference"])
         references[key] = max(references.get(key, at), at)
     return repositories, references
@@ -166,6 +186,7 @@ class AuditLog:
         return records
 
     async def _write_pulls(self):
+        self.pulls = _folded(self.pulls)
         pulls = await self._write("pulls")
         repositories, references = _pull_figures(pulls)
         # Figures are not retried (a retry after a part-way failure would count twice); the records are.

@@ -59,6 +59,7 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     box = CredentialBox(load_key(config))
     projects = ProjectService(collections, quota, config["default_project_quota"])
     webhooks = WebhookService(collections, box, outbound, config)
+    audit = AuditLog(collections)
     return Services(
         registry=registry,
         uploads=uploads,
@@ -73,9 +74,9 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         bootstrap_hint=BootstrapHint(collections, bootstrap_hint),
         outbound=outbound,
         imports=ImportService(collections, projects, box, outbound),
-        import_pipeline=ImportPipeline(collections, registry, uploads, box, outbound, config),
+        import_pipeline=ImportPipeline(collections, registry, uploads, box, outbound, config, audit),
         webhooks=webhooks,
         webhook_sender=WebhookSender(webhooks, outbound, config),
         pulls=PullEvents(collections),
-        audit=AuditLog(collections),
+        audit=audit,
     )

@@ -8,6 +8,7 @@ import time
 
 import pymongo
 import pytest
+import requests
 
 from tests.support.api_client import Api, fresh_address, ok, refused, strong_password, unique_name
 from tests.support.clients import Skopeo, ensure_project, require_tool, run_server_cli, server_env, wait_until
@@ -66,7 +67,7 @@ def test_a_push_is_recorded_with_the_user_the_address_the_project_and_the_outcom
     assert record["resource"] == {"repository": repo, "reference": "v1", "digest": image.digest}
     at = datetime.datetime.fromisoformat(record["at"])
     assert before <= at <= datetime.datetime.now(datetime.timezone.utc) and record["at"].endswith("Z")
-    assert isinstance(record["trace_id"], str) and record["trace_id"]
+    assert isinstance(record["trace_id"], str) and record["trace_id"] and record["count"] == 1
 
 
 def test_a_skopeo_push_is_recorded_once_for_the_image(registry, admin_api, tmp_path):
@@ -176,6 +177,18 @@ def test_the_token_challenge_of_a_client_without_credentials_is_not_recorded(adm
     assert [record["resource"]["reference"] for record in pushes] == ["v2"]
 
 
+def test_a_request_refused_before_its_path_was_read_is_recorded_without_an_error(registry, admin_api):
+    trace_id = f"audit{unique_name('t')}"
+
+    response = requests.delete(f"{registry.url}/v2/a/b/manifests/%ff",
+                               headers={"Authorization": "Bearer x", "X-Request-Id": trace_id})
+
+    assert response.status_code == 400
+    assert wait_until(lambda: [r for r in records(admin_api, operation="tag.delete", outcome="failure")
+                               if r["trace_id"] == trace_id], WRITTEN_WITHIN)
+    assert "Uncaught exception" not in registry.log_text()
+
+
 def test_the_command_line_records_what_it_changes(registry, admin_api):
     username = unique_name("cliuser")
     env = server_env(CYP_MONGO_URI=registry.env["CYP_MONGO_URI"], CYP_MONGO_DB=registry.db_name)
@@ -201,11 +214,14 @@ def test_pulls_are_written_in_a_batch_and_move_the_pull_count_and_last_pulled_at
     for _ in range(2):
         assert get_manifest(owner.registry, repo, "v1").status_code == 200
 
-    pulls = wait_for_records(admin_api, 2, operation="artifact.pull", project_id=owner.project["id"])
-    assert len(pulls) == 2
-    assert {(r["username"], r["address"], r["outcome"], r["resource"]["digest"]) for r in pulls} == {
+    def pulls():
+        return records(admin_api, operation="artifact.pull", project_id=owner.project["id"])
+
+    # Identical pulls of one batch are one record with their count.
+    assert wait_until(lambda: sum(r["count"] for r in pulls()) == 2, WRITTEN_WITHIN)
+    assert {(r["username"], r["address"], r["outcome"], r["resource"]["digest"]) for r in pulls()} == {
         (owner.username, owner.address, "success", image.digest)}
-    wait_until(lambda: repositories(owner)[repo]["pull_count"] == 2, WRITTEN_WITHIN)
+    assert wait_until(lambda: repositories(owner)[repo]["pull_count"] == 2, WRITTEN_WITHIN)
     [tag] = ok(owner.api.get(f"/api/v1/projects/{owner.project['id']}/repositories/app/tags"))["items"]
     assert started <= datetime.datetime.fromisoformat(tag["last_pulled_at"])
 
@@ -216,7 +232,7 @@ def test_a_pull_by_digest_counts_and_moves_the_tags_pointing_at_it(admin_api, ow
 
     assert get_manifest(owner.registry, repo, image.digest).status_code == 200
 
-    wait_until(lambda: repositories(owner)[repo]["pull_count"] == 1, WRITTEN_WITHIN)
+    assert wait_until(lambda: repositories(owner)[repo]["pull_count"] == 1, WRITTEN_WITHIN)
     [tag] = ok(owner.api.get(f"/api/v1/projects/{owner.project['id']}/repositories/app/tags"))["items"]
     assert tag["last_pulled_at"] is not None
 
@@ -229,7 +245,7 @@ def test_a_head_and_a_missing_manifest_are_not_counted_and_only_the_missing_one_
     assert get_manifest(owner.registry, repo, "nosuchtag").status_code == 404
 
     [record] = wait_for_records(admin_api, operation="artifact.pull", project_id=owner.project["id"])
-    assert record["outcome"] == "failure" and record["error_code"] == "MANIFEST_UNKNOWN"
+    assert record["outcome"] == "failure" and record["error_code"] == "MANIFEST_UNKNOWN" and record["count"] == 1
     assert repositories(owner)[repo]["pull_count"] == 0
 
 
@@ -331,3 +347,21 @@ def test_retention_is_a_ttl_index_retuned_when_the_setting_changes(mongo, tmp_pa
                            env={"CYP_AUDIT_RETENTION_DAYS": "2"}).start()
     again.stop()
     assert ttl_seconds(first.db_name) == 2 * 86400
+
+
+def test_a_clean_stop_writes_the_pulls_still_queued(own_registry, mongo):
+    client = RegistryClient(own_registry.url, "admin", own_registry.admin_password)
+    ensure_project(own_registry, "stopping/app")
+    push_image(client, "stopping/app", "v1")
+    headers = {"Authorization": f"Bearer {client.token('repository:stopping/app:pull')}"}
+
+    response = client.request("GET", "/v2/stopping/app/manifests/v1", headers=headers)
+    own_registry.stop()  # SIGTERM at once, well within the batch's second
+
+    assert response.status_code == 200
+    db = pymongo.MongoClient(mongo.uri)[own_registry.db_name]
+    try:
+        assert db["audit_logs"].count_documents({"operation": "artifact.pull"}) == 1
+        assert db["repositories"].find_one({"_id": "stopping/app"})["pull_count"] == 1
+    finally:
+        db.client.close()

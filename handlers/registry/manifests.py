@@ -22,7 +22,7 @@ class ManifestHandler(RegistryHandler):
     def audit_operation(self):
         if self.request.method == "DELETE":
             # A reference without a colon is a tag: deleting it leaves the manifest.
-            return "artifact.delete" if ":" in self.path_kwargs["reference"] else "tag.delete"
+            return "artifact.delete" if ":" in self.path_kwargs.get("reference", "") else "tag.delete"
         return super().audit_operation()
 
     async def prepare(self):
