@@ -1,4 +1,5 @@
 """The one URL table of the service."""
+from handlers.api.audit import AuditLogListHandler
 from handlers.api.auth import (
                                    DefaultAdminOnceHandler,
                                    LoginHandler,
@@ -101,6 +102,7 @@ ROUTES = [
     (r"/api/v1/webhooks/(?P<webhook_id>[^/]+)/deliveries", DeliveryListHandler),
     (r"/api/v1/webhooks/(?P<webhook_id>[^/]+)/deliveries/(?P<delivery_id>[^/]+)/redeliver", RedeliverHandler),
     (r"/api/v1/system/gc", GarbageCollectHandler),
+    (r"/api/v1/audit-logs", AuditLogListHandler),
     (r"/api/.*", ApiFallbackHandler),
     (r"/auth/token", TokenHandler),
     (r"/v2/?", BaseV2Handler),

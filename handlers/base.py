@@ -1,5 +1,6 @@
 """BaseHandler: typed access to the services in the application settings, trace ids, request
-tracking for shutdown, and the small pieces of request parsing every API shares."""
+tracking for shutdown, the audit record of what a request did, and the small pieces of request parsing
+every API shares."""
 import json
 import logging
 import re
@@ -7,6 +8,7 @@ import uuid
 
 import tornado.web
 
+from services.audit import new_record
 from services.container import Services
 from services.errors import DomainError
 from services.logs import trace_id_var
@@ -45,6 +47,10 @@ class BoundedBody:
 
 class BaseHandler(tornado.web.RequestHandler):
     """Typed access to what server.py put into the application settings: settings and services only."""
+
+    # The audit log's operation (services/audit.py OPERATIONS) of each method this handler records; once the
+    # answer is sent, on_finish records it with its outcome, failures included.
+    audited = {}
 
     @property
     def config(self):
@@ -97,6 +103,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self.trace_id = incoming if _TRACE_ID_RE.match(incoming) else uuid.uuid4().hex[:16]
         self.set_header("X-Trace-Id", self.trace_id)
         self._tracked = False
+        # Tornado sets these once the path is decoded; a request refused before that (a method it does not
+        # support, a path that is not UTF-8) has none, and its audit record names nothing of the path.
+        self.path_args, self.path_kwargs = [], {}
+        # What only handling the request learns, for its audit record (new_record's arguments: ``project``,
+        # ``claimed_username``, ``resource``...); never a secret.
+        self.audit_notes = {}
+        # The error table's code of an error answer.
+        self.error_code = None
 
     async def prepare(self):
         trace_id_var.set(self.trace_id)
@@ -110,6 +124,31 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def on_finish(self):
         self._untrack()
+        operation = self.audit_operation()
+        if operation is not None:
+            self.services.audit.submit(self.audit_record(operation))
+
+    def audit_operation(self):
+        """The operation this request records, None for none."""
+        return self.audited.get(self.request.method)
+
+    def audit_subject(self):
+        """new_record's arguments naming what the request's path names (its project, its resource)."""
+        return {}
+
+    def audit_record(self, operation):
+        subject, notes = self.audit_subject(), self.audit_notes
+        resource = {**subject.get("resource", {}), **notes.get("resource", {})}
+        return new_record(operation, self.get_status(), address=self.request.remote_ip, trace_id=self.trace_id,
+                          user=self.acting_user(), error_code=self.error_code,
+                          **{**subject, **notes, "resource": resource})
+
+    def acting_user(self):
+        """The account the request was answered for, when one authenticated."""
+        try:
+            return self.user
+        except AttributeError:  # a handler without callers, or one that ended before authenticating anyone
+            return None
 
     def on_connection_close(self):
         self._untrack()

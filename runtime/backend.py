@@ -47,7 +47,7 @@ async def open_backend(config, for_command=False, listeners=()):
         blob_store = TimedBlobStore(create_blob_store(config, db))
         try:
             await require_replica_set(client, uri)
-            collections = Collections(db)
+            collections = Collections(db, config["audit_retention_days"] * 86400)
             await collections.prepare()
             await blob_store.ensure_ready()
             await asyncio.get_running_loop().run_in_executor(None, quota.ensure_indexes)

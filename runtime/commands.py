@@ -4,7 +4,8 @@ they use its database.
 
 Each prints one JSON object per line on stdout and answers 0; a refusal of the services (not found, a
 conflict, an invalid value) is raised as a DomainError, which server.py logs as one line and answers 1.
-Nothing here logs a password.
+Nothing here logs a password. What a command changes is recorded in the audit log as done by
+``operator`` from the address ``cli`` (a refused command changes nothing and records nothing).
 """
 import contextlib
 import functools
@@ -12,6 +13,7 @@ import json
 import sys
 
 from runtime.backend import open_backend
+from services.audit import new_record
 from services.container import build_services
 from services.errors import Invalid
 from services.users import one_time_password, public_user
@@ -19,6 +21,8 @@ from services.validation import InvalidBody, validate
 
 # Who the commands act as: an administrator, like the API's caller, but no account (it owns nothing).
 OPERATOR = {"_id": None, "username": "operator", "is_admin": True}
+# The address audit records of the commands carry.
+CLI_ADDRESS = "cli"
 PAGE = 100
 
 
@@ -29,8 +33,14 @@ async def operator_services(config):
         services = build_services(config, backend, codec=None)
         try:
             yield services
+            await services.audit.flush()
         finally:
             await services.close()
+
+
+def audit(services, operation, **subject):
+    """Record a change a command made (written when the command's services close)."""
+    services.audit.submit(new_record(operation, None, address=CLI_ADDRESS, user=OPERATOR, **subject))
 
 
 def emit(value):
@@ -81,6 +91,8 @@ async def recount(config, fix):
         with progress_bar("recount", len(projects)) as advance:
             for project in projects:
                 report = await services.projects.recount(project, fix)
+                if fix:
+                    audit(services, "project.recount", project=project)
                 drifted += report["drift"] != 0
                 emit({"project": project["name"], **report})
                 advance()
@@ -92,6 +104,7 @@ async def reset_password(config, username):
     """Give ``username`` a new one-time password (printed), to be changed at next login; end its sessions."""
     async with operator_services(config) as services:
         password = await services.users.reset_password(username)
+        audit(services, "user.password", resource={"username": username})
     print(f"New one-time password for {username}: {password}\nIt must be changed after logging in.", flush=True)
     return 0
 
@@ -103,6 +116,7 @@ async def user_create(config, username, admin, email):
                                      **({"email": email} if email is not None else {})})
     async with operator_services(config) as services:
         user = await services.users.create(fields, must_change_password=True)
+        audit(services, "user.create", resource={"user_id": user["_id"], "username": user["username"]})
     emit({**public_user(user), "one_time_password": password})
     return 0
 
@@ -119,6 +133,8 @@ async def user_set_disabled(config, username, disabled):
     async with operator_services(config) as services:
         user = await services.users.by_username(username)
         emit(public_user(await services.users.admin_update(OPERATOR, user["_id"], {"disabled": disabled})))
+        audit(services, "user.update", resource={"user_id": user["_id"], "username": user["username"],
+                                                 "disabled": disabled})
     return 0
 
 
@@ -128,6 +144,7 @@ async def project_create(config, name, public, quota, owner):
         fields = checked("project_create", {"name": name, "is_public": public,
                                             **({"storage_quota": quota} if quota is not None else {})})
         project = await services.projects.create(await services.users.by_username(owner), fields)
+        audit(services, "project.create", project=project)
         emit(await services.projects.describe(project))
     return 0
 
@@ -137,12 +154,14 @@ async def project_quota(config, name, quota):
         checked("project_quota", {"storage_quota": quota})
         project = await services.projects.visible(OPERATOR, name)
         emit(await services.projects.describe(await services.projects.set_quota(project, quota)))
+        audit(services, "project.quota", project=project, resource={"storage_quota": quota})
     return 0
 
 
 async def gc_run(config):
     async with operator_services(config) as services:
         emit(await services.gc.run_once())
+        audit(services, "system.gc")
     return 0
 
 
@@ -162,6 +181,7 @@ async def imports_cancel(config, task_id):
     async with operator_services(config) as services:
         project_id = await services.imports.project_of(task_id)
         emit(await services.imports.cancel(OPERATOR, project_id, task_id))
+        audit(services, "import.cancel", project_key=project_id, resource={"task_id": task_id})
     return 0
 
 
@@ -178,4 +198,5 @@ async def webhook_redeliver(config, webhook_id, delivery_id):
     dispatcher), or still pending after the webhook timeout when no server runs."""
     async with operator_services(config) as services:
         emit(await services.webhooks.redeliver(OPERATOR, webhook_id, delivery_id))
+        audit(services, "webhook.redeliver", resource={"webhook_id": webhook_id, "delivery_id": delivery_id})
     return 0

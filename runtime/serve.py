@@ -59,10 +59,8 @@ class RequestTracker:
 
 def _username(handler):
     """Who the request was answered for, when it authenticated anyone."""
-    try:
-        user = handler.user
-    except AttributeError:  # not a handler with callers, or the request ended before authentication
-        return None
+    acting_user = getattr(handler, "acting_user", None)
+    user = acting_user() if acting_user else None
     return user.get("username") if user else None
 
 
@@ -175,6 +173,7 @@ async def run_node(config, backend, sockets, signing_key, hint):
         asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
         asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
         asyncio.create_task(services.pulls.flush_forever()),
+        asyncio.create_task(services.audit.write_forever()),
         asyncio.create_task(backend.collections.end_abandoned_transactions_forever()),
         asyncio.create_task(sample_mailboxes_forever(
             {"quota": backend.quota, "imports": imports, "deliveries": dispatchers})),
@@ -194,6 +193,7 @@ async def run_node(config, backend, sockets, signing_key, hint):
     for task in background:
         task.cancel()
     await services.pulls.flush()
+    await services.audit.flush()
     # Imports are handed back from the actors' threads, which wait on this loop: keep it turning.
     await loop.run_in_executor(None, imports.stop)
     await loop.run_in_executor(None, dispatchers.stop)

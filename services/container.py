@@ -2,9 +2,10 @@
 from dataclasses import dataclass
 
 from services.access import AccessService, LiveAccounts
+from services.audit import AuditLog
 from services.auth import AuthService
-from services.cluster_metrics import ClusterCollector
 from services.bootstrap import BootstrapHint
+from services.cluster_metrics import ClusterCollector
 from services.credentials import CredentialBox, load_key
 from services.gc import GarbageCollector
 from services.health import HealthService
@@ -41,6 +42,7 @@ class Services:
     webhook_sender: WebhookSender
     pulls: PullEvents
     cluster_metrics: ClusterCollector
+    audit: AuditLog
 
     async def close(self):
         await self.outbound.close()
@@ -59,6 +61,7 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     box = CredentialBox(load_key(config))
     projects = ProjectService(collections, quota, config["default_project_quota"])
     webhooks = WebhookService(collections, box, outbound, config)
+    audit = AuditLog(collections)
     return Services(
         registry=registry,
         uploads=uploads,
@@ -73,9 +76,10 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         bootstrap_hint=BootstrapHint(collections, bootstrap_hint),
         outbound=outbound,
         imports=ImportService(collections, projects, box, outbound),
-        import_pipeline=ImportPipeline(collections, registry, uploads, box, outbound, config),
+        import_pipeline=ImportPipeline(collections, registry, uploads, box, outbound, config, audit),
         webhooks=webhooks,
         webhook_sender=WebhookSender(webhooks, outbound, config),
         pulls=PullEvents(collections),
         cluster_metrics=ClusterCollector(backend.sync_db, config["metrics_cache_seconds"]),
+        audit=audit,
     )

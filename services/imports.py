@@ -17,6 +17,7 @@ import re
 import time
 import uuid
 
+from services.audit import ANONYMOUS, FAILURE, SUCCESS, new_record
 from services.credentials import CredentialsUnavailable
 from services.digests import digest_bytes, parse_digest
 from services.errors import DigestInvalid, DomainError, Invalid, NotFound, QuotaExceeded
@@ -195,8 +196,9 @@ class Progress:
 class ImportPipeline:
     """Runs one held task to its end on this node."""
 
-    def __init__(self, collections, registry, uploads, box, outbound, config):
+    def __init__(self, collections, registry, uploads, box, outbound, config, audit):
         self.collections = collections
+        self.audit = audit
         self.tasks = collections.import_tasks
         self.registry = registry
         self.uploads = uploads
@@ -255,6 +257,12 @@ class ImportPipeline:
 
         await self.collections.transaction(finish)
         IMPORT_TASKS_FINISHED.labels(status).inc()
+        if status != CANCELLED:  # a cancel was recorded when it was asked for
+            self.audit.submit(new_record(
+                "import.complete" if status == COMPLETED else "import.fail", None, address=None,
+                outcome=SUCCESS if status == COMPLETED else FAILURE, project=project,
+                user={"_id": task.get("created_by"), "username": task.get("operator") or ANONYMOUS},
+                resource={"task_id": task["_id"], "image": task["image"], "message": message}))
 
     async def _current(self, task):
         return await self.tasks.collection.find_one({"_id": task["_id"]}) or {}

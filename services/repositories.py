@@ -60,8 +60,8 @@ class RepositoryService:
         for doc in docs:
             found = figures[doc["_id"]]
             items.append({"name": doc["_id"], **found, "last_push": iso_z(found["last_push"]),
-                          # Pulls are not counted anywhere (a pull writes nothing; see docs/api.md).
-                          "pull_count": None, "created_at": iso_z(doc.get("created_at"))})
+                          # Counted in batches by the audit log's writer (services/audit.py).
+                          "pull_count": doc.get("pull_count", 0), "created_at": iso_z(doc.get("created_at"))})
         return items, total
 
     async def tags(self, user, project_key, path, skip, limit):
@@ -91,7 +91,7 @@ class RepositoryService:
             described.append({
                 "tag": tag["tag"], "digest": tag["digest"], "media_type": tag["media_type"], "size": size,
                 "manifest_size": tag["size"], "platforms": platforms_of(index["content"]) if index else None,
-                "pushed_at": iso_z(tag.get("updated_at")), "last_pulled_at": None,
+                "pushed_at": iso_z(tag.get("updated_at")), "last_pulled_at": iso_z(tag.get("last_pulled_at")),
                 "referrers_count": referrers.get(tag["digest"], 0)})
         return described
 

@@ -264,9 +264,11 @@ class WebhookService:
         return {**public_webhook(updated), **answer}
 
     async def delete(self, user, webhook_id):
-        await self._own(user, webhook_id)
+        """Answers the webhook as it was."""
+        doc = await self._own(user, webhook_id)
         await self.collections.webhooks.delete(webhook_id)
         await self.collections.deliveries.delete_for_webhook(webhook_id)
+        return public_webhook(doc)
 
     # --- deliveries --------------------------------------------------------------------------------
 

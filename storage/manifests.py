@@ -1,6 +1,7 @@
 """Manifests, stored byte-exact per repository, and the tags that point at them."""
 
 from bson import Binary
+from pymongo import UpdateMany, UpdateOne
 
 from storage.clock import utcnow
 
@@ -111,6 +112,15 @@ class Manifests:
             {"$match": {"repo": repo, "subject": {"$in": list(subjects)}}},
             {"$group": {"_id": "$subject", "n": {"$sum": 1}}}])
         return {doc["_id"]: doc["n"] async for doc in cursor}
+
+    async def record_tag_pulls(self, pulls):
+        """``pulls``: ``{(repo, reference): last pulled at}``; a pull by tag moves that tag's ``last_pulled_at``, a
+        pull by digest that of every tag then pointing at the digest."""
+        if pulls:
+            await self.tags.bulk_write([
+                UpdateMany({"repo": repo, "digest": reference}, {"$max": {"last_pulled_at": at}}) if ":" in reference
+                else UpdateOne({"repo": repo, "tag": reference}, {"$max": {"last_pulled_at": at}})
+                for (repo, reference), at in pulls.items()], ordered=False)
 
     async def count_for_projects(self, project_ids):
         return await self.collection.count_documents({"project_id": {"$in": list(project_ids)}})

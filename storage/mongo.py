@@ -13,6 +13,7 @@ import uuid
 import pymongo
 from pymongo import AsyncMongoClient, WriteConcern
 
+from storage.audit import AuditRecords
 from storage.blobs import Blobs
 from storage.deliveries import Deliveries
 from storage.events import Events
@@ -86,8 +87,9 @@ async def require_replica_set(client, uri):
 class Collections:
     """Every aggregate's collection wrapper over one database."""
 
-    def __init__(self, db):
+    def __init__(self, db, audit_retention_seconds):
         self.db = db
+        self.audit = AuditRecords(db, audit_retention_seconds)
         self.uploads = Uploads(db)
         self.blobs = Blobs(db)
         self.manifests = Manifests(db)
@@ -108,7 +110,7 @@ class Collections:
         await migrate(self.db, self.meta)
         for part in (self.uploads, self.blobs, self.manifests, self.repositories, self.projects, self.users,
                      self.sessions, self.pats, self.login_attempts, self.import_tasks, self.events, self.webhooks,
-                     self.deliveries):
+                     self.deliveries, self.audit):
             await part.ensure_indexes()
 
     async def ping(self):

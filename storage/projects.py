@@ -81,6 +81,12 @@ class Projects:
     async def named(self, names):
         return await self.collection.find({"name": {"$in": list(names)}}, {"name": 1}).to_list(None)
 
+    async def by_keys(self, keys):
+        """The projects whose id or name is one of ``keys`` (a path names a project either way)."""
+        keys = list(keys)
+        return await self.collection.find({"$or": [{"_id": {"$in": keys}}, {"name": {"$in": keys}}]},
+                                          {"name": 1}).to_list(None)
+
     async def owned_by(self, owner_id):
         return await self.collection.find({"owner_id": owner_id}, {"_id": 1}).to_list(None)
 

@@ -1,6 +1,8 @@
 """Repositories: ``<project>/<path>`` names that hold blobs, manifests and tags."""
 import re
 
+from pymongo import UpdateOne
+
 from storage.clock import utcnow
 
 
@@ -39,6 +41,12 @@ class Repositories:
         total = await self.collection.count_documents(query)
         docs = await self.collection.find(query).sort("_id", 1).skip(skip).limit(limit).to_list(None)
         return docs, total
+
+    async def record_pulls(self, pulls):
+        """``pulls``: ``{name: number of pulls}``, added to each repository's ``pull_count``."""
+        if pulls:
+            await self.collection.bulk_write([UpdateOne({"_id": name}, {"$inc": {"pull_count": count}})
+                                              for name, count in pulls.items()], ordered=False)
 
     async def all(self):
         return await self.collection.find({}).to_list(None)

@@ -10,6 +10,7 @@ import pymongo
 import pytest
 
 from tests.support.api_client import Api, ok, refused, unique_name
+from tests.support.clients import wait_until
 from tests.support.manifests import OCI_INDEX, assert_registry_error, get_blob, get_manifest
 from tests.support.processes import RegistryServer
 from tests.support.registry_client import RegistryClient
@@ -439,6 +440,26 @@ def test_an_import_emits_its_completion_and_failure_events(importer, admin_of, p
     events = pymongo.MongoClient(mongo.uri)[importer.db_name].events
     assert events.find_one({"type": "IMPORT_COMPLETED", "data.task_id": done["task_id"]})
     assert events.find_one({"type": "IMPORT_FAILED", "data.task_id": failed["task_id"]})
+
+
+def test_an_import_is_in_the_audit_log_from_its_request_to_its_end(admin_of, project, remotes):
+    push_image(remotes["anonymous"].url, "audited/app", "v1", seed=12)
+    done = imported(admin_of, project, f"{remotes['anonymous'].host}/audited/app:v1")
+    failed = imported(admin_of, project, f"{remotes['anonymous'].host}/audited/none:v1")
+
+    def import_records():
+        items = ok(admin_of.get("/api/v1/audit-logs", params={"project_id": project["id"], "operation": [
+            "import.create", "import.complete", "import.fail"]}))["items"]
+        return {(r["operation"], r["resource"]["task_id"]): r for r in items}
+
+    wait_until(lambda: len(import_records()) == 4, 15)
+    found = import_records()
+    assert set(found) == {("import.create", done["task_id"]), ("import.complete", done["task_id"]),
+                          ("import.create", failed["task_id"]), ("import.fail", failed["task_id"])}
+    assert found[("import.complete", done["task_id"])]["outcome"] == "success"
+    ended = found[("import.fail", failed["task_id"])]
+    assert ended["outcome"] == "failure" and ended["resource"]["message"] == failed["message"]
+    assert {r["username"] for r in found.values()} == {"admin"}
 
 
 # -- the network guard ------------------------------------------------------------------------

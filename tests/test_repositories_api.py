@@ -77,7 +77,7 @@ def test_a_repository_is_listed_with_its_size_tags_and_last_push(admin, admin_ap
     assert item["size"] == full_size(image)
     assert item["tag_count"] == 2 and item["manifest_count"] == 1 and item["blob_count"] == 3
     assert item["last_push"].endswith("Z") and item["created_at"].endswith("Z")
-    assert item["pull_count"] is None
+    assert item["pull_count"] == 0
 
 
 def test_a_repositorys_size_is_its_row_of_the_storage_breakdown(admin, admin_api, project):

@@ -5,9 +5,11 @@ from handlers.api.errors import ApiError
 
 class LoginHandler(ApiHandler):
     auth_required = False
+    audited = {"POST": "auth.login"}
 
     async def post(self):
         body = self.json_body("login")
+        self.audit_notes["claimed_username"] = body["username"]
         self.write_data(await self.auth.login(body["username"], body["password"], self.request.remote_ip))
 
 
@@ -20,6 +22,8 @@ class RefreshHandler(ApiHandler):
 
 
 class LogoutHandler(ApiHandler):
+    audited = {"POST": "auth.logout"}
+
     async def post(self):
         if self.principal.kind != "session":
             raise ApiError(10001, "a personal access token is revoked with DELETE /api/v1/users/me/pat/:id")

@@ -57,6 +57,11 @@ class ApiHandler(BaseHandler):
     def data_received(self, chunk):
         self.body.feed(chunk)
 
+    def audit_subject(self):
+        """The path's project (an id or a name) and its other parts (a PAT's, user's, webhook's id...)."""
+        kwargs = dict(self.path_kwargs)
+        return {"project_key": kwargs.pop("project_id", None), "resource": kwargs}
+
     @property
     def user(self):
         """The calling user, or None for an anonymous caller."""
@@ -125,6 +130,7 @@ class ApiHandler(BaseHandler):
 
     def write_error(self, status_code, **kwargs):
         error = api_error_for(kwargs.get("exc_info", (None, None, None))[1], self.request.method)
+        self.error_code = error.code
         self.announce_close_if_body_unread()
         for name, value in error.headers.items():
             self.set_header(name, value)

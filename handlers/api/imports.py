@@ -3,6 +3,8 @@ from handlers.api.base import ApiHandler
 
 
 class ImportListHandler(ApiHandler):
+    audited = {"POST": "import.create"}
+
     async def get(self, project_id):
         page, page_size = self.page_args()
         items, total = await self.services.imports.page(self.user, project_id, self.get_query_argument("status", None),
@@ -10,10 +12,14 @@ class ImportListHandler(ApiHandler):
         self.write_page(items, total, page, page_size)
 
     async def post(self, project_id):
-        self.write_data(await self.services.imports.create(self.user, project_id, self.json_body("import_create")))
+        task = await self.services.imports.create(self.user, project_id, self.json_body("import_create"))
+        self.audit_notes["resource"] = {"task_id": task["task_id"], "image": task["image"]}
+        self.write_data(task)
 
 
 class ImportTaskHandler(ApiHandler):
+    audited = {"DELETE": "import.cancel"}
+
     async def get(self, project_id, task_id):
         self.write_data(await self.services.imports.get(self.user, project_id, task_id))
 

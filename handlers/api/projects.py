@@ -12,6 +12,8 @@ class ReadableAnonymously:
 
 
 class ProjectListHandler(ReadableAnonymously, ApiHandler):
+    audited = {"POST": "project.create"}
+
     async def get(self):
         page, page_size = self.page_args()
         docs, total = await self.projects.page(self.user, self.get_query_argument("search", "")[:64],
@@ -20,6 +22,7 @@ class ProjectListHandler(ReadableAnonymously, ApiHandler):
 
     async def post(self):
         project = await self.projects.create(self.user, self.json_body("project_create"))
+        self.audit_notes["project"] = project
         self.write_data(await self.projects.describe(project))
 
 
@@ -31,6 +34,8 @@ class ProjectStatisticsHandler(ApiHandler):
 
 
 class ProjectHandler(ReadableAnonymously, ApiHandler):
+    audited = {"PUT": "project.update", "PATCH": "project.update", "DELETE": "project.delete"}
+
     async def get(self, project_id):
         self.write_data(await self.projects.describe(await self.projects.visible(self.user, project_id)))
 
@@ -43,16 +48,19 @@ class ProjectHandler(ReadableAnonymously, ApiHandler):
 
     async def delete(self, project_id):
         project = await self.projects.writable(self.user, project_id)
+        self.audit_notes["project"] = project  # gone once written: its name is kept from here
         await self.projects.delete(project, self.bool_arg("force", False))
         self.write_data(None)
 
 
 class ProjectQuotaHandler(ApiHandler):
     admin_required = True
+    audited = {"PUT": "project.quota"}
 
     async def put(self, project_id):
         project = await self.projects.visible(self.user, project_id)
         body = self.json_body("project_quota")
+        self.audit_notes["resource"] = {"storage_quota": body["storage_quota"]}
         self.write_data(await self.projects.describe(await self.projects.set_quota(project, body["storage_quota"])))
 
 
@@ -65,6 +73,7 @@ class ProjectStorageHandler(ApiHandler):
 
 class ProjectRecountHandler(ApiHandler):
     admin_required = True
+    audited = {"POST": "project.recount"}
 
     async def post(self, project_id):
         project = await self.projects.visible(self.user, project_id)

@@ -28,6 +28,8 @@ class RepositoryListHandler(RepositoryApiHandler):
 
 
 class RepositoryHandler(RepositoryApiHandler):
+    audited = {"DELETE": "repository.delete"}
+
     async def delete(self, project_id, repository):
         self.require_delete_scope()
         await self.repositories.delete(self.user, project_id, repository, self.user["username"])
@@ -43,6 +45,8 @@ class TagListHandler(RepositoryApiHandler):
 
 
 class TagHandler(RepositoryApiHandler):
+    audited = {"DELETE": "tag.delete"}
+
     async def get(self, project_id, repository, tag):
         self.write_data(await self.repositories.tag(self.user, project_id, repository, tag))
 

@@ -20,6 +20,8 @@ class UsersBase(ApiHandler):
 
 
 class MeHandler(UsersBase):
+    audited = {"PUT": "user.update"}
+
     async def get(self):
         self.write_data(public_user(self.user))
 
@@ -28,6 +30,8 @@ class MeHandler(UsersBase):
 
 
 class PasswordHandler(UsersBase):
+    audited = {"PUT": "user.password"}
+
     async def put(self):
         body = self.json_body("password_change")
         await self.users.change_password(self.user, body["old_password"], body["new_password"],
@@ -108,15 +112,21 @@ class NotificationSettingsHandler(UsersBase):
 
 
 class PatListHandler(UsersBase):
+    audited = {"POST": "pat.create"}
+
     async def get(self):
         self.write_data(await self.pats.list(self.user))
 
     async def post(self):
         body = self.json_body("pat_create")
-        self.write_data(await self.pats.create(self.principal, body["name"], body["scopes"], body.get("expires_at")))
+        pat = await self.pats.create(self.principal, body["name"], body["scopes"], body.get("expires_at"))
+        self.audit_notes["resource"] = {"pat_id": pat["id"], "name": pat["name"], "scopes": pat["scopes"]}
+        self.write_data(pat)
 
 
 class PatHandler(UsersBase):
+    audited = {"DELETE": "pat.revoke"}
+
     async def delete(self, pat_id):
         await self.pats.revoke(self.user, pat_id)
         self.write_data(None)
@@ -124,6 +134,7 @@ class PatHandler(UsersBase):
 
 class UserListHandler(UsersBase):
     admin_required = True
+    audited = {"POST": "user.create"}
 
     async def get(self):
         page, page_size = self.page_args()
@@ -132,11 +143,14 @@ class UserListHandler(UsersBase):
         self.write_page([public_user(u) for u in users], total, page, page_size)
 
     async def post(self):
-        self.write_data(public_user(await self.users.create(self.json_body("user_create"))))
+        user = await self.users.create(self.json_body("user_create"))
+        self.audit_notes["resource"] = {"user_id": user["_id"], "username": user["username"]}
+        self.write_data(public_user(user))
 
 
 class UserHandler(UsersBase):
     admin_required = True
+    audited = {"PATCH": "user.update", "DELETE": "user.delete"}
 
     async def get(self, user_id):
         self.write_data(public_user(await self.users.get(user_id)))

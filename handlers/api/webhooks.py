@@ -19,8 +19,15 @@ class WebhookBase(ApiHandler):
         """What a CloudEvents envelope names as its source: this registry's public address."""
         return self.config["public_url"].rstrip("/") or f"{self.request.protocol}://{self.request.host}"
 
+    def noted(self, webhook):
+        """``webhook`` (as answered), its id and project noted for the audit record (never its secret)."""
+        self.audit_notes.update(project_key=webhook["project_id"], resource={"webhook_id": webhook["id"]})
+        return webhook
+
 
 class WebhookListHandler(WebhookBase):
+    audited = {"POST": "webhook.create"}
+
     async def get(self):
         page, page_size = self.page_args()
         docs, total = await self.webhooks.page(self.user, self.get_query_argument("project_id", None),
@@ -28,22 +35,27 @@ class WebhookListHandler(WebhookBase):
         self.write_page([public_webhook(doc) for doc in docs], total, page, page_size)
 
     async def post(self):
-        self.write_data(await self.webhooks.create(self.user, self.json_body("webhook_create")))
+        self.write_data(self.noted(await self.webhooks.create(self.user, self.json_body("webhook_create"))))
 
 
 class WebhookHandler(WebhookBase):
+    audited = {"PUT": "webhook.update", "DELETE": "webhook.delete"}
+
     async def get(self, webhook_id):
         self.write_data(public_webhook(await self.webhooks.get(self.user, webhook_id)))
 
     async def put(self, webhook_id):
-        self.write_data(await self.webhooks.update(self.user, webhook_id, self.json_body("webhook_update")))
+        self.write_data(self.noted(await self.webhooks.update(self.user, webhook_id,
+                                                              self.json_body("webhook_update"))))
 
     async def delete(self, webhook_id):
-        await self.webhooks.delete(self.user, webhook_id)
+        self.noted(await self.webhooks.delete(self.user, webhook_id))
         self.write_data(None)
 
 
 class WebhookTestHandler(WebhookBase):
+    audited = {"POST": "webhook.test"}
+
     async def post(self, webhook_id):
         self.write_data(await self.webhooks.test(self.user, webhook_id, self.source()))
 
@@ -63,6 +75,8 @@ class DeliveryListHandler(WebhookBase):
 
 
 class RedeliverHandler(WebhookBase):
+    audited = {"POST": "webhook.redeliver"}
+
     async def post(self, webhook_id, delivery_id):
         self.write_data(await self.webhooks.redeliver(self.user, webhook_id, delivery_id))
 

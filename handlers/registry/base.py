@@ -35,6 +35,7 @@ class RegistryErrorsMixin:
 
     def write_error(self, status_code, **kwargs):
         error = registry_error_for(kwargs.get("exc_info", (None, None, None))[1], self.request.method, status_code)
+        self.error_code = error.code
         self.announce_close_if_body_unread()
         if error.status == 401:
             self.set_challenge(error)
@@ -90,6 +91,21 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
     @property
     def user(self):
         return self.caller.user
+
+    def audit_operation(self):
+        # A 401 to a request without credentials is the token challenge every client meets first, not an attempt.
+        if self.get_status() == 401 and "Authorization" not in self.request.headers:
+            return None
+        return super().audit_operation()
+
+    def audit_subject(self):
+        """The repository's project, the repository, the reference or digest of the path, and the digest answered."""
+        resource = {"repository": self.repo, **{key: value for key, value in self.path_kwargs.items()
+                                                if key in ("reference", "digest")}}
+        answered = self._headers.get("Docker-Content-Digest")
+        if answered:
+            resource["digest"] = answered
+        return {"project_key": self.repo.partition("/")[0] if self.repo else None, "resource": resource}
 
     @property
     def operator(self):

@@ -13,6 +13,8 @@ FLUSH_BYTES = 4 * 1024 * 1024
 
 
 class BlobHandler(RegistryHandler):
+    audited = {"DELETE": "blob.delete"}
+
     async def head(self, name, digest):
         await self.get(name, digest, send_body=False)
 

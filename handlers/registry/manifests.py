@@ -5,6 +5,7 @@ import tornado.web
 from handlers.base import BoundedBody
 from handlers.registry.base import RegistryHandler
 from handlers.registry.errors import RegistryError
+from services.audit import PULL
 from services.manifests import MAX_MANIFEST_BYTES, accepts
 
 
@@ -15,6 +16,15 @@ def _too_large():
 
 @tornado.web.stream_request_body
 class ManifestHandler(RegistryHandler):
+    # A HEAD (an existence check) is not a pull; blob reads are parts of the pull its manifest GET records.
+    audited = {"GET": PULL, "PUT": "artifact.push"}
+
+    def audit_operation(self):
+        if self.request.method == "DELETE":
+            # A reference without a colon is a tag: deleting it leaves the manifest.
+            return "artifact.delete" if ":" in self.path_kwargs.get("reference", "") else "tag.delete"
+        return super().audit_operation()
+
     async def prepare(self):
         self.body = BoundedBody(MAX_MANIFEST_BYTES)
         await super().prepare()

@@ -5,7 +5,15 @@ from handlers.registry.errors import RegistryError
 
 
 class TokenHandler(RegistryErrorsMixin, BaseHandler):
+    audited = {"GET": "auth.token", "POST": "auth.token"}
+
+    def audit_operation(self):
+        # A login with a password or PAT (docker login, a client's pull or push); anonymous tokens are not recorded.
+        return super().audit_operation() if "claimed_username" in self.audit_notes else None
+
     async def answer(self, credentials, scope_values):
+        if credentials is not None:
+            self.audit_notes["claimed_username"] = credentials[0]
         token = await self.access.issue_token(credentials, scope_values, self.request.remote_ip)
         self.set_header("Cache-Control", "no-store")
         self.write_json(token)

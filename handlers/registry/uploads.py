@@ -23,6 +23,11 @@ class StreamingUploadMixin:
     streaming = False
     # A monolithic upload has no session the client could resume: a failure discards its data.
     discard_on_failure = False
+    audited = {"POST": "blob.upload", "PATCH": "blob.upload", "PUT": "blob.upload"}
+
+    def audit_operation(self):
+        # A pushed image is recorded once, by its manifest; an upload only when it is refused or fails.
+        return super().audit_operation() if self.get_status() >= 400 else None
 
     def content_length(self):
         length = self.request.headers.get("Content-Length", "")
