@@ -16,6 +16,7 @@ from handlers.api.projects import (
                                    ProjectStatisticsHandler,
                                    ProjectStorageHandler,
 )
+from handlers.api.reference import ApiReferencePageHandler, OpenApiHandler
 from handlers.api.repositories import (
                                    RepositoryHandler,
                                    RepositoryListHandler,
@@ -101,6 +102,8 @@ ROUTES = [
     (r"/api/v1/webhooks/(?P<webhook_id>[^/]+)/deliveries", DeliveryListHandler),
     (r"/api/v1/webhooks/(?P<webhook_id>[^/]+)/deliveries/(?P<delivery_id>[^/]+)/redeliver", RedeliverHandler),
     (r"/api/v1/system/gc", GarbageCollectHandler),
+    (r"/api/v1/openapi\.json", OpenApiHandler),
+    (r"/api/v1/docs", ApiReferencePageHandler),
     (r"/api/.*", ApiFallbackHandler),
     (r"/auth/token", TokenHandler),
     (r"/v2/?", BaseV2Handler),
