@@ -73,7 +73,7 @@ def _embedded(path):
 def _components():
     schemas = {component_name(path.stem, True): _embedded(path) for path in sorted(SCHEMA_DIR.glob("*.json"))}
     schemas.update({component_name(path.stem, False): _embedded(path) for path in sorted(RESPONSE_DIR.glob("*.json"))})
-    schemas["EventType"] = {"enum": list(EVENT_TYPES)}
+    schemas["EventType"] = {"title": "An event type a webhook receives", "enum": list(EVENT_TYPES)}
     for status in sorted({status for status, _ in API_ERRORS.values()}):
         codes = sorted(code for code, (code_status, _) in API_ERRORS.items() if code_status == status)
         schemas[f"Error{status}"] = {"allOf": [{"$ref": "#/components/schemas/Error"},

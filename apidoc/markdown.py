@@ -8,7 +8,7 @@ HEADER = "# CYP-Registry API reference"
 NOTICE = ("<!-- Generated from the OpenAPI document (apidoc/) by `python server.py openapi --markdown > "
           "docs/api.md`; edit the document, not this file. -->")
 # Response components that are the envelope's own machinery, not objects of the API.
-PLUMBING = re.compile(r"^(Envelope|Error\d*|EventType)$")
+PLUMBING = re.compile(r"^(Envelope|Error\d*)$")
 
 
 def anchor(heading):
@@ -166,4 +166,6 @@ def render(document):
                                                                 in schema else ""), ""]
         if "properties" in schema and schema.get("type") == "object" and name != "PayloadSchemas":
             lines += [fields_table(schema), ""]
+        elif "enum" in schema:
+            lines += [type_text(schema) + ".", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -227,11 +227,14 @@ configured, `password` is null and `message` is `password set by configuration`.
         "user", NULL, request="password_change",
         errors=((30003, "`old_password is wrong`"),
                 (10001, "`new_password must differ from old_password`"),
-                (10001, "`new_password: password must …`: the new password breaks the password rule")),
+                (10001, "`new_password: password must …`: the new password breaks the password rule"),
+                (30004, "`too many failed logins; try again after <time>`: wrong `old_password`s count as failed "
+                        "logins")),
         description="""\
 `new_password` follows the password rule (see *Password rule*). On success `must_change_password` is cleared
 and **every other session of the user ends**; the session that made the call stays logged in (called with a
-PAT, every session ends). PATs are not revoked. Attempts here are not throttled the way logins are."""),
+PAT, every session ends). PATs are not revoked. A wrong `old_password` counts against the login throttle (see
+`POST /api/v1/auth/login`), so a stolen session cannot guess the password freely."""),
     Operation(
         "POST", "/api/v1/users/me/avatar", "uploadAvatar", "account", "Upload the calling account's avatar", "user",
         one("user"), request_media=("application/octet-stream",),
