@@ -187,5 +187,6 @@ async def openapi(config, markdown):
     """Print the /api/v1 OpenAPI document (JSON), or with ``markdown`` the reference rendered from it (what
     docs/api.md holds). No database: the document is made of the code's tables and schemas alone."""
     document = build_document()
-    sys.stdout.write(render_markdown(document) if markdown else json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(render_markdown(document) if markdown else
+                     json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return 0
