@@ -24,6 +24,7 @@ from hypothesis.errors import Flaky
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
+from schemathesis.core.parameters import ParameterLocation
 
 from apidoc.document import build_document
 
@@ -114,16 +115,17 @@ def seed_project(server, admin):
 
 
 def adjust(case):
-    """A webhook URL or an image to import, when drawn, names a closed loopback port instead; a project name
-    drawn within the schema's limits is one of the name grammar (services/names.py, which the schema leaves to
-    the server), so projects get created and their links walked."""
-    if isinstance(case.body, dict):
+    """In a valid body, a webhook URL or an image to import names a closed loopback port instead, and a project
+    name is one of the name grammar (services/names.py, which the schema leaves to the server), so projects get
+    created and their links walked."""
+    body_info = case.meta.components.get(ParameterLocation.BODY) if case.meta else None
+    # An invalid body is refused by its schema before anything is resolved, and must stay invalid.
+    if isinstance(case.body, dict) and (body_info is None or body_info.mode == GenerationMode.POSITIVE):
         if isinstance(case.body.get("url"), str):
             case.body["url"] = f"http://127.0.0.1:{CLOSED_PORT}/hook"
         if isinstance(case.body.get("image"), str):
             case.body["image"] = f"127.0.0.1:{CLOSED_PORT}/contract/app:v1"
-        name = case.body.get("name")
-        if case.operation.path == "/api/v1/projects" and isinstance(name, str) and 1 <= len(name) <= 64:
+        if case.operation.path == "/api/v1/projects" and isinstance(case.body.get("name"), str):
             case.body["name"] = f"contract{next(_project_numbers)}"
 
 
