@@ -186,8 +186,10 @@ def _operation(op, tag_names):
     if parameters:
         operation["parameters"] = parameters
     if op.request:
-        operation["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": _reference(op.request, request=True)}}}
+        media = {"schema": _reference(op.request, request=True)}
+        if op.request_example is not None:
+            media["example"] = op.request_example
+        operation["requestBody"] = {"required": True, "content": {"application/json": media}}
     elif op.request_media:
         operation["requestBody"] = {"required": True, "content": {
             media: {"schema": {"type": "string", "contentMediaType": media}} for media in op.request_media}}

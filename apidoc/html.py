@@ -45,7 +45,7 @@ def page_bytes():
     parser = MarkdownIt("commonmark", {"html": False}).enable("table")
     parser.core.ruler.push("heading_ids", _heading_ids)
     document = openapi_document.build_document()
-    body = parser.render(render(document))
+    body = parser.render(render(document, notice=False))
     title = html.escape(f"{document['info']['title']} {document['info']['version']}")
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

@@ -49,7 +49,8 @@ def limits_text(schema):
     parts = []
     low, high = schema.get("minLength"), schema.get("maxLength")
     if low is not None or high is not None:
-        parts.append(f"{low or 0}–{high} characters" if high is not None else f"at least {low} characters")
+        parts.append(f"at most {high} characters" if not low else
+                     f"at least {low} characters" if high is None else f"{low}–{high} characters")
     if "minimum" in schema or "maximum" in schema:
         parts.append(f"{schema.get('minimum', '…')} … {schema.get('maximum', '…')}")
     if "pattern" in schema:
@@ -122,6 +123,8 @@ def _operation(path, method, op, components):
             name = _ref_name(content["schema"]["$ref"])
             schema = components[name]
             lines += [f"Body ({media}, `{name}`):", "", fields_table(schema), ""]
+            if "example" in content:
+                lines += ["```json", json.dumps(content["example"], indent=2, ensure_ascii=False), "```", ""]
         else:
             lines += [f"Body: the raw bytes ({media}).", ""]
     success = op["responses"]["200"]
@@ -142,10 +145,14 @@ def _operation(path, method, op, components):
     return lines
 
 
-def render(document):
-    """docs/api.md from the document."""
+def render(document, notice=True):
+    """docs/api.md from the document (``notice``: with the comment saying it is generated)."""
     components = document["components"]["schemas"]
-    lines = [HEADER, "", NOTICE, "", document["info"]["description"], "", "## Routes at a glance", "",
+    description = document["info"]["description"]
+    sections = [*re.findall(r"^## (.+)$", description, re.M), "Routes at a glance",
+                *(tag["name"] for tag in document["tags"]), "Objects"]
+    lines = [HEADER, "", *([NOTICE, ""] if notice else []), *(f"- [{title}](#{anchor(title)})" for title in sections),
+             "", description, "", "## Routes at a glance", "",
              "| method | path | who | PAT scope | |", "|---|---|---|---|---|"]
     by_tag = {}
     for path, methods in document["paths"].items():

@@ -65,6 +65,7 @@ class Operation:
     extra_scope: str = None
     links: dict = field(default_factory=dict)
     example: object = None
+    request_example: object = None
 
 
 PROJECT_LINKS = {
@@ -154,6 +155,7 @@ OPERATIONS = (
     Operation(
         "POST", "/api/v1/auth/login", "login", "auth", "Log in with a password", "anyone", one("session_tokens"),
         request="login",
+        request_example={"username": "alice", "password": "correct-Horse-9"},
         errors=((30001, "`invalid username or password`: unknown user or wrong password"),
                 (30001, "`log in with the account password; a personal access token is used as a bearer token`"),
                 (30003, "`this account is disabled`: the password is right but the account is disabled"),
@@ -292,6 +294,8 @@ For a PAT, `pat_id`, `pat_name` and `last_used_at` describe it; `issued_at` is w
     Operation(
         "POST", "/api/v1/users/me/pat", "createPat", "pats", "Create a personal access token", "session",
         one("pat_created"), request="pat_create",
+        request_example={"name": "ci", "scopes": ["registry:pull", "registry:push"],
+                         "expires_at": "2030-01-01T00:00:00Z"},
         errors=((30003, "`a personal access token cannot create another; log in with the password`"),
                 (10001, "`scopes.0 must be one of …`, `scopes must have at least 1 items`"),
                 (10001, "`expires_at must carry a time zone`, `… must be an RFC 3339 time or Unix seconds`, "
@@ -318,6 +322,8 @@ secret: **it is shown only this once**; the server keeps its SHA-256.""",
         description="Sorted by username."),
     Operation(
         "POST", "/api/v1/users", "createUser", "users", "Create a user", "admin", one("user"), request="user_create",
+        request_example={"username": "alice", "password": "Initial-Pass-42", "email": "alice@example.com",
+                         "display_name": "Alice"},
         errors=((10001, "`username has an invalid format`"),
                 (10001, "`password must …`: the password breaks the password rule"),
                 (20002, "`username alice is taken`: the username exists, compared without regard to case")),
@@ -359,6 +365,8 @@ own when administrators set their own password this way; for someone else it als
     Operation(
         "POST", "/api/v1/projects", "createProject", "projects", "Create a project", "user", one("project"),
         request="project_create",
+        request_example={"name": "team-a", "description": "Team A images", "is_public": False,
+                         "storage_quota": 10737418240},
         errors=((10001, "`name must be lowercase letters and digits, optionally separated by . _ __ or -, at most "
                         "64 characters`"),
                 (20002, "`project team-a already exists`"),
@@ -406,6 +414,7 @@ the next garbage collection."""),
     Operation(
         "PUT", "/api/v1/projects/{project_id}/quota", "setProjectQuota", "projects", "Set a project's storage quota",
         "admin", one("project"), request="project_quota", errors=(PROJECT_NOT_FOUND,),
+        request_example={"storage_quota": 5368709120},
         description="""\
 The quota may be set below the current usage: pushes that add bytes are then refused until usage falls.
 Crossing 80 % of the quota emits a `QUOTA_WARNING` event; going over it a `QUOTA_EXCEEDED` event."""),
@@ -445,6 +454,7 @@ project.""",
     Operation(
         "POST", "/api/v1/projects/{project_id}/images/import", "createImport", "imports",
         "Import an image from another registry", "owner", one("import_task"), request="import_create",
+        request_example={"image": "nginx:1.27", "platforms": ["linux/amd64", "linux/arm64"]},
         errors=(PROJECT_NOT_FOUND, (30003, "a public project of someone else"),
                 (10001, "`image` cannot be parsed (the message starts with `image`); the registry's address is one "
                         "the network guard refuses; a bad `repository` or `platforms`")),
@@ -536,6 +546,9 @@ by digest is the repository's delete, or `/v2/`)."""),
     Operation(
         "POST", "/api/v1/webhooks", "createWebhook", "webhooks", "Create a webhook", "owner",
         one("webhook_with_secret"), request="webhook_create",
+        request_example={"name": "ci", "url": "https://ci.example.com/hook", "events": ["PUSH_ARTIFACT"],
+                         "project_id": "1a269795-eaa3-41b7-a820-9b45ff9bf81b", "tag_filter": "v*",
+                         "headers": {"Authorization": "Bearer ci-secret"}},
         errors=((10001, "a field; `url` naming an address the network guard refuses"),
                 (30003, "a global webhook (`project_id` null) by a non-administrator"), PROJECT_NOT_FOUND),
         links=WEBHOOK_LINKS,

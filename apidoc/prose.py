@@ -163,7 +163,7 @@ administrators: for everyone else it does not exist (20001, never 30003). `{proj
 id or its name."""
 
 TAGS = (
-    ("auth", "Authentication", "Sessions: login, refresh, logout, and the first administrator's one-time hint."),
+    ("auth", "Logins and sessions", "Sessions: login, refresh, logout, and the first administrator's one-time hint."),
     ("account", "Your account", "The calling account (`/users/me`) and avatars. Every route acts on the caller."),
     ("pats", "Personal access tokens", "Tokens for scripts and registry clients; the secret is shown once."),
     ("users", "User administration", "Administrators only: a non-administrator gets `30003 administrator rights "

@@ -213,7 +213,9 @@ def test_the_reference_page_is_html_rendered_on_the_server_with_nothing_from_els
     assert "<script" not in page and " src=" not in page and "<link" not in page
     links = set(re.findall(r'href="([^"]*)"', page))
     assert links and all(link.startswith("#") for link in links), links
-    assert {link[1:] for link in links} <= set(re.findall(r' id="([^"]+)"', page))
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert {link[1:] for link in links} <= set(ids)
     [style] = re.findall(r"<style>(.*?)</style>", page, re.S)
     assert f"'sha256-{base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()}'" in policy
     assert '<h3 id="post-apiv1projects"><code>POST /api/v1/projects</code></h3>' in page
