@@ -105,8 +105,12 @@ def _data_text(response):
     return f"`data`: {type_text(schema)}."
 
 
-def _operation(path, method, op, components):
-    lines = [f"### `{method.upper()} {path}`", "", f"**{op['summary']}.** Who: {op['x-access']}."
+def _heading(path, method):
+    return f"{method.upper()} {path}"
+
+
+def _operation(path, method, op, components, headings):
+    lines = [f"### `{_heading(path, method)}`", "", f"**{op['summary']}.** Who: {op['x-access']}."
              + (f" PAT scope: `{op['x-pat-scope']}`." if "x-pat-scope" in op else ""), ""]
     if op.get("description"):
         lines += [op["description"], ""]
@@ -136,7 +140,9 @@ def _operation(path, method, op, components):
     else:
         lines += [f"Answer: {success['description']} ({', '.join(f'`{m}`' for m in success['content'])}).", ""]
     if "links" in success:
-        lines += ["Then: " + ", ".join(f"`{link['operationId']}`" for link in success["links"].values()) + ".", ""]
+        lines += ["Links to what it created: " + ", ".join(
+            f"[{link['operationId']}](#{anchor(headings[link['operationId']])})" for link in success["links"].values())
+            + ".", ""]
     errors = [(status, response) for status, response in op["responses"].items() if status != "200"]
     if errors:
         lines += ["| HTTP | errors |", "|---|---|"]
@@ -155,16 +161,18 @@ def render(document, notice=True):
              "", description, "", "## Routes at a glance", "",
              "| method | path | who | PAT scope | |", "|---|---|---|---|---|"]
     by_tag = {}
+    headings = {op["operationId"]: _heading(path, method)
+                for path, methods in document["paths"].items() for method, op in methods.items()}
     for path, methods in document["paths"].items():
         for method, op in methods.items():
             lines.append(f"| {method.upper()} | `{path}` | {op['x-access']} | {op.get('x-pat-scope', '—')} | "
-                         f"[{op['summary']}](#{anchor(f'{method.upper()} {path}')}) |")
+                         f"[{op['summary']}](#{anchor(_heading(path, method))}) |")
             by_tag.setdefault(op["tags"][0], []).append((path, method, op))
     lines.append("")
     for tag in document["tags"]:
         lines += [f"## {tag['name']}", "", tag["description"], ""]
         for path, method, op in by_tag.get(tag["name"], ()):
-            lines += _operation(path, method, op, components)
+            lines += _operation(path, method, op, components, headings)
     lines += ["## Objects", "", "The answers' `data`, as `schemas/api/responses/` declares them.", ""]
     for name, schema in components.items():
         if name.endswith("Request") or PLUMBING.match(name):
