@@ -20,14 +20,13 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Flaky
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.parameters import ParameterLocation
 
 from apidoc.document import build_document
-
 from tests.support.api_client import ok, strong_password
 from tests.support.manifests import (
     OCI_INDEX,
@@ -166,11 +165,12 @@ def test_every_operation_answers_as_documented(contract_schema, contract_server,
 
 def test_created_resources_are_read_changed_and_deleted_through_the_documents_links(contract_schema,
                                                                                   contract_server):
-    failures = []
+    failures, calls = [], []
 
     class Links(contract_schema.as_state_machine()):
         def before_call(self, case):
             adjust(case)
+            calls.append(case.operation.label)
 
         def get_call_kwargs(self, case):
             headers = own_session(case, contract_server)
@@ -193,6 +193,7 @@ def test_created_resources_are_read_changed_and_deleted_through_the_documents_li
         except Flaky:  # the same draws met other answers (see above): the scenarios run so far stand
             continue
     assert not failures, "\n\n".join(failures[:5])
+    assert len(calls) >= STATEFUL_SCENARIOS, calls
 
 
 def test_the_served_document_is_the_built_one_and_public(contract_server):
