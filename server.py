@@ -145,6 +145,11 @@ def _add_commands(sub):
     redeliver.add_argument("webhook_id", metavar="WEBHOOK_ID")
     redeliver.add_argument("delivery_id", metavar="DELIVERY_ID")
 
+    document = command(sub, "openapi", lambda config, a: commands.openapi(config, a.markdown),
+                       "print the OpenAPI 3.1 document of /api/v1 (JSON)")
+    document.add_argument("--markdown", action="store_true",
+                          help="print the reference rendered from it instead (docs/api.md)")
+
 
 def command_for(args, config):
     if hasattr(args, "run"):

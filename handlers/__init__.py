@@ -17,6 +17,7 @@ from handlers.api.projects import (
                                    ProjectStatisticsHandler,
                                    ProjectStorageHandler,
 )
+from handlers.api.reference import ApiReferencePageHandler, OpenApiHandler
 from handlers.api.repositories import (
                                    RepositoryHandler,
                                    RepositoryListHandler,
@@ -103,6 +104,8 @@ ROUTES = [
     (r"/api/v1/webhooks/(?P<webhook_id>[^/]+)/deliveries/(?P<delivery_id>[^/]+)/redeliver", RedeliverHandler),
     (r"/api/v1/system/gc", GarbageCollectHandler),
     (r"/api/v1/audit-logs", AuditLogListHandler),
+    (r"/api/v1/openapi\.json", OpenApiHandler),
+    (r"/api/v1/docs", ApiReferencePageHandler),
     (r"/api/.*", ApiFallbackHandler),
     (r"/auth/token", TokenHandler),
     (r"/v2/?", BaseV2Handler),

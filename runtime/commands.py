@@ -1,6 +1,6 @@
 """The operator's commands (``server.py recount``, ``user …``, ``project …``, ``gc run``, ``imports …``,
 ``webhooks …``), run on the same services as the API; beside a running server on the embedded database
-they use its database.
+they use its database. ``openapi`` prints the API's document, which needs no database.
 
 Each prints one JSON object per line on stdout and answers 0; a refusal of the services (not found, a
 conflict, an invalid value) is raised as a DomainError, which server.py logs as one line and answers 1.
@@ -12,6 +12,8 @@ import functools
 import json
 import sys
 
+from apidoc.document import build_document
+from apidoc.markdown import render as render_markdown
 from runtime.backend import open_backend
 from services.audit import new_record
 from services.container import build_services
@@ -199,4 +201,13 @@ async def webhook_redeliver(config, webhook_id, delivery_id):
     async with operator_services(config) as services:
         emit(await services.webhooks.redeliver(OPERATOR, webhook_id, delivery_id))
         audit(services, "webhook.redeliver", resource={"webhook_id": webhook_id, "delivery_id": delivery_id})
+    return 0
+
+
+async def openapi(config, markdown):
+    """Print the /api/v1 OpenAPI document (JSON), or with ``markdown`` the reference rendered from it (what
+    docs/api.md holds). No database: the document is made of the code's tables and schemas alone."""
+    document = build_document()
+    sys.stdout.write(render_markdown(document) if markdown else
+                     json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return 0

@@ -90,7 +90,7 @@ def secret_key(secret):
     """The HMAC key of a ``whsec_`` secret (base64 after the prefix)."""
     try:
         key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character outside ASCII
         raise Invalid("secret must be whsec_ followed by base64") from None
     if not secret.startswith(SECRET_PREFIX) or len(key) < MIN_SECRET_BYTES:
         raise Invalid(f"secret must be whsec_ followed by the base64 of at least {MIN_SECRET_BYTES} bytes")

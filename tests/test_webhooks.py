@@ -113,6 +113,17 @@ def test_an_invalid_webhook_is_refused_naming_the_field(admin, project, body, fi
     assert field in message
 
 
+def test_a_secret_with_characters_outside_ascii_is_refused_on_create_and_update(admin, project, receiver):
+    secret = "whsec_" + "é" * 40
+    message = refused(admin.post("/api/v1/webhooks", json={"name": "x", "url": receiver.url, "events": ["PING"],
+                                                           "project_id": project["id"], "secret": secret}), 10001)
+    assert message.startswith("secret")
+    assert ok(admin.get("/api/v1/webhooks", params={"project_id": project["id"]}))["total"] == 0
+    webhook = create_webhook(admin, project, receiver, ["PING"])
+
+    assert refused(admin.put(f"/api/v1/webhooks/{webhook['id']}", json={"secret": secret}), 10001).startswith("secret")
+
+
 def test_the_payload_schemas_are_served_one_per_event_type(hooks_server):
     schemas = ok(requests.get(f"{hooks_server.url}/api/v1/webhooks/schemas", timeout=10))
     one = ok(requests.get(f"{hooks_server.url}/api/v1/webhooks/schemas/PUSH_ARTIFACT", timeout=10))
