@@ -16,8 +16,8 @@ import * as webhooks from './pages/webhooks.js';
 
 // [pattern, render, options]: `:name` segments are parameters; `anonymous` pages work without signing in.
 const ROUTES = [
-  ['signin', signin.render, {anonymous: true, bare: true}],
-  ['change-password', passwordChange.render, {bare: true}],
+  ['signin', signin.render, {anonymous: true}],
+  ['change-password', passwordChange.render, {}],
   ['projects', projects.render, {anonymous: true}],
   ['projects/:project', project.render, {anonymous: true}],
   ['projects/:project/:tab', project.render, {anonymous: true}],
@@ -27,7 +27,7 @@ const ROUTES = [
   ['webhooks/:webhook', webhooks.renderDetail, {}],
   ['account', account.render, {}],
   ['admin/users', users.render, {admin: true}],
-  ['admin/audit', audit.render, {admin: true}],
+  ['audit', audit.render, {}],
 ];
 
 const main = document.getElementById('main');
@@ -91,10 +91,8 @@ function renderNav(segments) {
   const links = [navLink('#/projects', 'Projects', section === 'projects')];
   if (state.me) {
     links.push(navLink('#/webhooks', 'Webhooks', section === 'webhooks'));
-    if (state.me.is_admin) {
-      links.push(navLink('#/admin/users', 'Users', here === 'admin/users'));
-      links.push(navLink('#/admin/audit', 'Audit log', here === 'admin/audit'));
-    }
+    links.push(navLink('#/audit', 'Audit log', section === 'audit'));
+    if (state.me.is_admin) links.push(navLink('#/admin/users', 'Users', here === 'admin/users'));
     const who = [state.avatarUrl ? h('img', {src: state.avatarUrl, alt: '', class: 'avatar-small', width: '24', height: '24'}) : null,
       state.me.display_name || state.me.username];
     links.push(h('a', {href: '#/account', class: 'account-link', 'aria-current': section === 'account' ? 'page' : null},
@@ -162,7 +160,6 @@ async function route() {
       h('p', {}, 'This page is for administrators.'));
     return;
   }
-  document.body.classList.toggle('bare', Boolean(options.bare));
   renderNav(segments);
   clear(main);
   const context = {
