@@ -338,6 +338,25 @@ def test_projects_show_usage_against_the_quota_their_badge_and_search(page, serv
     screenshot(page, "projects-search")
 
 
+def test_an_anonymous_visitor_browses_public_projects_only(page, server, admin, demo):
+    name = unique_name("open")
+    ok(admin.post("/api/v1/projects", json={"name": name, "is_public": True}))
+    push_image(server.url, f"{name}/app", "v1", auth=("admin", server.admin_password), seed=6)
+    page.goto(f"{server.url}/")
+    settle(page)
+    expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name=demo["name"], exact=True)).to_have_count(0)  # private
+    page.get_by_role("link", name=name, exact=True).click()
+    settle(page)
+    page.get_by_role("link", name=f"{name}/app").click()
+    settle(page)
+    expect(page.get_by_role("row", name=re.compile(r"^v1 "))).to_be_visible()
+    expect(page.get_by_role("button", name="Delete repository")).to_have_count(0)
+    page.goto(f"{server.url}/#/account")
+    expect(page.get_by_role("heading", name="Sign in", exact=True)).to_be_visible()
+    assert page.url.endswith("#/signin?next=account")
+
+
 def test_a_project_is_created_from_the_form(page, server, admin):
     name = unique_name("made")
     sign_in(page, server)
