@@ -32,6 +32,7 @@ from tests.support.remotes import DockerRegistry, push_image, push_index
 from tests.support.webhook_receiver import Receiver
 
 require_tool("skopeo")
+require_tool("chromium")
 
 MiB = 1024 * 1024
 DESKTOP = {"width": 1280, "height": 900}
@@ -499,6 +500,7 @@ def test_a_personal_access_token_is_shown_once_works_with_skopeo_and_stops_when_
     assert secret.startswith("cyp_")
     dialog.get_by_role("button", name="Copy the secret").click()
     assert clipboard(page) == secret
+    assert not axe_violations(page)
     screenshot(page, "pat-created")
     dialog.get_by_role("button", name="Done").click()
     expect(dialog).to_have_count(0)

@@ -65,6 +65,7 @@ export async function renderImports(container, ctx, project) {
     ['pending', 'running', 'completed', 'failed', 'cancelled'].map((s) => h('option', {value: s}, s)));
   let page = 1;
   let timer = null;
+  let lastShown = null;
   ctx.onLeave(() => clearTimeout(timer));
 
   const refresh = async () => {
@@ -77,11 +78,16 @@ export async function renderImports(container, ctx, project) {
       return;
     }
     if (!ctx.isCurrent()) return;
-    clear(list,
-      tableRegion('Import tasks', ['Image', 'Into', 'Status', 'Progress', 'Details', 'Updated', 'Actions'],
-        data.items.length ? data.items.map((task) => taskRow(ctx, project, task, refresh))
-          : [emptyRow(7, 'No imports yet.')]),
-      pager(data, (p) => { page = p; refresh(); }));
+    // Polling re-renders only what changed, so a reader's place (and focus) in an unchanged list stays.
+    const shown = JSON.stringify(data);
+    if (shown !== lastShown) {
+      lastShown = shown;
+      clear(list,
+        tableRegion('Import tasks', ['Image', 'Into', 'Status', 'Progress', 'Details', 'Updated', 'Actions'],
+          data.items.length ? data.items.map((task) => taskRow(ctx, project, task, refresh))
+            : [emptyRow(7, 'No imports yet.')]),
+        pager(data, (p) => { page = p; refresh(); }));
+    }
     // Live progress: poll while a task is still on its way.
     if (data.items.some((task) => ACTIVE.has(task.status))) timer = setTimeout(refresh, POLL_MS);
   };
