@@ -186,7 +186,8 @@ async function route() {
 
 onSessionEnded(() => {
   state.me = null;
-  navigate(`signin?next=${encodeURIComponent(parseHash().segments.join('/'))}&ended=1`);
+  const here = parseHash().segments.join('/');
+  navigate(`signin?next=${encodeURIComponent(here.startsWith('signin') ? 'projects' : here)}&ended=1`);
 });
 
 document.querySelector('.skip-link').addEventListener('click', (event) => {

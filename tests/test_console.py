@@ -437,7 +437,11 @@ def test_deleting_a_tag_asks_first_and_then_removes_it(page, server, admin):
     page.get_by_role("button", name="Delete tag").click()
     dialog = page.get_by_role("dialog", name="Delete tag gone?")
     expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # the safe choice is the default
     dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    page.get_by_role("button", name="Delete tag").click()
+    page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
     ok(admin.get(f"/api/v1/projects/{name}/repositories/app/tags/gone"))
 
