@@ -8,6 +8,7 @@ fails it (tests/support/browser.py). Screenshots of every page land in tests/art
 import datetime
 import re
 import struct
+import time
 import zlib
 
 import pytest
@@ -24,7 +25,7 @@ from tests.support.browser import (
     stored_session,
 )
 from tests.support.clients import CommandFailed, Skopeo, require_tool
-from tests.support.manifests import push_artifact
+from tests.support.manifests import get_manifest, push_artifact
 from tests.support.oci_layout import make_image_layout
 from tests.support.processes import RegistryServer
 from tests.support.registry_client import RegistryClient
@@ -410,6 +411,26 @@ def test_an_image_pushed_with_skopeo_appears_with_its_tag_size_and_pull_commands
     page.get_by_text("Show the manifest").click()
     expect(page.locator("pre.manifest")).to_contain_text(detail["config"]["digest"])
     screenshot(page, "tag-image")
+
+
+def test_pulls_are_shown_per_repository_and_per_tag(page, server, admin):
+    name = unique_name("pull")
+    ok(admin.post("/api/v1/projects", json={"name": name}))
+    push_image(server.url, f"{name}/app", "v1", auth=("admin", server.admin_password), seed=7)
+    if ok(admin.get(f"/api/v1/projects/{name}/repositories"))["items"][0]["pull_count"] is None:
+        pytest.skip("this server counts no pulls")
+    client = RegistryClient(server.url, "admin", server.admin_password)
+    assert get_manifest(client, f"{name}/app", "v1").status_code == 200
+    deadline = time.monotonic() + 20  # pulls are counted in batches, about a second after them
+    while ok(admin.get(f"/api/v1/projects/{name}/repositories"))["items"][0]["pull_count"] != 1:
+        assert time.monotonic() < deadline, "the pull was not counted"
+        time.sleep(0.2)
+    sign_in(page, server)
+    open_console(page, server, project_path(name))
+    expect(page.get_by_role("row", name=f"{name}/app").locator("td").last).to_have_text("1")
+    page.get_by_role("link", name=f"{name}/app").click()
+    settle(page)
+    expect(page.get_by_role("row", name=re.compile(r"^v1 ")).locator("td").nth(5).locator("time")).to_be_visible()
 
 
 def test_a_tag_page_shows_an_index_platforms_and_its_referrers(page, server, demo):
