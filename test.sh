@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Debian's skopeo, podman, docker-registry and nginx; the Python
-# packages) and run the whole suite. Extra arguments go to pytest.
+# Install everything the tests need (Debian's skopeo, podman, docker-registry, nginx and chromium; the
+# Python packages) and run the whole suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 need=()
-for tool in skopeo podman docker-registry nginx; do
+for tool in skopeo podman docker-registry nginx chromium; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then

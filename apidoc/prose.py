@@ -111,7 +111,9 @@ Each operation lists its own errors. These can happen on any route:
 | 50003 | the database or the blob store cannot be reached; the answer carries `Retry-After: 5` |
 | 50001 | any other server failure; quote the `trace_id` when reporting it |
 
-Any other path under `/api/` answers `20001 no such endpoint: <METHOD> <path>` (HTTP 404) in the envelope.
+Any other path under `/api/` answers `20001 no such endpoint: <METHOD> <path>` (HTTP 404) in the envelope, and so
+does any path outside `/api/`, `/v2/`, `/auth/token`, the health and metrics routes and the web console (`/`,
+`/favicon.ico`, `/console/…`).
 
 ## Error codes
 

@@ -45,6 +45,7 @@ from handlers.api.webhooks import (
                                    WebhookListHandler,
                                    WebhookTestHandler,
 )
+from handlers.console import ConsoleHandler
 from handlers.health import HealthHandler
 from handlers.metrics import MetricsHandler
 from handlers.registry.base import RegistryFallbackHandler
@@ -117,4 +118,7 @@ ROUTES = [
     (rf"/v2/{_NAME}/blobs/(?P<digest>[^/]+)", BlobHandler),
     (rf"/v2/{_NAME}/referrers/(?P<digest>[^/]+)", ReferrersHandler),
     (r"/v2/.*", RegistryFallbackHandler),
+    (r"/", ConsoleHandler),
+    (r"/favicon\.ico", ConsoleHandler),
+    (r"/console/(?P<path>[A-Za-z0-9_./-]+)", ConsoleHandler),
 ]
