@@ -12,6 +12,7 @@ from services.outbound import NetworkPolicy, OutboundClient
 from services.pats import PatService
 from services.projects import ProjectService
 from services.pull_events import PullEvents
+from services.rate_limits import RateLimiter
 from services.registry import RegistryService
 from services.repositories import RepositoryService
 from services.tokens import RegistryTokens
@@ -39,6 +40,7 @@ class Services:
     webhooks: WebhookService
     webhook_sender: WebhookSender
     pulls: PullEvents
+    rate_limits: RateLimiter
 
     async def close(self):
         await self.outbound.close()
@@ -50,7 +52,8 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     auth = AuthService(collections, codec, config)
     tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
     accounts = LiveAccounts(collections)
-    access = AccessService(collections, tokens, auth, accounts)
+    rate_limits = RateLimiter(collections.rate_counters, config)
+    access = AccessService(collections, tokens, auth, accounts, rate_limits)
     registry = RegistryService(collections, store, quota, access)
     uploads = BlobUploads(collections, store, registry, config["upload_expiry_seconds"])
     outbound = OutboundClient(NetworkPolicy.from_settings(config), config["import_ca_bundle"])
@@ -75,4 +78,5 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         webhooks=webhooks,
         webhook_sender=WebhookSender(webhooks, outbound, config),
         pulls=PullEvents(collections),
+        rate_limits=rate_limits,
     )

@@ -1,0 +1,109 @@
+"""Rate limits: requests per caller (an authenticated user, else the client's address) in fixed windows of
+``rate_limit_window_seconds``, shared by every node through MongoDB without a database round trip per request.
+
+Each process counts the requests it admits in memory. Every ``rate_limit_sync_seconds`` it adds those counts
+to the shared counters (storage/rate_limits.py, one bulk write) and reads back the cluster's totals of the
+callers it counted, and of every caller who has reached a limit anywhere (one query). A request is refused
+when the cluster total known at the last sync plus what this process admitted since reaches the limit.
+
+The bound on over-admission: beyond a limit, the cluster admits at most what the other processes admitted of
+that caller since their own last sync, that is one sync interval of their traffic (a process that had not yet
+seen the caller in the window counts from zero until its next sync). Windows start at multiples of their
+length since the epoch, so every node (clocks kept by NTP) counts into the same documents; a window's
+documents expire by TTL. While the database cannot be reached each process still enforces the limits on
+what it counts itself.
+"""
+import asyncio
+import logging
+import time
+
+import pymongo.errors
+
+from services.errors import RateLimited
+from services.metrics import RATE_LIMITED
+from storage.rate_limits import window_end
+
+log = logging.getLogger("cyp.rate_limits")
+
+USER, ADDRESS = "user", "address"
+
+
+class RateLimiter:
+    def __init__(self, counters, config, clock=time.time):
+        self.counters = counters
+        self.window_seconds = config["rate_limit_window_seconds"]
+        self.limits = {USER: config["rate_limit_per_user"], ADDRESS: config["rate_limit_per_address"]}
+        self.sync_seconds = config["rate_limit_sync_seconds"]
+        self.clock = clock
+        self.window = None
+        self.known = {}  # caller key -> the cluster's total at the last sync in this window
+        self.fresh = {}  # caller key -> requests admitted here since the last sync
+        self.unsent = []  # (window, fresh) of windows that ended before their last counts were sent
+        self.failing = False
+
+    @property
+    def enabled(self):
+        return any(limit > 0 for limit in self.limits.values())
+
+    def admit(self, user, address, api):
+        """Count one request of ``user`` (None: an anonymous caller, counted by its ``address``), or raise
+        RateLimited until the window ends. ``api`` labels the refusals in the metrics."""
+        if user is not None:
+            kind, key = USER, "user:" + user["_id"]
+        else:
+            kind, key = ADDRESS, "address:" + address
+        limit = self.limits[kind]
+        if limit <= 0:
+            return
+        window = self._current(self.clock())
+        admitted = self.fresh.get(key, 0)
+        if self.known.get(key, 0) + admitted >= limit:
+            RATE_LIMITED.labels(api, kind).inc()
+            raise RateLimited(window_end(window, self.window_seconds),
+                              f"too many requests: {limit} per {self.window_seconds} s for this {kind}")
+        self.fresh[key] = admitted + 1
+
+    def _current(self, now):
+        """The start of the window ``now`` is in, begun here if it is new."""
+        window = int(now // self.window_seconds) * self.window_seconds
+        if window != self.window:
+            if self.fresh:
+                self.unsent.append((self.window, self.fresh))
+            self.window, self.known, self.fresh = window, {}, {}
+        return window
+
+    async def sync(self):
+        """Send the counts admitted since the last sync; learn the cluster's totals of this window."""
+        window, fresh = self._current(self.clock()), self.fresh
+        batches, self.unsent, self.fresh = self.unsent, [], {}
+        if fresh:
+            batches.append((window, fresh))
+        sent = False
+        try:
+            for start, counts in batches:
+                await self.counters.add(start, counts, window_end(start, 2 * self.window_seconds))
+            sent = True
+            totals = await self.counters.totals(window, list(fresh), min(n for n in self.limits.values() if n > 0))
+        except pymongo.errors.PyMongoError as exc:
+            if not sent and window == self.window:  # sent next time; an ended window's counts matter no more
+                for key, n in fresh.items():
+                    self.fresh[key] = self.fresh.get(key, 0) + n
+            if not self.failing:
+                log.warning("rate limits: cannot share counts, each process limits alone until it can: %r", exc)
+            self.failing = True
+            return
+        if self.failing:
+            log.info("rate limits: sharing counts again")
+            self.failing = False
+        if window == self.window:
+            self.known.update(totals)
+
+    async def sync_forever(self):
+        if not self.enabled:
+            return
+        while True:
+            await asyncio.sleep(self.sync_seconds)
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("rate limits: sync failed")
