@@ -28,6 +28,11 @@ log = logging.getLogger("cyp.rate_limits")
 USER, ADDRESS = "user", "address"
 
 
+def _add(counts, into):
+    for key, n in counts.items():
+        into[key] = into.get(key, 0) + n
+
+
 class RateLimiter:
     def __init__(self, counters, config, clock=time.time):
         self.counters = counters
@@ -36,9 +41,9 @@ class RateLimiter:
         self.sync_seconds = config["rate_limit_sync_seconds"]
         self.clock = clock
         self.window = None
-        self.known = {}  # caller key -> the cluster's total at the last sync in this window
-        self.fresh = {}  # caller key -> requests admitted here since the last sync
-        self.unsent = []  # (window, fresh) of windows that ended before their last counts were sent
+        self.known = {}  # caller key -> the cluster's total at the last sync, with what this process counted since
+        self.fresh = {}  # caller key -> requests admitted here since the last sync (not in ``known`` yet)
+        self.unsent = {}  # window -> {caller key: n}: counted in ``known`` but not sent yet
         self.failing = False
 
     @property
@@ -68,26 +73,30 @@ class RateLimiter:
         window = int(now // self.window_seconds) * self.window_seconds
         if window != self.window:
             if self.fresh:
-                self.unsent.append((self.window, self.fresh))
+                _add(self.fresh, self.unsent.setdefault(self.window, {}))
             self.window, self.known, self.fresh = window, {}, {}
         return window
 
     async def sync(self):
         """Send the counts admitted since the last sync; learn the cluster's totals of this window."""
-        window, fresh = self._current(self.clock()), self.fresh
-        batches, self.unsent, self.fresh = self.unsent, [], {}
-        if fresh:
-            batches.append((window, fresh))
+        window = self._current(self.clock())
+        batches, self.unsent = self.unsent, {}
+        if self.fresh:
+            _add(self.fresh, batches.setdefault(window, {}))
+            # On their way to the database they still count here, while the answer is awaited.
+            _add(self.fresh, self.known)
+            self.fresh = {}
         sent = False
         try:
-            for start, counts in batches:
-                await self.counters.add(start, counts, window_end(start, 2 * self.window_seconds))
+            for start, counts in batches.items():
+                if counts:
+                    await self.counters.add(start, counts, window_end(start, 2 * self.window_seconds))
             sent = True
-            totals = await self.counters.totals(window, list(fresh), min(n for n in self.limits.values() if n > 0))
+            totals = await self.counters.totals(window, list(batches.get(window, ())),
+                                                min(n for n in self.limits.values() if n > 0))
         except pymongo.errors.PyMongoError as exc:
-            if not sent and window == self.window:  # sent next time; an ended window's counts matter no more
-                for key, n in fresh.items():
-                    self.fresh[key] = self.fresh.get(key, 0) + n
+            if not sent and window == self.window and window in batches:  # an ended window's matter no more
+                _add(batches[window], self.unsent.setdefault(window, {}))
             if not self.failing:
                 log.warning("rate limits: cannot share counts, each process limits alone until it can: %r", exc)
             self.failing = True

@@ -3,15 +3,21 @@ through the database: /api/v1 answers 429 with the envelope (30004) and Retry-Af
 TOOMANYREQUESTS; health and metrics are never limited; the defaults let a burst of the suite's kind through.
 
 The servers here count in windows of an hour (a test first makes sure the hour has room left) with small
-limits, and share their counts every 0.2 s; each test calls from addresses (X-Real-Ip) of its own."""
+limits, and share their counts every 0.2 s; each test calls from addresses (X-Real-Ip) of its own. The last
+tests drive one process's limiter in-process, on the session's database."""
+import asyncio
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+from services.errors import RateLimited
+from services.rate_limits import RateLimiter
+from storage.mongo import Collections, create_client
 from tests.support.api_client import Api, admin_api_for, b64url, create_user, fresh_address, ok, refused
-from tests.support.processes import RegistryServer
+from tests.support.processes import RegistryServer, free_port
 from tests.support.registry_client import RegistryClient
 from tests.test_metrics import samples, value
 
@@ -237,3 +243,53 @@ def test_the_default_limits_let_a_burst_like_the_suites_through(registry, admin)
                                                               timeout=30).status_code, calls))
 
     assert statuses.count(401) == 400 and statuses.count(200) == 400, set(statuses)
+
+
+# -- one process's limiter, in-process --------------------------------------------------------------
+
+CALLER = {"_id": "in-process-user"}
+
+
+def one_process(counters, per_user):
+    return RateLimiter(counters, {"rate_limit_window_seconds": WINDOW, "rate_limit_per_user": per_user,
+                                  "rate_limit_per_address": 0, "rate_limit_sync_seconds": SYNC})
+
+
+@pytest.fixture
+async def counters(mongo):
+    client = create_client(mongo.uri)
+    name = f"rate_limits_{secrets.token_hex(4)}"
+    collections = Collections(client[name])
+    await collections.rate_counters.ensure_indexes()
+    yield collections.rate_counters
+    await client.drop_database(name)
+    await client.close()
+
+
+async def test_counts_on_their_way_to_the_database_still_count(counters):
+    limiter = one_process(counters, 3)
+    room_in_window()
+    for _ in range(2):
+        limiter.admit(CALLER, "10.0.0.1", "api")
+    syncing = asyncio.create_task(limiter.sync())
+    await asyncio.sleep(0)  # the sync has taken the two counts and waits for the database
+
+    limiter.admit(CALLER, "10.0.0.1", "api")
+    with pytest.raises(RateLimited):
+        limiter.admit(CALLER, "10.0.0.1", "api")
+    await syncing
+
+
+async def test_without_the_database_a_process_still_limits_alone():
+    client = create_client(f"mongodb://127.0.0.1:{free_port()}/")  # nothing listens there
+    limiter = one_process(Collections(client["unreachable"]).rate_counters, 3)
+    room_in_window()
+    for _ in range(2):
+        limiter.admit(CALLER, "10.0.0.1", "api")
+
+    await limiter.sync()  # cannot share its counts: keeps them
+
+    limiter.admit(CALLER, "10.0.0.1", "api")
+    with pytest.raises(RateLimited):
+        limiter.admit(CALLER, "10.0.0.1", "api")
+    await client.close()
