@@ -15,7 +15,8 @@ import requests
 
 from services.errors import RateLimited
 from services.rate_limits import RateLimiter
-from storage.mongo import Collections, create_client
+from storage.mongo import create_client
+from storage.rate_limits import RateCounters
 from tests.support.api_client import Api, admin_api_for, b64url, create_user, fresh_address, ok, refused
 from tests.support.processes import RegistryServer, free_port
 from tests.support.registry_client import RegistryClient
@@ -259,9 +260,9 @@ def one_process(counters, per_user):
 async def counters(mongo):
     client = create_client(mongo.uri)
     name = f"rate_limits_{secrets.token_hex(4)}"
-    collections = Collections(client[name])
-    await collections.rate_counters.ensure_indexes()
-    yield collections.rate_counters
+    counters = RateCounters(client[name])
+    await counters.ensure_indexes()
+    yield counters
     await client.drop_database(name)
     await client.close()
 
@@ -282,7 +283,7 @@ async def test_counts_on_their_way_to_the_database_still_count(counters):
 
 async def test_without_the_database_a_process_still_limits_alone():
     client = create_client(f"mongodb://127.0.0.1:{free_port()}/")  # nothing listens there
-    limiter = one_process(Collections(client["unreachable"]).rate_counters, 3)
+    limiter = one_process(RateCounters(client["unreachable"]), 3)
     room_in_window()
     for _ in range(2):
         limiter.admit(CALLER, "10.0.0.1", "api")
