@@ -3,12 +3,13 @@
 
 Each process counts the requests it admits in memory. Every ``rate_limit_sync_seconds`` it adds those counts
 to the shared counters (storage/rate_limits.py, one bulk write) and reads back the cluster's totals of the
-callers it counted, and of every caller who has reached a limit anywhere (one query). A request is refused
+callers it counted, and of every caller who has reached a limit anywhere. A request is refused
 when the cluster total known at the last sync plus what this process admitted since reaches the limit.
 
-The bound on over-admission: beyond a limit, the cluster admits at most what the other processes admitted of
-that caller since their own last sync, that is one sync interval of their traffic (a process that had not yet
-seen the caller in the window counts from zero until its next sync). Windows start at multiples of their
+The bound on over-admission: a process decides on the cluster's total as of its last sync (at most one sync
+interval old) plus its own counts since; a caller it has not counted yet in the window, and who had not reached
+a limit at that sync, it counts from zero until its next sync. So beyond a limit the cluster admits at most one
+sync interval of that caller's traffic. Windows start at multiples of their
 length since the epoch, so every node (clocks kept by NTP) counts into the same documents; a window's
 documents expire by TTL. While the database cannot be reached each process still enforces the limits on
 what it counts itself.

@@ -21,8 +21,8 @@ from tests.support.processes import RegistryServer
 from tests.support.registry_client import RegistryClient
 
 EXAMPLES_PER_ROUTE = 50
-# Bookkeeping that a refusal is meant to write: failed-login counters.
-REFUSAL_BOOKKEEPING = {"login_attempts"}
+# Bookkeeping that a refusal is meant to write: failed-login counters, and the rate limits' request counters.
+REFUSAL_BOOKKEEPING = {"login_attempts", "rate_limits"}
 
 
 @pytest.fixture(scope="module")
