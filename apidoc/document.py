@@ -44,6 +44,7 @@ GENERIC_ERRORS = {
     "too_large": (10003, "the body is over its limit"),
     "query": (10001, "a query parameter is out of its range; the message names it"),
     "unavailable": (50003, "the database or the blob store cannot be reached"),
+    "rate_limited": (30004, "the caller's rate limit is spent (README *Rate limits*)"),
 }
 
 
@@ -137,6 +138,7 @@ def errors_of(op):
         generic.append(GENERIC_ERRORS["query"])
     if op.tag != "reference":
         generic.append(GENERIC_ERRORS["unavailable"])
+    generic.append(GENERIC_ERRORS["rate_limited"])
     return list(op.errors) + generic
 
 
@@ -148,7 +150,7 @@ def _error_responses(op):
     for status, lines in sorted(by_status.items()):
         responses[str(status)] = {
             "description": "; ".join(dict.fromkeys(lines)),
-            "headers": {**TRACE_HEADER, **(RETRY_AFTER if status == 503 else {})},
+            "headers": {**TRACE_HEADER, **(RETRY_AFTER if status in (429, 503) else {})},
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/Error{status}"}}},
         }
     return responses

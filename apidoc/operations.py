@@ -172,8 +172,8 @@ does (Unix seconds).
   Failed attempts at `/auth/token` count too.
 - After `login_max_failures` failures (default 5) for a username, or four times as many (default 20) from one
   address, all within `login_lock_seconds` (default 900 s) of the first failure, every attempt for that name or
-  from that address gets 30004 for `login_lock_seconds`, including attempts with the right password. No
-  `Retry-After` header is sent; the message holds the time.
+  from that address gets 30004 for `login_lock_seconds`, including attempts with the right password. The
+  `Retry-After` header gives the seconds left; the message holds the time.
 - Before the lock starts, each failure is answered more slowly: 0.1 s, doubling, at most 2 s.
 - A successful login resets the username's counter, not the address's.
 - The client address is the TCP peer, unless `trust_proxy_headers` is set; then it is taken from `X-Real-Ip` /

@@ -18,7 +18,9 @@ CODE_USES = {
     30002: "invalid, expired or revoked token; ended session; the account no longer exists",
     30003: "not an administrator; not the project's owner; missing PAT scope; account disabled; wrong "
            "`old_password`",
-    30004: "too many failed logins, counted per user and per address and shared by every node",
+    30004: "too many failed logins, counted per user and per address and shared by every node; or too many "
+           "requests (the rate limits: per user, per address for anonymous callers; README *Rate limits*), with "
+           "`Retry-After`",
     50001: "unexpected failure; quote the `trace_id` when reporting it",
     50003: "database or blob store unavailable (sent with `Retry-After: 5`)",
 }
@@ -109,6 +111,7 @@ Each operation lists its own errors. These can happen on any route:
 | 20004 | the route exists but not with this method (checked after authentication) |
 | 10001 / 10002 / 10003 | a route that takes a body received a bad one; a query parameter is out of its range |
 | 50003 | the database or the blob store cannot be reached; the answer carries `Retry-After: 5` |
+| 30004 | the caller's rate limit is spent (README *Rate limits*); the answer carries `Retry-After` |
 | 50001 | any other server failure; quote the `trace_id` when reporting it |
 
 Any other path under `/api/` answers `20001 no such endpoint: <METHOD> <path>` (HTTP 404) in the envelope, and so
@@ -260,7 +263,8 @@ server grants the requested actions the caller may take and drops the others sil
 `/v2/`): a project's owner or an administrator may `pull`, `push`, `delete`; anyone else may `pull` a public
 project and nothing of a private (or missing) one; a PAT narrows that by its `registry:*` scopes. Any caller may
 list the catalog (a PAT needs `registry:pull` or `registry:push`). Errors: 401 `UNAUTHORIZED` (wrong credentials,
-disabled account), 429 `TOOMANYREQUESTS` (login throttling, shared with `/api/v1/auth/login`), 400
+disabled account), 429 `TOOMANYREQUESTS` (login throttling, shared with `/api/v1/auth/login`; or the caller's rate
+limit, with `Retry-After`), 400
 `UNSUPPORTED` (wrong `grant_type`).
 
 ### The registry API `/v2/`
@@ -308,7 +312,7 @@ The OCI distribution spec v1.1, with Docker's compatibility headers; every answe
   `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`; 400 `BLOB_UPLOAD_INVALID` (409 when busy), `DIGEST_INVALID`,
   `MANIFEST_BLOB_UNKNOWN`, `MANIFEST_INVALID`, `NAME_INVALID`, `TAG_INVALID`, `PAGINATION_NUMBER_INVALID`,
   `SIZE_INVALID` (413 for a manifest over 4 MiB); 416 `RANGE_INVALID`; 401 `UNAUTHORIZED`; 403 `DENIED`; 405
-  `UNSUPPORTED`; 429 `TOOMANYREQUESTS`; 503 `UNAVAILABLE` (`Retry-After: 5`); 500 `UNKNOWN`. An unknown path
+  `UNSUPPORTED`; 429 `TOOMANYREQUESTS` (with `Retry-After`: login throttling or the caller's rate limit); 503 `UNAVAILABLE` (`Retry-After: 5`); 500 `UNKNOWN`. An unknown path
   under `/v2/` gets 404 `NAME_INVALID`."""),
     ("seed", "Differences from the seed contract", """\
 The code is what runs. These are the places where the original contract (`shared/seed/API.md`) says something

@@ -153,6 +153,10 @@ class BaseHandler(tornado.web.RequestHandler):
     def on_connection_close(self):
         self._untrack()
 
+    def admit(self, user, api):
+        """Count this request against its caller's rate limit (``user``, or the client's address when None)."""
+        self.services.rate_limits.admit(user, self.request.remote_ip, api)
+
     def write_json(self, value, status=200, content_type="application/json; charset=UTF-8"):
         self.set_status(status)
         self.set_header("Content-Type", content_type)

@@ -174,6 +174,7 @@ async def run_node(config, backend, sockets, signing_key, hint):
         asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
         asyncio.create_task(services.pulls.flush_forever()),
         asyncio.create_task(services.audit.write_forever()),
+        asyncio.create_task(services.rate_limits.sync_forever()),
         asyncio.create_task(backend.collections.end_abandoned_transactions_forever()),
         asyncio.create_task(sample_mailboxes_forever(
             {"quota": backend.quota, "imports": imports, "deliveries": dispatchers})),

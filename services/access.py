@@ -90,11 +90,12 @@ class RegistryCaller:
 
 
 class AccessService:
-    def __init__(self, collections, tokens, auth, accounts):
+    def __init__(self, collections, tokens, auth, accounts, rate_limits):
         self.collections = collections
         self.tokens = tokens
         self.auth = auth
         self.accounts = accounts
+        self.rate_limits = rate_limits
 
     async def repository_actions(self, user, name):
         """Every action ``user`` (None = anonymous) may take on repository ``name``."""
@@ -138,6 +139,9 @@ class AccessService:
         user = pat = None
         if credentials is not None:
             user, pat = await self.auth.verify_credentials(*credentials, remote_ip)
+        # Counted once the user is verified: a request naming a user it cannot prove it is spends nothing of
+        # that user's budget (wrong passwords are the login throttle's).
+        self.rate_limits.admit(user, remote_ip, "token")
         limit = registry_actions_for(pat["scopes"]) if pat else ALL_ACTIONS
         scopes = await self.grant(user, parse_scopes(scope_values), limit)
         token, expires_in, issued_at = self.tokens.issue(

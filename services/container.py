@@ -14,6 +14,7 @@ from services.outbound import NetworkPolicy, OutboundClient
 from services.pats import PatService
 from services.projects import ProjectService
 from services.pull_events import PullEvents
+from services.rate_limits import RateLimiter
 from services.registry import RegistryService
 from services.repositories import RepositoryService
 from services.tokens import RegistryTokens
@@ -43,6 +44,7 @@ class Services:
     pulls: PullEvents
     cluster_metrics: ClusterCollector
     audit: AuditLog
+    rate_limits: RateLimiter
 
     async def close(self):
         await self.outbound.close()
@@ -54,7 +56,8 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     auth = AuthService(collections, codec, config)
     tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
     accounts = LiveAccounts(collections)
-    access = AccessService(collections, tokens, auth, accounts)
+    rate_limits = RateLimiter(collections.rate_counters, config)
+    access = AccessService(collections, tokens, auth, accounts, rate_limits)
     registry = RegistryService(collections, store, quota, access)
     uploads = BlobUploads(collections, store, registry, config["upload_expiry_seconds"])
     outbound = OutboundClient(NetworkPolicy.from_settings(config), config["import_ca_bundle"])
@@ -82,4 +85,5 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         pulls=PullEvents(collections),
         cluster_metrics=ClusterCollector(backend.sync_db, config["metrics_cache_seconds"]),
         audit=audit,
+        rate_limits=rate_limits,
     )

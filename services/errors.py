@@ -64,14 +64,20 @@ class AccountDisabled(Unauthenticated):
 
 
 class Throttled(DomainError):
-    def __init__(self, until):
-        super().__init__(f"too many failed logins; try again after {until.isoformat(timespec='seconds')}")
+    """Refused until ``until``; ``reason`` says what ran out."""
+
+    def __init__(self, until, reason="too many failed logins"):
+        super().__init__(f"{reason}; try again after {until.isoformat(timespec='seconds')}")
         self.until = until
 
     @property
     def retry_after(self):
         """Whole seconds until the lock ends (at least 1)."""
         return max(1, math.ceil((self.until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()))
+
+
+class RateLimited(Throttled):
+    """A caller's requests went over its rate limit for the current window (services/rate_limits.py)."""
 
 
 # --- the registry's own ---------------------------------------------------------------------------

@@ -33,6 +33,8 @@ UPLOADS_IN_PROGRESS = Gauge("cyp_uploads_in_progress", "Requests streaming a blo
                             multiprocess_mode="livesum")
 WEBHOOK_DELIVERIES = Counter("cyp_webhook_deliveries", "Webhook delivery attempts by outcome", ["outcome"])
 IMPORT_TASKS_FINISHED = Counter("cyp_import_tasks_finished", "Image imports ended, by final status", ["status"])
+RATE_LIMITED = Counter("cyp_rate_limited_requests", "Requests refused by the rate limits, by API (api, v2, token) "
+                       "and by what the caller was counted as (user, address)", ["api", "caller"])
 GC_RUNS = Counter("cyp_gc_runs", "Garbage collections completed")
 GC_FREED_BYTES = Counter("cyp_gc_freed_bytes", "Bytes of blobs garbage collection deleted")
 ACTOR_MAILBOX = Gauge("cyp_actor_mailbox_messages", "Messages waiting in actors' inboxes, by kind of actor",

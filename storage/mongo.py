@@ -3,7 +3,8 @@
 Every write is durable before it is acknowledged: both clients default to ``w: "majority", j: true``
 (the journal, on every member that counts). Two exceptions: bulk blob data (GridFS chunks), written
 with ``BULK_DATA`` and covered by the durable write that commits it, and the webhook dispatcher's
-bookkeeping (``DISPATCH``), which acknowledges nothing to anyone.
+bookkeeping (``DISPATCH``) and the rate limits' request counters (``COUNTERS``), which acknowledge nothing
+to anyone.
 """
 import asyncio
 import logging
@@ -24,6 +25,7 @@ from storage.meta import Meta
 from storage.migrations import migrate
 from storage.pats import PersonalAccessTokens
 from storage.projects import Projects
+from storage.rate_limits import RateCounters
 from storage.repositories import Repositories
 from storage.sessions import Sessions
 from storage.uploads import Uploads
@@ -42,6 +44,8 @@ BULK_DATA = WriteConcern(w=1, j=False)
 # again under the same event id, which consumers already expect (at least once). A journaled write each cost
 # a delivery three waits for the journal, one after another on the dispatcher's thread.
 DISPATCH = WriteConcern(w=1, j=False)
+# Rate-limit counters: a crash that loses the last second of them admits that many requests more.
+COUNTERS = WriteConcern(w=1, j=False)
 # A request waits this long for an unreachable database before it is answered 503.
 SERVER_SELECTION_MS = 2000
 # SecantusDB 0.7.0b3 rolls back the transaction of a client that died mid-way (a node killed with
@@ -104,13 +108,14 @@ class Collections:
         self.events = Events(db)
         self.webhooks = Webhooks(db)
         self.deliveries = Deliveries(db)
+        self.rate_counters = RateCounters(db.with_options(write_concern=COUNTERS))
 
     async def prepare(self):
         """Migrate stored data to the current shape, then create the indexes that rely on it."""
         await migrate(self.db, self.meta)
         for part in (self.uploads, self.blobs, self.manifests, self.repositories, self.projects, self.users,
                      self.sessions, self.pats, self.login_attempts, self.import_tasks, self.events, self.webhooks,
-                     self.deliveries, self.audit):
+                     self.deliveries, self.audit, self.rate_counters):
             await part.ensure_indexes()
 
     async def ping(self):

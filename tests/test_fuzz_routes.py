@@ -21,8 +21,9 @@ from tests.support.processes import RegistryServer
 from tests.support.registry_client import RegistryClient
 
 EXAMPLES_PER_ROUTE = 50
-# Bookkeeping that a refusal is meant to write: failed-login counters, and the audit log's record of it.
-REFUSAL_BOOKKEEPING = {"login_attempts", "audit_logs"}
+# Bookkeeping that a refusal is meant to write: failed-login counters, the audit log's record of it, and the rate
+# limits' request counters.
+REFUSAL_BOOKKEEPING = {"login_attempts", "audit_logs", "rate_limits"}
 
 
 @pytest.fixture(scope="module")

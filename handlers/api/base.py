@@ -48,8 +48,13 @@ class ApiHandler(BaseHandler):
         # client still gets its answer, then cut off: nobody makes the server read without end.
         self.request.connection.set_max_body_size(self.max_body + max(self.max_body, OVERSIZE_READ_BYTES))
         anonymous = self.auth_optional and not self.request.headers.get("Authorization")
-        if self.auth_required and not anonymous:
-            self.principal = await self.authenticate()
+        try:
+            if self.auth_required and not anonymous:
+                self.principal = await self.authenticate()
+        finally:
+            # As the user once authenticated; as the address without credentials or with refused ones.
+            self.admit(self.user, "api")
+        if self.principal is not None:
             self.require_scope("api:read" if self.request.method in ("GET", "HEAD") else "api:write")
             if self.admin_required and not self.principal.user.get("is_admin"):
                 raise ApiError(30003, "administrator rights required")

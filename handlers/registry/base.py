@@ -127,7 +127,11 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
         await super().prepare()
         if self.repo is not None:
             check_repository_name(self.repo)
-        self.caller = await self.access.caller(bearer_token(self.request.headers))
+        try:
+            self.caller = await self.access.caller(bearer_token(self.request.headers))
+        finally:
+            # As the token's user; as the address for an anonymous token, none or a refused one.
+            self.admit(self.caller and self.caller.user, "v2")
         if self.resource is None and self.repo is None:
             if self.caller.claims is None:
                 raise RegistryError("UNAUTHORIZED")

@@ -160,10 +160,11 @@ def admin_api_for(server):
     return Api(server.url).session("admin", server.admin_password)
 
 
-def create_user(admin_api, is_admin=False, **fields):
-    """A new ordinary (or admin) user created through POST /api/v1/users by an administrator, already logged in."""
+def create_user(admin_api, is_admin=False, address=None, **fields):
+    """A new ordinary (or admin) user created through POST /api/v1/users by an administrator, already logged in
+    (from ``address``, sent as X-Real-Ip, when given; its client keeps sending it)."""
     username = unique_name("user")
     password = strong_password()
     data = ok(admin_api.post("/api/v1/users", json={"username": username, "password": password,
                                                     "is_admin": is_admin, **fields}))
-    return User(data["id"], username, password, Api(admin_api.url).session(username, password))
+    return User(data["id"], username, password, Api(admin_api.url, address=address).session(username, password))
