@@ -1,5 +1,5 @@
 """The operator's commands (``server.py recount``, ``user …``, ``project …``, ``gc run``, ``imports …``,
-``webhooks …``), run on the same services as the API; beside a running server on the embedded database
+``webhooks …``, ``keys …``), run on the same services as the API; beside a running server on the embedded database
 they use its database.
 
 Each prints one JSON object per line on stdout and answers 0; a refusal of the services (not found, a
@@ -13,9 +13,11 @@ import sys
 
 from runtime.backend import open_backend
 from services.container import build_services
-from services.errors import Invalid
+from services.errors import Conflict, Invalid, NotFound
+from services.tokens import verification_window
 from services.users import one_time_password, public_user
 from services.validation import InvalidBody, validate
+from storage.clock import utcnow
 
 # Who the commands act as: an administrator, like the API's caller, but no account (it owns nothing).
 OPERATOR = {"_id": None, "username": "operator", "is_admin": True}
@@ -178,4 +180,42 @@ async def webhook_redeliver(config, webhook_id, delivery_id):
     dispatcher), or still pending after the webhook timeout when no server runs."""
     async with operator_services(config) as services:
         emit(await services.webhooks.redeliver(OPERATOR, webhook_id, delivery_id))
+    return 0
+
+
+def public_key(key, current, window):
+    """A signing key as the commands show it: never its secret."""
+    retired = key["retired_at"]
+    return {"kid": key["kid"], "current": key["kid"] == current, "created_at": key["created_at"],
+            "retired_at": retired, "verifies_until": retired + window if retired else None}
+
+
+async def keys_list(config):
+    async with open_backend(config, for_command=True) as backend:
+        doc = await backend.collections.token_keys.ensure()
+    for key in doc["keys"]:
+        emit(public_key(key, doc["current"], verification_window(config)))
+    return 0
+
+
+async def keys_rotate(config):
+    """A new signing key; the previous one verifies its tokens until they expire, and keys whose tokens all
+    expired are dropped. Running servers sign with the new key within KEY_REFRESH_SECONDS."""
+    window = verification_window(config)
+    async with open_backend(config, for_command=True) as backend:
+        await backend.collections.token_keys.ensure()
+        key, previous, dropped = await backend.collections.token_keys.rotate(utcnow() - window)
+    emit({**public_key(key, key["kid"], window), "previous": previous, "dropped": dropped})
+    return 0
+
+
+async def keys_remove(config, kid):
+    """Drop a retired key at once: every token it signed is refused (within KEY_REFRESH_SECONDS everywhere)."""
+    async with open_backend(config, for_command=True) as backend:
+        doc = await backend.collections.token_keys.ensure()
+        if doc["current"] == kid:
+            raise Conflict(f"key {kid} is the current signing key; rotate first")
+        if not await backend.collections.token_keys.remove(kid):
+            raise NotFound(f"no signing key {kid}")
+    emit({"kid": kid, "removed": True})
     return 0

@@ -3,7 +3,6 @@ work, and a clean stop on SIGTERM / SIGINT."""
 import asyncio
 import logging
 import os
-import secrets
 import signal
 
 import tornado.netutil
@@ -20,7 +19,7 @@ from services.bootstrap import ensure_bootstrap_admin
 from services.container import build_services
 from services.gc import collect_forever
 from services.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, HTTP_RESPONSE_BYTES, scrape_registry
-from services.tokens import JwtCodec
+from services.tokens import JwtCodec, open_key_ring
 from services.uploads import sweep_forever
 from storage.deliveries import SyncDeliveries
 from storage.events import SyncEvents
@@ -133,32 +132,32 @@ async def wait_for_stop(embedded):
 
 
 async def prepare_state(collections, config):
-    """What exists once per registry, made by whoever starts first: the token signing key and the first
-    administrator. Answers ``(signing key, bootstrap hint)``."""
-    signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
+    """What exists once per registry, made by whoever starts first: the token signing keys and the first
+    administrator. Answers the bootstrap hint."""
+    await collections.token_keys.ensure()
     hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
     announce_bootstrap_admin(hint)
-    return signing_key, hint
+    return hint
 
 
 async def serve(config):
     """One process serving on its own: binds, opens the backend (the embedded database included), serves."""
     sockets = bind(config)
     async with open_backend(config) as backend:
-        signing_key, hint = await prepare_state(backend.collections, config)
-        return await run_node(config, backend, sockets, signing_key, hint)
+        hint = await prepare_state(backend.collections, config)
+        return await run_node(config, backend, sockets, hint)
 
 
 async def serve_worker(config, sockets, hint):
     """A worker of a supervisor (runtime/supervisor.py): the sockets, the database and the state are its parent's."""
     async with open_backend(config) as backend:
-        signing_key = await backend.collections.meta.get("registry_signing_key")
-        return await run_node(config, backend, sockets, signing_key, hint)
+        return await run_node(config, backend, sockets, hint)
 
 
-async def run_node(config, backend, sockets, signing_key, hint):
+async def run_node(config, backend, sockets, hint):
     """Serve until told to stop; answers the exit status."""
-    services = build_services(config, backend, JwtCodec(signing_key), hint)
+    keys = await open_key_ring(backend.collections, config)
+    services = build_services(config, backend, JwtCodec(keys), hint)
     app = make_app(config, services)
     server = RegistryHTTPServer(app, xheaders=config["trust_proxy_headers"], max_body_size=MAX_BUFFERED_BODY,
                                 chunk_size=BODY_CHUNK_SIZE)
@@ -174,6 +173,7 @@ async def run_node(config, backend, sockets, signing_key, hint):
         asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
         asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
         asyncio.create_task(services.pulls.flush_forever()),
+        asyncio.create_task(keys.refresh_forever()),
         asyncio.create_task(backend.collections.end_abandoned_transactions_forever()),
     ]
     log.info("CYP-Registry listening on http://%s:%d", config["host"], config["port"],

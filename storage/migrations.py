@@ -6,6 +6,7 @@ Each step is idempotent: one interrupted half-way runs again whole.
 """
 import logging
 
+from storage.token_keys import LEGACY_KEY_ID, insert_key_set, key_set, new_key
 from storage.users import username_key
 
 log = logging.getLogger("cyp.migrations")
@@ -63,11 +64,21 @@ async def copy_manifest_types_into_tags(db):
                                                                        "size": manifest["size"]}})
 
 
+async def name_the_signing_key(db):
+    """Version 5: signing keys carry a ``kid`` and rotate (storage/token_keys.py). The one key of before becomes
+    the first of the set, and verifies the tokens without a ``kid`` it signed until it is retired and they
+    expire; its old document stays for nodes of the previous version during a rolling upgrade."""
+    legacy = await db["meta"].find_one({"_id": LEGACY_KEY_ID})
+    if legacy is not None:
+        await insert_key_set(db["meta"], key_set(new_key(legacy["value"]), legacy=True))
+
+
 MIGRATIONS = [
     (1, fold_usernames),
     (2, retire_unfanned_events),
     (3, copy_blob_refs_into_links),
     (4, copy_manifest_types_into_tags),
+    (5, name_the_signing_key),
 ]
 LATEST = MIGRATIONS[-1][0]
 
