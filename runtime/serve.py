@@ -24,6 +24,8 @@ from services.uploads import sweep_forever
 from storage.deliveries import SyncDeliveries
 from storage.events import SyncEvents
 from storage.import_tasks import SyncImportTasks
+from storage.leases import holder_name
+from storage.meta import ScheduledLease
 from storage.mongo import DISPATCH
 from storage.webhooks import SyncWebhooks
 
@@ -171,7 +173,8 @@ async def run_node(config, backend, sockets, hint):
     server.add_sockets(sockets)
     background = [
         asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
-        asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
+        asyncio.create_task(collect_forever(services.gc, ScheduledLease(
+            backend.collections.meta, "gc", config["gc_interval_seconds"], config["gc_lease_seconds"]), holder_name())),
         asyncio.create_task(services.pulls.flush_forever()),
         asyncio.create_task(keys.refresh_forever()),
         asyncio.create_task(backend.collections.end_abandoned_transactions_forever()),

@@ -73,12 +73,19 @@ async def name_the_signing_key(db):
         await insert_key_set(db["meta"], key_set(new_key(legacy["value"]), legacy=True))
 
 
+async def touch_links(db):
+    """Version 6: links carry ``touched_at`` (when a push or a manifest last relied on them), which the garbage
+    collector's grace period counts from; a link from before was last relied on when it was made."""
+    await db["repository_blobs"].update_many({"touched_at": {"$exists": False}}, [{"$set": {"touched_at": "$created_at"}}])
+
+
 MIGRATIONS = [
     (1, fold_usernames),
     (2, retire_unfanned_events),
     (3, copy_blob_refs_into_links),
     (4, copy_manifest_types_into_tags),
     (5, name_the_signing_key),
+    (6, touch_links),
 ]
 LATEST = MIGRATIONS[-1][0]
 
