@@ -11,13 +11,9 @@ then deletes it only if it is still marked. Every use touches it and clears the 
 racing the collector either makes the mark fail, clears it before the delete, or comes after the delete
 and finds nothing (then the client uploads, as for any missing blob).
 """
-from pymongo import ReturnDocument, WriteConcern
+from pymongo import ReturnDocument
 
 from storage.clock import utcnow
-
-# Touches acknowledge nothing by themselves: the durable write that follows (a link, a manifest) lands after
-# them in the journal and the oplog, so it is never kept while they are lost.
-TOUCH = WriteConcern(w=1, j=False)
 
 
 def _touch(now):
@@ -32,7 +28,6 @@ class Blobs:
     def __init__(self, db):
         self.collection = db["blobs"]
         self.links = db["repository_blobs"]
-        self.touch_links = self.links.with_options(write_concern=TOUCH)
 
     async def ensure_indexes(self):
         await self.links.create_index([("repo", 1), ("digest", 1)], unique=True)
@@ -83,7 +78,7 @@ class Blobs:
             return None
         now = utcnow()
         if refresh_after is not None and link.get("touched_at", now) < now - refresh_after:
-            await self.touch_links.update_one({"_id": link["_id"]}, _touch(now))
+            await self.links.update_one({"_id": link["_id"]}, _touch(now))
         return {"_id": digest, "size": link["size"], "ref": link["ref"]}
 
     async def repositories_linking(self, digest, limit):
@@ -95,7 +90,7 @@ class Blobs:
         wanted = set(digests)
         if not wanted:
             return []
-        touched = await self.touch_links.update_many({"repo": repo, "digest": {"$in": list(wanted)}}, _touch(utcnow()))
+        touched = await self.links.update_many({"repo": repo, "digest": {"$in": list(wanted)}}, _touch(utcnow()))
         if touched.matched_count == len(wanted):
             return []
         found = await self.links.distinct("digest", {"repo": repo, "digest": {"$in": list(wanted)}})
@@ -122,11 +117,16 @@ class Blobs:
         the mark was checked clears it (``link`` touches the blob first)."""
         found = []
         async for doc in self.collection.find({"touched_at": {"$lt": cutoff}}, {"_id": 1}):
+            if await self._linked_anywhere(doc["_id"]):
+                continue
             marked = await self.collection.update_one({"_id": doc["_id"], "touched_at": {"$lt": cutoff}},
                                                       {"$set": {"gc_mark": mark}})
-            if marked.modified_count and await self.links.find_one({"digest": doc["_id"]}, {"_id": 1}) is None:
+            if marked.modified_count and not await self._linked_anywhere(doc["_id"]):
                 found.append(doc["_id"])
         return found
+
+    async def _linked_anywhere(self, digest):
+        return await self.links.find_one({"digest": digest}, {"_id": 1}) is not None
 
     async def remove_marked(self, digest, mark):
         """Delete the blob document if it still carries ``mark``; the document, or None."""

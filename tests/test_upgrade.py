@@ -123,3 +123,11 @@ def test_a_token_the_previous_version_signed_still_verifies_and_new_ones_name_th
     assert requests.get(f"{server.url}/v2/", headers={"Authorization": f"Bearer {unnamed}"}, timeout=30).status_code == 200
     keys = meta.find_one({"_id": "token_keys"})
     assert jwt.get_unverified_header(fresh)["kid"] == keys["current"] == keys["legacy_kid"]
+
+
+def test_every_legacy_blob_link_counts_its_age_for_the_collector_from_when_it_was_made(upgraded, mongo):
+    server, _ = upgraded
+
+    links = list(pymongo.MongoClient(mongo.uri)[server.db_name]["repository_blobs"].find())
+
+    assert links and all(link["touched_at"] >= link["created_at"] for link in links)
