@@ -61,8 +61,7 @@ class Cluster:
 
     def holding(self, holder):
         """The node whose process holds a lease written as ``host:pid:random``."""
-        pid = int(holder.split(":")[-2])
-        return next(node for node in self.nodes if node.process.pid == pid)
+        return next(node for node in self.nodes if node.process.pid == holder_pid(holder))
 
     def others(self, node):
         return [other for other in self.nodes if other is not node]
@@ -75,6 +74,7 @@ def kill(node):
 
 
 def holder_pid(holder):
+    """The process id in a lease holder's name (storage/leases.py holder_name)."""
     return int(holder.split(":")[-2]) if holder else None
 
 
