@@ -3,9 +3,10 @@
 All are HS256 JWTs signed with the current key of the key set every node reads from MongoDB
 (storage/token_keys.py), named by the ``kid`` header; only HS256 is accepted, so ``alg: none`` and
 tokens signed with any other key are refused. A key retired by a rotation keeps verifying until the
-tokens it signed have expired; a node reads the key set every KEY_REFRESH_SECONDS, and at once (at
-most once a second) when a token names a key it does not know, so a rotation made anywhere is used
-everywhere within KEY_REFRESH_SECONDS and never refuses a token another node signed.
+tokens it signed have expired; a node reads the key set every KEY_REFRESH_SECONDS, and again when a
+token names a key it does not know (at most once a second, every such token waiting for one read that
+started after it arrived), so a rotation made anywhere is used everywhere within KEY_REFRESH_SECONDS
+and never refuses a token another node signed.
 """
 import asyncio
 import datetime
@@ -27,7 +28,7 @@ ISSUER = "cyp-registry"
 # Clocks of the nodes and of other issuers may differ this much: iat, nbf and exp are checked with it.
 CLOCK_SKEW_SECONDS = 60
 KEY_REFRESH_SECONDS = 5
-# A token naming an unknown key reads the key set again at most this often (forged kids cost nothing more).
+# Tokens naming unknown keys read the key set again at most this often (forged kids cost no more reads).
 UNKNOWN_KEY_REREAD_SECONDS = 1
 
 
@@ -53,11 +54,25 @@ class KeyRing:
         self.token_keys = token_keys
         self.window = window
         self.doc = None
-        self.read_at = 0.0
+        self.read_at = 0.0  # when the read that gave ``doc`` started (time.monotonic)
+        self.reread_at = 0.0
+        self.reread_lock = asyncio.Lock()
 
     async def refresh(self):
-        self.doc = await self.token_keys.load()
-        self.read_at = time.monotonic()
+        started = time.monotonic()
+        doc = await self.token_keys.load()
+        if started >= self.read_at:  # not overtaken by a read that started later
+            self.doc, self.read_at = doc, started
+
+    async def _read_since(self, asked_at):
+        """Make sure ``doc`` comes from a read started after ``asked_at``: one such read serves every token
+        waiting, and they happen at most every UNKNOWN_KEY_REREAD_SECONDS."""
+        async with self.reread_lock:
+            if self.read_at > asked_at:
+                return
+            await asyncio.sleep(max(0.0, self.reread_at + UNKNOWN_KEY_REREAD_SECONDS - time.monotonic()))
+            self.reread_at = time.monotonic()
+            await self.refresh()
 
     async def refresh_forever(self):
         while True:
@@ -87,8 +102,8 @@ class KeyRing:
         """The secret that verifies tokens naming ``kid``, or None; a key this node does not know yet (a
         rotation it has not read) is looked for in a fresh read of the set."""
         key = self.usable(kid)
-        if key is None and time.monotonic() - self.read_at >= UNKNOWN_KEY_REREAD_SECONDS:
-            await self.refresh()
+        if key is None:
+            await self._read_since(time.monotonic())
             key = self.usable(kid)
         return key and key["secret"]
 

@@ -1,6 +1,7 @@
 """Token signing keys: every token names its key (``kid``), a rotation (``server.py keys rotate``, beside running
 servers) signs new tokens with a new key while the previous one keeps verifying the tokens it signed, on every
 node of one database; a token of an unknown or removed key is refused; clocks may differ by up to 60 s."""
+import datetime
 import json
 import secrets
 import time
@@ -121,6 +122,18 @@ def test_tokens_issued_after_a_rotation_carry_the_new_kid_and_verify_on_every_no
     assert line["current"] is True and line["previous"] != line["kid"] and current_key(db)[0] == line["kid"]
     # The other node may not have read the rotation yet: a kid it does not know makes it read the keys again.
     assert v2_status(second, after) == 200
+
+
+def test_a_key_added_elsewhere_a_moment_ago_verifies_at_once_on_every_node(nodes, db):
+    """A node does not wait for its next read of the key set: a kid it does not know makes it read again."""
+    kid, secret = secrets.token_hex(8), secrets.token_hex(32)
+    claims = jwt_claims(registry_token(nodes[0]))
+    db.meta.update_one({"_id": "token_keys"}, {"$push": {"keys": {
+        "kid": kid, "secret": secret, "created_at": datetime.datetime.now(datetime.timezone.utc), "retired_at": None}}})
+
+    token = jwt.encode({**claims, "jti": secrets.token_hex(8)}, secret, algorithm="HS256", headers={"kid": kid})
+
+    assert [v2_status(node, token) for node in nodes] == [200, 200]
 
 
 def test_a_token_naming_an_unknown_key_is_refused_on_both_apis(nodes, db):
