@@ -84,4 +84,4 @@ async def _collect_holding(collector, lease, token):
         run.result()
     finally:
         run.cancel()
-        await lease.release(token, reschedule=finished)
+        await lease.release(token, done=finished)

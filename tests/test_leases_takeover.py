@@ -92,9 +92,9 @@ def seed_garbage(db, count):
 
 
 def make_gc_due(db):
-    """The cluster's next collection is due now (the first node to start scheduled it an interval away)."""
+    """The cluster's next collection is due now (the first node to start made it due an interval later)."""
     assert wait_until(lambda: db.meta.find_one({"_id": "lease:gc"}), 10)
-    db.meta.update_one({"_id": "lease:gc"}, {"$set": {"next_run_at": LONG_AGO}})
+    db.meta.update_one({"_id": "lease:gc"}, {"$set": {"done_at": LONG_AGO}})
 
 
 def gc_runs(node):
@@ -117,7 +117,7 @@ def test_a_collection_whose_node_is_killed_is_taken_over_within_the_lease_and_co
     with Cluster(mongo, tmp_path, 2, GC_ENV) as cluster:
         seed_garbage(cluster.db, 600)
         make_gc_due(cluster.db)
-        holder = wait_until(lambda: (cluster.db.meta.find_one({"_id": "lease:gc"}) or {}).get("owner"), 10)
+        holder = wait_until(lambda: (cluster.db.meta.find_one({"_id": "lease:gc"}) or {}).get("owner"), 10, interval=0.02)
         victim = cluster.holding(holder)
         killed_at = kill(victim)
         assert cluster.db.blobs.count_documents({}) > 0, "the collection ended before the kill: seed more"
@@ -131,6 +131,23 @@ def test_a_collection_whose_node_is_killed_is_taken_over_within_the_lease_and_co
         assert taken and took <= LEASE_SECONDS + 1, took
         assert emptied
         assert gc_runs(survivor) == 1
+
+
+def test_a_collection_whose_node_is_stopped_is_handed_back_at_once(mongo, tmp_path):
+    with Cluster(mongo, tmp_path, 2, {**GC_ENV, "CYP_GC_LEASE_SECONDS": "60"}) as cluster:
+        seed_garbage(cluster.db, 600)
+        make_gc_due(cluster.db)
+        holder = wait_until(lambda: (cluster.db.meta.find_one({"_id": "lease:gc"}) or {}).get("owner"), 10, interval=0.02)
+        stopping = cluster.holding(holder)
+        stopped_at = time.monotonic()
+        stopping.stop()
+        assert cluster.db.blobs.count_documents({}) > 0, "the collection ended before the stop: seed more"
+
+        taken = wait_until(lambda: holder_pid(cluster.db.meta.find_one({"_id": "lease:gc"})["owner"])
+                           not in (None, stopping.process.pid), 15, interval=0.05)
+        took = time.monotonic() - stopped_at
+
+    assert taken and took < 15, took
 
 
 # -- imports ----------------------------------------------------------------------------------------
