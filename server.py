@@ -149,6 +149,13 @@ def _add_commands(sub):
                        "print the OpenAPI 3.1 document of /api/v1 (JSON)")
     document.add_argument("--markdown", action="store_true",
                           help="print the reference rendered from it instead (docs/api.md)")
+    keys = group("keys", "token signing keys")
+    command(keys, "list", lambda config, a: commands.keys_list(config),
+            "list the token signing keys (one JSON line each, never a secret)")
+    command(keys, "rotate", lambda config, a: commands.keys_rotate(config),
+            "sign new tokens with a new key; the previous key verifies its tokens until they expire")
+    command(keys, "remove", lambda config, a: commands.keys_remove(config, a.kid),
+            "drop retired key KID now: every token it signed is refused").add_argument("kid", metavar="KID")
 
 
 def command_for(args, config):

@@ -12,12 +12,9 @@ import asyncio
 import collections
 import datetime
 import logging
-import os
 import random
-import socket
 import threading
 import time
-import uuid
 
 import pykka
 
@@ -26,6 +23,7 @@ from services.metrics import WEBHOOK_DELIVERIES
 from services.webhooks import PayloadInvalid, matches, render
 from storage.clock import utcnow
 from storage.deliveries import FAILED, PENDING, SUCCEEDED, new_delivery
+from storage.leases import holder_name
 
 log = logging.getLogger("cyp.webhooks")
 
@@ -53,7 +51,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         self.deliveries = deliveries
         self.sender = sender
         self.source = source
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.owner = holder_name()
         self.schedule = parse_schedule(config["webhook_retry_schedule"])
         self.timeout = config["webhook_timeout_seconds"]
         self.retry_after_max = config["webhook_retry_after_max_seconds"]

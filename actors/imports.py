@@ -11,18 +11,18 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
-import socket
 import threading
-import uuid
 
 import pykka
 
 from actors.bridge import inbox_depth
+from storage.leases import holder_name
 
 log = logging.getLogger("cyp.imports")
 
-POLL_SECONDS = 2
+# Idle actors look for work this often: a task whose node died is taken over within half a second of its
+# lease running out.
+POLL_SECONDS = 0.5
 CANDIDATES_PER_POLL = 20
 # How long an actor waits for a stopped run to unwind before it moves on.
 STOP_WAIT_SECONDS = 30
@@ -127,7 +127,7 @@ class ImportActors:
     """This node's import actors and the ticker that asks the idle ones to look for work."""
 
     def __init__(self, tasks, pipeline, loop, config):
-        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.node = holder_name()
         self.stopping = threading.Event()
         runner = PipelineRunner(pipeline, loop)
         self.idle = [threading.Event() for _ in range(config["import_max_running_per_node"])]

@@ -1,5 +1,5 @@
 """The operator's commands (``server.py recount``, ``user …``, ``project …``, ``gc run``, ``imports …``,
-``webhooks …``), run on the same services as the API; beside a running server on the embedded database
+``webhooks …``, ``keys …``), run on the same services as the API; beside a running server on the embedded database
 they use its database. ``openapi`` prints the API's document, which needs no database.
 
 Each prints one JSON object per line on stdout and answers 0; a refusal of the services (not found, a
@@ -17,9 +17,11 @@ from apidoc.markdown import render as render_markdown
 from runtime.backend import open_backend
 from services.audit import new_record
 from services.container import build_services
-from services.errors import Invalid
+from services.errors import Conflict, Invalid, NotFound
+from services.tokens import verification_window
 from services.users import one_time_password, public_user
 from services.validation import InvalidBody, validate
+from storage.clock import utcnow
 
 # Who the commands act as: an administrator, like the API's caller, but no account (it owns nothing).
 OPERATOR = {"_id": None, "username": "operator", "is_admin": True}
@@ -210,4 +212,42 @@ async def openapi(config, markdown):
     document = build_document()
     sys.stdout.write(render_markdown(document) if markdown else
                      json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def public_key(key, current, window):
+    """A signing key as the commands show it: never its secret."""
+    retired = key["retired_at"]
+    return {"kid": key["kid"], "current": key["kid"] == current, "created_at": key["created_at"],
+            "retired_at": retired, "verifies_until": retired + window if retired else None}
+
+
+async def keys_list(config):
+    async with open_backend(config, for_command=True) as backend:
+        doc = await backend.collections.token_keys.ensure()
+    for key in doc["keys"]:
+        emit(public_key(key, doc["current"], verification_window(config)))
+    return 0
+
+
+async def keys_rotate(config):
+    """A new signing key; the previous one verifies its tokens until they expire, and keys whose tokens all
+    expired are dropped. Running servers sign with the new key within KEY_REFRESH_SECONDS."""
+    window = verification_window(config)
+    async with open_backend(config, for_command=True) as backend:
+        await backend.collections.token_keys.ensure()
+        key, previous, dropped = await backend.collections.token_keys.rotate(utcnow() - window)
+    emit({**public_key(key, key["kid"], window), "previous": previous, "dropped": dropped})
+    return 0
+
+
+async def keys_remove(config, kid):
+    """Drop a retired key at once: every token it signed is refused (within KEY_REFRESH_SECONDS everywhere)."""
+    async with open_backend(config, for_command=True) as backend:
+        doc = await backend.collections.token_keys.ensure()
+        if doc["current"] == kid:
+            raise Conflict(f"key {kid} is the current signing key; rotate first")
+        if not await backend.collections.token_keys.remove(kid):
+            raise NotFound(f"no signing key {kid}")
+    emit({"kid": kid, "removed": True})
     return 0

@@ -3,7 +3,6 @@ work, and a clean stop on SIGTERM / SIGINT."""
 import asyncio
 import logging
 import os
-import secrets
 import signal
 
 import tornado.netutil
@@ -21,11 +20,13 @@ from services.container import build_services
 from services.gc import collect_forever
 from services.metrics import (HTTP_REQUEST_DURATION, HTTP_REQUESTS, HTTP_RESPONSE_BYTES, sample_mailboxes_forever,
                               scrape_registry)
-from services.tokens import JwtCodec
+from services.tokens import JwtCodec, open_key_ring
 from services.uploads import sweep_forever
 from storage.deliveries import SyncDeliveries
 from storage.events import SyncEvents
 from storage.import_tasks import SyncImportTasks
+from storage.leases import holder_name
+from storage.meta import ScheduledLease
 from storage.mongo import DISPATCH
 from storage.webhooks import SyncWebhooks
 
@@ -132,32 +133,32 @@ async def wait_for_stop(embedded):
 
 
 async def prepare_state(collections, config):
-    """What exists once per registry, made by whoever starts first: the token signing key and the first
-    administrator. Answers ``(signing key, bootstrap hint)``."""
-    signing_key = await collections.meta.get_or_create("registry_signing_key", secrets.token_hex(32))
+    """What exists once per registry, made by whoever starts first: the token signing keys and the first
+    administrator. Answers the bootstrap hint."""
+    await collections.token_keys.ensure()
     hint = await ensure_bootstrap_admin(collections, config["bootstrap_admin_password"])
     announce_bootstrap_admin(hint)
-    return signing_key, hint
+    return hint
 
 
 async def serve(config):
     """One process serving on its own: binds, opens the backend (the embedded database included), serves."""
     sockets = bind(config)
     async with open_backend(config) as backend:
-        signing_key, hint = await prepare_state(backend.collections, config)
-        return await run_node(config, backend, sockets, signing_key, hint)
+        hint = await prepare_state(backend.collections, config)
+        return await run_node(config, backend, sockets, hint)
 
 
 async def serve_worker(config, sockets, hint):
     """A worker of a supervisor (runtime/supervisor.py): the sockets, the database and the state are its parent's."""
     async with open_backend(config) as backend:
-        signing_key = await backend.collections.meta.get("registry_signing_key")
-        return await run_node(config, backend, sockets, signing_key, hint)
+        return await run_node(config, backend, sockets, hint)
 
 
-async def run_node(config, backend, sockets, signing_key, hint):
+async def run_node(config, backend, sockets, hint):
     """Serve until told to stop; answers the exit status."""
-    services = build_services(config, backend, JwtCodec(signing_key), hint)
+    keys = await open_key_ring(backend.collections, config)
+    services = build_services(config, backend, JwtCodec(keys), hint)
     app = make_app(config, services)
     server = RegistryHTTPServer(app, xheaders=config["trust_proxy_headers"], max_body_size=MAX_BUFFERED_BODY,
                                 chunk_size=BODY_CHUNK_SIZE)
@@ -171,10 +172,12 @@ async def run_node(config, backend, sockets, signing_key, hint):
     server.add_sockets(sockets)
     background = [
         asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
-        asyncio.create_task(collect_forever(services.gc, config["gc_interval_seconds"])),
+        asyncio.create_task(collect_forever(services.gc, ScheduledLease(
+            backend.collections.meta, "gc", config["gc_interval_seconds"], config["gc_lease_seconds"]), holder_name())),
         asyncio.create_task(services.pulls.flush_forever()),
         asyncio.create_task(services.audit.write_forever()),
         asyncio.create_task(services.rate_limits.sync_forever()),
+        asyncio.create_task(keys.refresh_forever()),
         asyncio.create_task(backend.collections.end_abandoned_transactions_forever()),
         asyncio.create_task(sample_mailboxes_forever(
             {"quota": backend.quota, "imports": imports, "deliveries": dispatchers})),

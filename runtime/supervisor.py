@@ -108,7 +108,7 @@ class Worker:
 async def supervise(config):
     sockets = bind(config)
     async with open_backend(config) as backend:
-        _, hint = await prepare_state(backend.collections, config)
+        hint = await prepare_state(backend.collections, config)
         worker_config = {**config, "mongo_uri": config["mongo_uri"] or backend.embedded.uri}
         metrics_dir = multiprocess_directory(config["data_dir"]) if config["metrics_enabled"] else None
         workers = [Worker(index, worker_config, sockets, hint, metrics_dir) for index in range(worker_count(config))]

@@ -154,7 +154,7 @@ class AccessService:
         if bearer is None:
             return RegistryCaller()
         try:
-            claims = self.tokens.verify(bearer)
+            claims = await self.tokens.verify(bearer)
         except InvalidToken:
             raise TokenRequired("invalid or expired token", reason="invalid_token") from None
         caller = RegistryCaller(claims)

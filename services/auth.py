@@ -109,7 +109,7 @@ class AuthService:
     async def refresh(self, refresh_token):
         """Rotate a refresh token; presenting one already used revokes its whole session."""
         try:
-            claims = self.codec.decode(refresh_token, API_AUDIENCE, required=("sub", "sid", "typ"))
+            claims = await self.codec.decode(refresh_token, API_AUDIENCE, required=("sub", "sid", "typ"))
         except InvalidToken:
             raise Unauthenticated("invalid or expired refresh token") from None
         if claims["typ"] != "refresh":
@@ -142,7 +142,7 @@ class AuthService:
                 raise Unauthenticated("invalid, expired or revoked personal access token")
             return Principal(await self._live_user(pat["user_id"]), "pat", frozenset(pat["scopes"]), pat=pat)
         try:
-            claims = self.codec.decode(bearer, API_AUDIENCE, required=("sub", "sid", "typ"))
+            claims = await self.codec.decode(bearer, API_AUDIENCE, required=("sub", "sid", "typ"))
         except InvalidToken:
             raise Unauthenticated("invalid or expired token") from None
         if claims["typ"] != "access":

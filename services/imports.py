@@ -20,7 +20,7 @@ import uuid
 from services.audit import ANONYMOUS, FAILURE, SUCCESS, new_record
 from services.credentials import CredentialsUnavailable
 from services.digests import digest_bytes, parse_digest
-from services.errors import DigestInvalid, DomainError, Invalid, NotFound, QuotaExceeded
+from services.errors import BlobUnknown, DigestInvalid, DomainError, Invalid, NotFound, QuotaExceeded
 from services.manifests import INDEX_TYPES, MAX_MANIFEST_BYTES, parse_manifest
 from services.metrics import IMPORT_TASKS_FINISHED
 from services.names import check_repository_name
@@ -362,8 +362,8 @@ class ImportPipeline:
         for digest, size in blobs.items():
             if await self.collections.blobs.is_linked(repo, digest):
                 linked += 1
-            elif await self.collections.blobs.in_project(project["_id"], digest):
-                await self._record_link(task, digest, await self.registry.link_blob(repo, digest, size))
+            elif await self.collections.blobs.in_project(project["_id"], digest) and \
+                    await self._link_held(task, repo, digest, size):
                 linked += 1
             else:
                 to_fetch.append((digest, size))
@@ -387,6 +387,14 @@ class ImportPipeline:
             done_before += size
             linked += 1
             await progress.save(blobs_done=linked, bytes_done=done_before)
+
+    async def _link_held(self, task, repo, digest, size):
+        """Link a blob the project holds; False when it was collected meanwhile (then it is fetched)."""
+        try:
+            await self._record_link(task, digest, await self.registry.link_blob(repo, digest, size))
+        except BlobUnknown:
+            return False
+        return True
 
     async def _record_link(self, task, digest, linked):
         if linked:

@@ -1,4 +1,6 @@
 """Repository-level registry operations: blob links, manifests, tags, referrers, catalog, all under quota."""
+import datetime
+
 from services.access import visibility
 from services.cache import BytesByKey
 from services.digests import is_digest, parse_digest
@@ -12,6 +14,7 @@ from services.errors import (
 )
 from services.manifests import OCI_INDEX, annotations_of, parse_manifest
 from services.names import check_repository_name, check_tag
+from storage.blobs import BlobGone
 
 
 class ManifestVanished(Exception):
@@ -39,11 +42,14 @@ MANIFEST_CACHE_ITEM = 256 * 1024
 
 
 class RegistryService:
-    def __init__(self, collections, store, quota, access):
+    def __init__(self, collections, store, quota, access, gc_grace_seconds):
         self.collections = collections
         self.store = store
         self.quota = quota
         self.access = access
+        # A blob read touches a link older than a tenth of the collector's grace period, so the manifest the
+        # client pushes next (within the rest of it) still finds it (storage/blobs.py).
+        self.link_refresh = datetime.timedelta(seconds=gc_grace_seconds / 10)
         self.manifest_bytes = BytesByKey(MANIFEST_CACHE_BYTES, MANIFEST_CACHE_ITEM)
 
     async def project_of(self, name):
@@ -82,15 +88,20 @@ class RegistryService:
                 return False
             project = await self.charge(name, digest, size)
         await self.collections.repositories.ensure(name, project["_id"])
-        if not await self.collections.blobs.link(name, project["_id"], digest):
+        try:
+            made = await self.collections.blobs.link(name, project["_id"], digest)
+        except BlobGone:  # collected meanwhile: the caller uploads it (a charge it took, it releases)
+            if charged_project is None:
+                await self.release(project["_id"], digest)
+            raise BlobUnknown(digest=digest) from None
+        if not made:
             await self.release(project["_id"], digest)
-            return False
-        return True
+        return made
 
     async def blob(self, name, digest):
         """The blob document of ``digest`` when linked to ``name``; BlobUnknown otherwise."""
         parse_digest(digest)
-        blob = await self.collections.blobs.linked(name, digest)
+        blob = await self.collections.blobs.linked(name, digest, self.link_refresh)
         if blob is None:
             raise BlobUnknown(digest=digest)
         return blob
@@ -129,7 +140,10 @@ class RegistryService:
         blob = await self.collections.blobs.linked(source, digest) if source else None
         if blob is None:
             return False
-        await self.link_blob(name, digest, blob["size"])
+        try:
+            await self.link_blob(name, digest, blob["size"])
+        except BlobUnknown:
+            return False
         return True
 
     async def _mount_candidate(self, caller, digest):
@@ -185,7 +199,7 @@ class RegistryService:
             raise DigestInvalid("manifest digest does not match its content", expected=reference,
                                 computed=parsed.digest)
         stored = await self.collections.manifests.stored_sparse(name, parsed.digest)
-        missing = await self.collections.blobs.missing_links(name, parsed.blobs)
+        missing = await self.collections.blobs.hold_links(name, parsed.blobs)
         # An index stored sparse by an import may be tagged again as it is; any other keeps every child.
         if not (sparse or stored):
             present = await self.collections.manifests.existing_digests(name, parsed.children)

@@ -3,11 +3,25 @@
 A link carries the blob's size and storage ref (copied when it is made; a blob's ref never changes
 while a link to it exists, since the garbage collector deletes only unlinked blobs), so a blob read
 finds everything in the one document that also proves the link.
-"""
 
+Blobs and links carry ``touched_at``: when a push, a mount, a manifest referencing them or a client
+asking whether they exist last relied on them. The garbage collector removes one in three steps: it
+marks it (``gc_mark``) while it is untouched for the grace period, checks that nothing references it,
+then deletes it only if it is still marked. Every use touches it and clears the mark first, so a use
+racing the collector either makes the mark fail, clears it before the delete, or comes after the delete
+and finds nothing (then the client uploads, as for any missing blob).
+"""
 from pymongo import ReturnDocument
 
 from storage.clock import utcnow
+
+
+def _touch(now):
+    return {"$set": {"touched_at": now}, "$unset": {"gc_mark": ""}}
+
+
+class BlobGone(Exception):
+    """The blob was collected between being found and being linked."""
 
 
 class Blobs:
@@ -32,17 +46,21 @@ class Blobs:
         now = utcnow()
         before = await self.collection.find_one_and_update(
             {"_id": digest},
-            {"$setOnInsert": {"size": size, "ref": ref, "created_at": now}, "$set": {"touched_at": now}},
+            {"$setOnInsert": {"size": size, "ref": ref, "created_at": now}, **_touch(now)},
             upsert=True, return_document=ReturnDocument.BEFORE)
         return before is None
 
     async def link(self, repo, project_id, digest):
-        """Link ``digest`` (a stored blob) into ``repo``; True when the link is new."""
+        """Link ``digest`` (a stored blob) into ``repo``, touching both; True when the link is new.
+        BlobGone when the collector deleted the blob meanwhile."""
+        now = utcnow()
+        if not (await self.collection.update_one({"_id": digest}, _touch(now))).matched_count:
+            raise BlobGone(digest)
         blob = await self.get(digest)
         result = await self.links.update_one(
             {"repo": repo, "digest": digest},
-            {"$setOnInsert": {"project_id": project_id, "created_at": utcnow(), "size": blob["size"],
-                              "ref": blob["ref"]}}, upsert=True)
+            {"$setOnInsert": {"project_id": project_id, "created_at": now, "size": blob["size"],
+                              "ref": blob["ref"]}, **_touch(now)}, upsert=True)
         return result.upserted_id is not None
 
     async def in_project(self, project_id, digest):
@@ -51,36 +69,68 @@ class Blobs:
     async def is_linked(self, repo, digest):
         return await self.links.find_one({"repo": repo, "digest": digest}, {"_id": 1}) is not None
 
-    async def linked(self, repo, digest):
-        """``{_id, size, ref}`` of the blob when it is linked to ``repo``, else None (one round trip)."""
-        link = await self.links.find_one({"repo": repo, "digest": digest}, {"size": 1, "ref": 1})
-        return {"_id": digest, "size": link["size"], "ref": link["ref"]} if link else None
+    async def linked(self, repo, digest, refresh_after=None):
+        """``{_id, size, ref}`` of the blob when it is linked to ``repo``, else None (one round trip). A link
+        untouched for longer than ``refresh_after`` (a timedelta) is touched: a client that learns here that
+        the blob exists may rely on it in the manifest it pushes next."""
+        link = await self.links.find_one({"repo": repo, "digest": digest}, {"size": 1, "ref": 1, "touched_at": 1})
+        if link is None:
+            return None
+        now = utcnow()
+        if refresh_after is not None and link.get("touched_at", now) < now - refresh_after:
+            await self.links.update_one({"_id": link["_id"]}, _touch(now))
+        return {"_id": digest, "size": link["size"], "ref": link["ref"]}
 
     async def repositories_linking(self, digest, limit):
         return [doc["repo"] for doc in await self.links.find({"digest": digest}, {"repo": 1}).limit(limit).to_list(None)]
 
-    async def missing_links(self, repo, digests):
-        found = await self.links.distinct("digest", {"repo": repo, "digest": {"$in": list(digests)}})
-        return sorted(set(digests) - set(found))
+    async def hold_links(self, repo, digests):
+        """Touch the links of ``digests`` in ``repo`` (a manifest referencing them is about to be stored, so the
+        collector must not take them meanwhile); answers those that are missing."""
+        wanted = set(digests)
+        if not wanted:
+            return []
+        touched = await self.links.update_many({"repo": repo, "digest": {"$in": list(wanted)}}, _touch(utcnow()))
+        if touched.matched_count == len(wanted):
+            return []
+        found = await self.links.distinct("digest", {"repo": repo, "digest": {"$in": list(wanted)}})
+        return sorted(wanted - set(found))
 
     async def unlink(self, repo, digest):
         """Remove the link; the removed link document, or None when there was none."""
         return await self.links.find_one_and_delete({"repo": repo, "digest": digest})
 
     async def links_older_than(self, repo, cutoff):
-        return await self.links.distinct("digest", {"repo": repo, "created_at": {"$lt": cutoff}})
+        return await self.links.distinct("digest", {"repo": repo, "touched_at": {"$lt": cutoff}})
 
-    async def unlinked_older_than(self, cutoff):
-        """Blobs no repository links that nobody touched since ``cutoff``."""
+    async def mark_links(self, repo, digests, cutoff, mark):
+        """Mark those links of ``digests`` in ``repo`` still untouched since ``cutoff``."""
+        await self.links.update_many({"repo": repo, "digest": {"$in": list(digests)}, "touched_at": {"$lt": cutoff}},
+                                     {"$set": {"gc_mark": mark}})
+
+    async def unlink_marked(self, repo, digest, mark):
+        """Remove the link if it still carries ``mark`` (untouched since it was marked); the link, or None."""
+        return await self.links.find_one_and_delete({"repo": repo, "digest": digest, "gc_mark": mark})
+
+    async def unlinked_older_than(self, cutoff, mark):
+        """Mark and answer the blobs no repository links that nobody touched since ``cutoff``; a link made after
+        the mark was checked clears it (``link`` touches the blob first)."""
         found = []
         async for doc in self.collection.find({"touched_at": {"$lt": cutoff}}, {"_id": 1}):
-            if await self.links.find_one({"digest": doc["_id"]}, {"_id": 1}) is None:
+            if await self._linked_anywhere(doc["_id"]):
+                continue
+            marked = await self.collection.update_one({"_id": doc["_id"], "touched_at": {"$lt": cutoff}},
+                                                      {"$set": {"gc_mark": mark}})
+            if marked.modified_count and not await self._linked_anywhere(doc["_id"]):
                 found.append(doc["_id"])
         return found
 
-    async def remove_if_untouched(self, digest, cutoff):
-        """Delete the blob document unless it was touched since ``cutoff``; the document, or None."""
-        return await self.collection.find_one_and_delete({"_id": digest, "touched_at": {"$lt": cutoff}})
+    async def _linked_anywhere(self, digest):
+        return await self.links.find_one({"digest": digest}, {"_id": 1}) is not None
+
+    async def remove_marked(self, digest, mark):
+        """Delete the blob document if it still carries ``mark``; the document, or None."""
+        return await self.collection.find_one_and_delete({"_id": digest, "gc_mark": mark})
 
     async def sizes(self, digests):
         docs = await self.collection.find({"_id": {"$in": list(digests)}}, {"size": 1}).to_list(None)

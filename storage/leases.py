@@ -7,6 +7,14 @@ of the whole collection (80 ms at 10 000 documents, even by ``_id``, against 0.8
 hold no ``$or`` either: SecantusDB answers one by reading every document, even beside an ``_id``
 (29 ms against 0.75 ms at 5 000 documents), so a claim that has two ways to match asks each in turn.
 """
+import os
+import socket
+import uuid
+
+
+def holder_name():
+    """Who holds a lease: host, process id (so an operator finds the process) and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def candidates(collection, condition, sort, limit, fields=()):

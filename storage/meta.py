@@ -57,3 +57,51 @@ class Meta:
             yield
         finally:
             await self.collection.update_one({"_id": key, "token": token}, {"$set": {"until": None}})
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+class ScheduledLease:
+    """A piece of work done once per interval across the cluster: a node takes the lease when the work is due
+    (its own interval since the last run ended, so a changed setting applies at once) and nobody holds it,
+    renews it while working, and records when it finished. A holder that dies stops renewing; the lease runs
+    out and the next node to look takes the work over.
+
+    ``{_id: "lease:NAME", token, owner, until, done_at}`` in ``meta``."""
+
+    def __init__(self, meta, name, interval_seconds, lease_seconds):
+        self.collection = meta.collection
+        self.key = f"lease:{name}"
+        self.interval = datetime.timedelta(seconds=interval_seconds)
+        self.lease = datetime.timedelta(seconds=lease_seconds)
+        self.renew_every = lease_seconds / 3
+
+    async def take(self, owner):
+        """A lease token when the work is due and unheld (it is now this caller's), else None."""
+        now = utcnow()
+        doc = await self.collection.find_one({"_id": self.key})
+        if doc is None:  # the first node to look: the first run is one interval from now
+            with contextlib.suppress(DuplicateKeyError):
+                await self.collection.insert_one({"_id": self.key, "token": None, "owner": None, "until": EPOCH,
+                                                  "done_at": now})
+            return None
+        if doc["done_at"] + self.interval > now or doc["until"] >= now:
+            return None
+        token = uuid.uuid4().hex
+        taken = await self.collection.update_one(
+            {"_id": self.key, "token": doc["token"], "until": doc["until"]},
+            {"$set": {"token": token, "owner": owner, "until": now + self.lease}})
+        return token if taken.modified_count else None
+
+    async def renew(self, token):
+        """Whether the lease is still the caller's (then extended)."""
+        renewed = await self.collection.update_one({"_id": self.key, "token": token},
+                                                   {"$set": {"until": utcnow() + self.lease}})
+        return renewed.matched_count == 1
+
+    async def release(self, token, done):
+        """Free the lease; ``done``: the work was done now (else it is still due, and another node takes it at
+        once)."""
+        fields = {"until": EPOCH, "owner": None, **({"done_at": utcnow()} if done else {})}
+        await self.collection.update_one({"_id": self.key, "token": token}, {"$set": fields})

@@ -6,6 +6,7 @@ Each step is idempotent: one interrupted half-way runs again whole.
 """
 import logging
 
+from storage.token_keys import LEGACY_KEY_ID, insert_key_set, key_set, new_key
 from storage.users import username_key
 
 log = logging.getLogger("cyp.migrations")
@@ -63,11 +64,28 @@ async def copy_manifest_types_into_tags(db):
                                                                        "size": manifest["size"]}})
 
 
+async def name_the_signing_key(db):
+    """Version 5: signing keys carry a ``kid`` and rotate (storage/token_keys.py). The one key of before becomes
+    the first of the set, and verifies the tokens without a ``kid`` it signed until it is retired and they
+    expire; its old document stays for nodes of the previous version during a rolling upgrade."""
+    legacy = await db["meta"].find_one({"_id": LEGACY_KEY_ID})
+    if legacy is not None:
+        await insert_key_set(db["meta"], key_set(new_key(legacy["value"]), legacy=True))
+
+
+async def touch_links(db):
+    """Version 6: links carry ``touched_at`` (when a push or a manifest last relied on them), which the garbage
+    collector's grace period counts from; a link from before was last relied on when it was made."""
+    await db["repository_blobs"].update_many({"touched_at": {"$exists": False}}, [{"$set": {"touched_at": "$created_at"}}])
+
+
 MIGRATIONS = [
     (1, fold_usernames),
     (2, retire_unfanned_events),
     (3, copy_blob_refs_into_links),
     (4, copy_manifest_types_into_tags),
+    (5, name_the_signing_key),
+    (6, touch_links),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -28,6 +28,7 @@ from storage.projects import Projects
 from storage.rate_limits import RateCounters
 from storage.repositories import Repositories
 from storage.sessions import Sessions
+from storage.token_keys import TokenKeys
 from storage.uploads import Uploads
 from storage.users import Users
 from storage.webhooks import Webhooks
@@ -101,6 +102,7 @@ class Collections:
         self.projects = Projects(db)
         self.users = Users(db)
         self.meta = Meta(db)
+        self.token_keys = TokenKeys(db)
         self.sessions = Sessions(db)
         self.pats = PersonalAccessTokens(db)
         self.login_attempts = LoginAttempts(db)

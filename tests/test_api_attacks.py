@@ -7,13 +7,9 @@ import pytest
 
 from tests.support.api_client import assert_no_secrets, b64url, jwt_claims, ok, refused, strong_password, unique_name
 from tests.support.registry_client import RegistryClient
+from tests.support.token_keys import forge
 
 ATTEMPT = {"display_name": "pwned"}
-
-
-def signing_key(db):
-    """The server's HS256 key, read from MongoDB, to forge tokens that differ from real ones in one way only."""
-    return db.meta.find_one({"_id": "registry_signing_key"})["value"]
 
 
 def attempt_write(api, token, user, db):
@@ -32,7 +28,7 @@ def unsigned(claims, alg="none", signature=""):
 def test_a_token_forged_with_the_server_key_is_accepted_so_the_forgery_tests_below_are_meaningful(api, user, db):
     claims = {**jwt_claims(user.api.tokens["access_token"]), "jti": secrets.token_hex(8)}
 
-    token = jwt.encode(claims, signing_key(db), algorithm="HS256")
+    token = forge(claims, db)
 
     assert ok(api.get("/api/v1/users/me", token=token))["id"] == user.id
 
@@ -66,7 +62,7 @@ def test_a_jwt_naming_the_administrator_signed_with_another_key_grants_nothing(a
 
 @pytest.mark.parametrize("alg", ["HS384", "HS512"])
 def test_a_jwt_signed_with_the_server_key_under_another_algorithm_is_refused(api, user, db, alg):
-    token = jwt.encode(jwt_claims(user.api.tokens["access_token"]), signing_key(db), algorithm=alg)
+    token = forge(jwt_claims(user.api.tokens["access_token"]), db, algorithm=alg)
 
     refused(attempt_write(api, token, user, db), 30002)
 
@@ -75,7 +71,7 @@ def test_an_expired_access_token_is_refused_and_changes_nothing(api, user, db):
     now = int(time.time())
     claims = {**jwt_claims(user.api.tokens["access_token"]), "iat": now - 7200, "nbf": now - 7200,
               "exp": now - 60, "jti": secrets.token_hex(8)}
-    token = jwt.encode(claims, signing_key(db), algorithm="HS256")
+    token = forge(claims, db)
 
     refused(attempt_write(api, token, user, db), 30002)
 
@@ -86,7 +82,7 @@ def test_an_expired_access_token_is_refused_and_changes_nothing(api, user, db):
 ])
 def test_a_correctly_signed_token_with_a_wrong_claim_is_refused(api, user, db, change):
     claims = {**jwt_claims(user.api.tokens["access_token"]), "jti": secrets.token_hex(8), **change}
-    token = jwt.encode(claims, signing_key(db), algorithm="HS256")
+    token = forge(claims, db)
 
     refused(attempt_write(api, token, user, db), 30002)
 

@@ -16,7 +16,7 @@ from runtime.backend import open_backend
 from runtime.serve import make_app
 from services.bootstrap import ensure_bootstrap_admin
 from services.container import build_services
-from services.tokens import JwtCodec
+from services.tokens import JwtCodec, open_key_ring
 from tests.support.api_client import Api, ok, strong_password
 from tests.support.clients import wait_until
 from tests.support.manifests import get_blob, get_manifest, patch_chunk, push_image, random_bytes, sha256
@@ -116,8 +116,9 @@ async def in_process(mongo, tmp_path):
         "port": port, "bootstrap_admin_password": "Wc-admin-pw-1"})
     async with open_backend(config, listeners=[recorder]) as backend:
         await ensure_bootstrap_admin(backend.collections, config["bootstrap_admin_password"])
-        key = await backend.collections.meta.get_or_create("registry_signing_key", "k" * 64)
-        app = make_app(config, build_services(config, backend, JwtCodec(key)))
+        await backend.collections.token_keys.ensure()
+        codec = JwtCodec(await open_key_ring(backend.collections, config))
+        app = make_app(config, build_services(config, backend, codec))
         server = app.listen(port, "127.0.0.1")
         recorder.writes.clear()
         yield f"http://127.0.0.1:{port}", recorder

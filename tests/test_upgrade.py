@@ -5,11 +5,13 @@ The fixture was written by main at 4774c43 (tests/fixtures/write_legacy_database
 import gzip
 from pathlib import Path
 
+import jwt
 import pymongo
 import pytest
+import requests
 from bson import json_util
 
-from tests.support.api_client import Api, ok, refused, strong_password
+from tests.support.api_client import Api, jwt_claims, ok, refused, strong_password
 from tests.support.manifests import get_blob, get_manifest, sha256
 from tests.support.processes import RegistryServer
 from tests.support.registry_client import RegistryClient
@@ -106,3 +108,26 @@ def test_the_database_records_its_migrated_shape(upgraded, mongo):
 
     assert meta["value"] >= 1
     assert "usernames differ only in case" in server.log_text()
+
+
+def test_a_token_the_previous_version_signed_still_verifies_and_new_ones_name_their_key(upgraded, mongo):
+    server, facts = upgraded
+    meta = pymongo.MongoClient(mongo.uri)[server.db_name]["meta"]
+    client = RegistryClient(server.url, "admin", facts["admin_password"])
+    fresh = client.token()
+    legacy_key = meta.find_one({"_id": "registry_signing_key"})["value"]
+
+    unnamed = jwt.encode({**jwt_claims(fresh), "jti": "before-the-upgrade"}, legacy_key, algorithm="HS256")
+
+    assert "kid" not in jwt.get_unverified_header(unnamed)
+    assert requests.get(f"{server.url}/v2/", headers={"Authorization": f"Bearer {unnamed}"}, timeout=30).status_code == 200
+    keys = meta.find_one({"_id": "token_keys"})
+    assert jwt.get_unverified_header(fresh)["kid"] == keys["current"] == keys["legacy_kid"]
+
+
+def test_every_legacy_blob_link_counts_its_age_for_the_collector_from_when_it_was_made(upgraded, mongo):
+    server, _ = upgraded
+
+    links = list(pymongo.MongoClient(mongo.uri)[server.db_name]["repository_blobs"].find())
+
+    assert links and all(link["touched_at"] >= link["created_at"] for link in links)
