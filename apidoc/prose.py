@@ -238,7 +238,8 @@ Anyone. `{"status":"healthy","service":"CYP-Registry","version":"v1.1.0","checks
 
 ### `GET /metrics`
 
-Anyone; 404 when `metrics_enabled` is false. The Prometheus text format (`text/plain; version=0.0.4`, or
+Anyone, unless `metrics_token` is set: then only a request with `Authorization: Bearer <metrics_token>` (401
+with `WWW-Authenticate: Bearer` otherwise); 404 when `metrics_enabled` is false. The Prometheus text format (`text/plain; version=0.0.4`, or
 OpenMetrics when `Accept` asks for it), `Cache-Control: no-store`. The README's *Metrics* section lists the
 series.
 

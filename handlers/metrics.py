@@ -1,11 +1,12 @@
 """/metrics: the Prometheus exposition, and the labels requests are counted under."""
 import asyncio
+import hmac
 import re
 
 import tornado.web
 from prometheus_client.exposition import choose_encoder
 
-from handlers.base import BaseHandler
+from handlers.base import BaseHandler, bearer_token
 
 _NAMED_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 
@@ -34,6 +35,13 @@ class MetricsHandler(BaseHandler):
     async def get(self):
         if not self.config["metrics_enabled"]:
             raise tornado.web.HTTPError(404)
+        expected = self.config["metrics_token"]
+        if expected and not hmac.compare_digest((bearer_token(self.request.headers) or "").encode(), expected.encode()):
+            # Written here: an HTTPError would clear the challenge header.
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
+            self.finish("GET /metrics requires Authorization: Bearer <metrics_token>\n")
+            return
         encode, content_type = choose_encoder(self.request.headers.get("Accept"))
         # With workers this reads every worker's files: off the event loop.
         body = await asyncio.get_running_loop().run_in_executor(None, encode, self.settings["metrics_registry"])

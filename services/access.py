@@ -90,12 +90,10 @@ class RegistryCaller:
 
 
 class AccessService:
-    def __init__(self, collections, tokens, auth, accounts, rate_limits):
+    def __init__(self, collections, tokens, accounts):
         self.collections = collections
         self.tokens = tokens
-        self.auth = auth
         self.accounts = accounts
-        self.rate_limits = rate_limits
 
     async def repository_actions(self, user, name):
         """Every action ``user`` (None = anonymous) may take on repository ``name``."""
@@ -131,17 +129,10 @@ class AccessService:
                 result.append(Scope(scope.type, scope.name, frozenset(actions)))
         return result
 
-    async def issue_token(self, credentials, scope_values, remote_ip):
-        """The token endpoint's answer for ``(username, password)`` (None: anonymous) and the requested scopes.
-
-        The password may be the account's or one of its PATs, whose scopes then bound the grant.
+    async def issue_token(self, user, pat, scope_values):
+        """The token endpoint's answer for a verified ``user`` (None: anonymous) and the requested scopes; ``pat``
+        is the PAT the user logged in with, whose scopes then bound the grant.
         """
-        user = pat = None
-        if credentials is not None:
-            user, pat = await self.auth.verify_credentials(*credentials, remote_ip)
-        # Counted once the user is verified: a request naming a user it cannot prove it is spends nothing of
-        # that user's budget (wrong passwords are the login throttle's).
-        self.rate_limits.admit(user, remote_ip, "token")
         limit = registry_actions_for(pat["scopes"]) if pat else ALL_ACTIONS
         scopes = await self.grant(user, parse_scopes(scope_values), limit)
         token, expires_in, issued_at = self.tokens.issue(

@@ -4,8 +4,10 @@ webhook delivery queue.
 They describe the whole cluster, so no process counts them: the process answering a scrape reads them once
 (services/metrics.py scrape_registry adds this collector beside every worker's files, never summed over
 workers). A reading is reused for ``cache_seconds``, so many scrapers (or many nodes' scrapes) cost the
-database a few queries per period. Quota series carry one label value per project: their number grows with
-the projects, which operators create (not clients at will).
+database a few queries per period. Quota series are read only with ``project_series`` (metrics_project_series):
+/metrics may be open to anyone, and a project's existence, usage and quota are its members' business. They
+carry one label value per project, its id (never its name): their number grows with the projects, which
+operators create (not clients at will).
 """
 import logging
 import threading
@@ -28,9 +30,9 @@ def _quota_families(projects):
     limit = GaugeMetricFamily("cyp_project_storage_quota_bytes", "A project's storage quota in bytes (none for an "
                               "unlimited project)", labels=["project"])
     for project in projects:
-        used.add_metric([project["name"]], project.get("storage_used", 0))
+        used.add_metric([project["_id"]], project.get("storage_used", 0))
         if project.get("storage_quota", -1) >= 0:
-            limit.add_metric([project["name"]], project["storage_quota"])
+            limit.add_metric([project["_id"]], project["storage_quota"])
     return [used, limit]
 
 
@@ -55,7 +57,8 @@ def _delivery_families(backlog, now):
 class ClusterCollector:
     """A prometheus-client collector; ``collect`` runs on the scrape's executor thread (synchronous driver)."""
 
-    def __init__(self, sync_db, cache_seconds):
+    def __init__(self, sync_db, cache_seconds, project_series=False):
+        self.project_series = project_series
         self.accounting = Accounting(sync_db)
         self.import_tasks = SyncImportTasks(sync_db)
         self.deliveries = SyncDeliveries(sync_db)
@@ -71,7 +74,8 @@ class ClusterCollector:
 
     def _read(self):
         try:
-            return [*_quota_families(self.accounting.usages()), _import_family(self.import_tasks.count_by_status()),
+            quotas = _quota_families(self.accounting.usages()) if self.project_series else []
+            return [*quotas, _import_family(self.import_tasks.count_by_status()),
                     *_delivery_families(self.deliveries.backlog(), utcnow())]
         except PyMongoError as exc:  # the rest of the scrape still answers; /health says the database is down
             log.warning("metrics from the database left out of this scrape: %r", exc)

@@ -57,7 +57,7 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     tokens = RegistryTokens(codec, config["registry_service"], config["registry_token_ttl_seconds"])
     accounts = LiveAccounts(collections)
     rate_limits = RateLimiter(collections.rate_counters, config)
-    access = AccessService(collections, tokens, auth, accounts, rate_limits)
+    access = AccessService(collections, tokens, accounts)
     registry = RegistryService(collections, store, quota, access, config["gc_grace_seconds"])
     uploads = BlobUploads(collections, store, registry, config["upload_expiry_seconds"])
     outbound = OutboundClient(NetworkPolicy.from_settings(config), config["import_ca_bundle"])
@@ -83,7 +83,8 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         webhooks=webhooks,
         webhook_sender=WebhookSender(webhooks, outbound, config),
         pulls=PullEvents(collections),
-        cluster_metrics=ClusterCollector(backend.sync_db, config["metrics_cache_seconds"]),
+        cluster_metrics=ClusterCollector(backend.sync_db, config["metrics_cache_seconds"],
+                                         config["metrics_project_series"]),
         audit=audit,
         rate_limits=rate_limits,
     )

@@ -8,12 +8,15 @@ Series read from MongoDB at scrape time (services/cluster_metrics.py) are the sa
 reads them: the process answering a scrape adds them once, beside what the processes counted.
 """
 import asyncio
+import logging
 import os
 import shutil
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from pymongo import monitoring
+
+log = logging.getLogger("cyp.metrics")
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Uploads of large layers take minutes: buckets beyond prometheus-client's 10 s.
@@ -50,11 +53,19 @@ BLOB_STORE_DURATION = Histogram("cyp_blob_store_duration_seconds",
 class CommandTimer(monitoring.CommandListener):
     """Times every command both MongoDB clients send (the driver measures it; this only records it)."""
 
+    def __init__(self):
+        # Each command's series looked up once: ``labels()`` would cost most of the time recording one takes.
+        # Shared by the event loop and actor threads: a race at worst looks the same series up twice.
+        self.series = {}
+
     def started(self, event):
         pass
 
     def succeeded(self, event):
-        DATABASE_COMMAND_DURATION.labels(event.command_name).observe(event.duration_micros / 1e6)
+        series = self.series.get(event.command_name)
+        if series is None:
+            series = self.series[event.command_name] = DATABASE_COMMAND_DURATION.labels(event.command_name)
+        series.observe(event.duration_micros / 1e6)
 
     failed = succeeded
 
@@ -62,8 +73,11 @@ class CommandTimer(monitoring.CommandListener):
 async def sample_mailboxes_forever(actors):
     """Record ``{kind: group}``'s inbox sizes (each group answers ``mailbox_depth()``) every MAILBOX_SAMPLE_SECONDS."""
     while True:
-        for kind, group in actors.items():
-            ACTOR_MAILBOX.labels(kind).set(group.mailbox_depth())
+        try:
+            for kind, group in actors.items():
+                ACTOR_MAILBOX.labels(kind).set(group.mailbox_depth())
+        except Exception:  # one failed reading must not end the sampling for good
+            log.exception("actor mailboxes not sampled this time")
         await asyncio.sleep(MAILBOX_SAMPLE_SECONDS)
 
 

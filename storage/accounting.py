@@ -32,8 +32,8 @@ class Accounting:
         return self.projects.find_one({"_id": project_id}, {"storage_used": 1, "storage_quota": 1, "name": 1})
 
     def usages(self):
-        """Every project's name, usage and quota."""
-        return list(self.projects.find({}, {"_id": 0, "name": 1, "storage_used": 1, "storage_quota": 1}))
+        """Every project's id, usage and quota."""
+        return list(self.projects.find({}, {"storage_used": 1, "storage_quota": 1}))
 
     def is_counted(self, project_id, digest):
         return self.objects.find_one({"project_id": project_id, "digest": digest, "state": COUNTED},

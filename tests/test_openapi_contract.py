@@ -39,7 +39,7 @@ from tests.support.manifests import (
     put_manifest,
     sha256,
 )
-from tests.support.processes import ROOT, RegistryServer, free_port
+from tests.support.processes import ROOT, free_port, started_server
 from tests.support.projects import api_login
 from tests.support.registry_client import RegistryClient
 
@@ -69,9 +69,8 @@ CONTRACT_ENV = {
 
 @pytest.fixture(scope="module")
 def contract_server(mongo, tmp_path_factory):
-    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("contract"), env=CONTRACT_ENV).start()
-    yield server
-    server.stop()
+    with started_server(mongo, tmp_path_factory.mktemp("contract"), env=CONTRACT_ENV) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

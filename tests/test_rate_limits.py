@@ -17,8 +17,8 @@ from services.errors import RateLimited
 from services.rate_limits import RateLimiter
 from storage.mongo import create_client
 from storage.rate_limits import RateCounters
-from tests.support.api_client import Api, admin_api_for, b64url, create_user, fresh_address, ok, refused
-from tests.support.processes import RegistryServer, free_port
+from tests.support.api_client import Api, admin_api_for, b64url, create_user, fresh_address, ok, refused, unique_name
+from tests.support.processes import free_port, started_server
 from tests.support.registry_client import RegistryClient
 from tests.test_metrics import samples, value
 
@@ -49,18 +49,15 @@ def seconds_left(window=WINDOW):
 
 @pytest.fixture(scope="module")
 def limited(mongo, tmp_path_factory):
-    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("limited"), env=LIMITED_ENV).start()
-    yield server
-    server.stop()
+    with started_server(mongo, tmp_path_factory.mktemp("limited"), env=LIMITED_ENV) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def peer(mongo, limited, tmp_path_factory):
     """Another node of the same registry: a second server on the same database."""
-    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("peer"), db_name=limited.db_name,
-                            env=LIMITED_ENV).start()
-    yield server
-    server.stop()
+    with started_server(mongo, tmp_path_factory.mktemp("peer"), env=LIMITED_ENV, db_name=limited.db_name) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +159,50 @@ def test_refused_credentials_count_against_the_address_never_the_user_they_name(
         ok(limited_user.api.get("/api/v1/users/me"))
 
 
+def registry_message(response):
+    return response.json()["errors"][0]["message"]
+
+
+def test_refused_token_requests_count_against_the_address(limited):
+    address = fresh_address()
+    room_in_window()
+
+    # Names of nobody, so no user's failed-login lock answers first (the address's comes after 20 failures).
+    response = exhaust(lambda: RegistryClient(limited.url, unique_name("nobody"), "wrong-password",
+                                              address).token_response(), PER_ADDRESS, 401)
+
+    registry_refused(response)
+    assert registry_message(response).startswith("too many requests")
+
+
+def test_unreadable_token_credentials_count_against_the_address(limited):
+    headers = {"Authorization": "Basic not-base64!", "X-Real-Ip": fresh_address()}
+    room_in_window()
+
+    response = exhaust(lambda: requests.get(f"{limited.url}/auth/token", headers=headers, timeout=10), PER_ADDRESS, 401)
+
+    registry_refused(response)
+
+
+@pytest.mark.parametrize("path, status", [("/v2/Not_A/Valid-Name/tags/list", 400), ("/v2/no-such-endpoint", 404)])
+def test_v2_requests_refused_for_their_path_count_against_the_address(limited, path, status):
+    client = RegistryClient(limited.url, address=fresh_address())
+    room_in_window()
+
+    registry_refused(exhaust(lambda: client.request("GET", path), PER_ADDRESS, status))
+
+
+def test_api_v1_bodies_refused_for_their_announced_size_count_against_the_address(limited):
+    anonymous = Api(limited.url, address=fresh_address())
+    body = b"x" * (256 * 1024 + 1)
+    room_in_window()
+
+    response = exhaust(lambda: anonymous.post("/api/v1/auth/login", data=body,
+                                              headers={"Content-Type": "application/json"}), PER_ADDRESS, 413)
+
+    refused(response, 30004)
+
+
 def test_health_and_metrics_are_never_limited(limited):
     address = fresh_address()
     room_in_window()
@@ -217,11 +258,10 @@ def test_two_servers_on_one_database_admit_one_limit_between_them(limited, peer,
 
 @pytest.fixture(scope="module")
 def short_windows(mongo, tmp_path_factory):
-    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("short-windows"), env={
-        "CYP_RATE_LIMIT_WINDOW_SECONDS": str(SHORT_WINDOW), "CYP_RATE_LIMIT_PER_ADDRESS": str(SHORT_PER_ADDRESS),
-        "CYP_RATE_LIMIT_SYNC_SECONDS": str(SYNC)}).start()
-    yield server
-    server.stop()
+    with started_server(mongo, tmp_path_factory.mktemp("short-windows"), env={
+            "CYP_RATE_LIMIT_WINDOW_SECONDS": str(SHORT_WINDOW), "CYP_RATE_LIMIT_PER_ADDRESS": str(SHORT_PER_ADDRESS),
+            "CYP_RATE_LIMIT_SYNC_SECONDS": str(SYNC)}) as server:
+        yield server
 
 
 def test_a_new_window_admits_again(short_windows):

@@ -41,18 +41,19 @@ class ApiHandler(BaseHandler):
         self.body = BoundedBody(self.max_body)
         self.principal = None
         await super().prepare()
-        length = self.request.headers.get("Content-Length", "")
-        if length.isascii() and length.isdigit() and int(length) > self.max_body:
-            raise ApiError(10003, f"request body exceeds {self.max_body} bytes")
-        # A body of unknown length is read (and dropped) up to twice the limit (at least 1 MiB more) so the
-        # client still gets its answer, then cut off: nobody makes the server read without end.
-        self.request.connection.set_max_body_size(self.max_body + max(self.max_body, OVERSIZE_READ_BYTES))
         anonymous = self.auth_optional and not self.request.headers.get("Authorization")
         try:
+            length = self.request.headers.get("Content-Length", "")
+            if length.isascii() and length.isdigit() and int(length) > self.max_body:
+                raise ApiError(10003, f"request body exceeds {self.max_body} bytes")
+            # A body of unknown length is read (and dropped) up to twice the limit (at least 1 MiB more) so the
+            # client still gets its answer, then cut off: nobody makes the server read without end.
+            self.request.connection.set_max_body_size(self.max_body + max(self.max_body, OVERSIZE_READ_BYTES))
             if self.auth_required and not anonymous:
                 self.principal = await self.authenticate()
         finally:
-            # As the user once authenticated; as the address without credentials or with refused ones.
+            # As the user once authenticated; as the address without credentials, with refused ones or with a
+            # body refused for its announced size.
             self.admit(self.user, "api")
         if self.principal is not None:
             self.require_scope("api:read" if self.request.method in ("GET", "HEAD") else "api:write")

@@ -125,12 +125,12 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
     async def prepare(self):
         self.caller = None
         await super().prepare()
-        if self.repo is not None:
-            check_repository_name(self.repo)
         try:
+            if self.repo is not None:
+                check_repository_name(self.repo)
             self.caller = await self.access.caller(bearer_token(self.request.headers))
         finally:
-            # As the token's user; as the address for an anonymous token, none or a refused one.
+            # As the token's user; as the address for an anonymous token, none, a refused one or an invalid name.
             self.admit(self.caller and self.caller.user, "v2")
         if self.resource is None and self.repo is None:
             if self.caller.claims is None:
@@ -144,5 +144,6 @@ class RegistryFallbackHandler(RegistryHandler):
 
     async def prepare(self):
         await BaseHandler.prepare(self)
+        self.admit(None, "v2")  # unverified: counted against the address
         raise RegistryError("NAME_INVALID", "no such registry endpoint; repository names are <project>/<name>",
                             detail={"path": self.request.path}, status=404)

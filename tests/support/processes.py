@@ -1,4 +1,5 @@
 """Real servers for the tests: SecantusDB and CYP-Registry, each its own process on a free loopback port."""
+import contextlib
 import os
 import secrets
 import signal
@@ -122,3 +123,14 @@ class RegistryServer:
 
     def log_text(self):
         return self.log_path.read_text()
+
+
+@contextlib.contextmanager
+def started_server(mongo, directory, env=None, **options):
+    """A RegistryServer on ``mongo`` (a MongoServer) with its data in ``directory``, stopped afterwards.
+    ``options`` are RegistryServer's others (``db_name``)."""
+    server = RegistryServer(mongo.uri, directory, env=env, **options).start()
+    try:
+        yield server
+    finally:
+        server.stop()
