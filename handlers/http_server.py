@@ -7,10 +7,17 @@
 - A request line or header block over the size limit is answered 414 or 431 before the
   connection closes, where Tornado closes it without a word.
 - Request body bytes are counted as they are read, streamed bodies included (cyp_http_request_bytes_total).
+- A stop drains without failing a request a load balancer sent (see ``stop`` and ``drain``): the
+  connections already queued on the port are taken in before it closes, every answer from then on
+  carries ``Connection: close``, and a keep-alive connection is closed only once it has been idle
+  longer than the balancer keeps an idle connection, so a request is never sent on a connection
+  just as this server closes it (a balancer does not resend a POST or PATCH, nor any request whose
+  body it streamed, that failed that way).
 """
 import asyncio
 import contextlib
 import socket
+import time
 
 import tornado.httpserver
 import tornado.httputil
@@ -68,14 +75,17 @@ class AnsweringIOStream(tornado.iostream.IOStream):
 
 
 class BodyCountingDelegate(tornado.httputil.HTTPMessageDelegate):
-    """Passes one request on, counting the body bytes read for it (however the handler consumes them)."""
+    """Passes one request on, counting the body bytes read for it (however the handler consumes them), and
+    tells the server when the request begins (until then its connection is idle)."""
 
-    def __init__(self, delegate):
+    def __init__(self, delegate, began):
         self.delegate = delegate
+        self.began = began
         self.api = "other"
         self.received = 0
 
     def headers_received(self, start_line, headers):
+        self.began()
         self.api = api_of(start_line.path)
         return self.delegate.headers_received(start_line, headers)
 
@@ -97,15 +107,45 @@ class BodyCountingDelegate(tornado.httputil.HTTPMessageDelegate):
         self.delegate.on_connection_close()
 
 
+def _close_after_answer(request_conn):
+    """The answer to this request says ``Connection: close`` (when its headers are still to be sent) and
+    the connection closes once it is sent. Tornado 6.6 keeps that decision in this attribute."""
+    request_conn._disconnect_on_finish = True
+
+
 class RegistryHTTPServer(tornado.httpserver.HTTPServer):
     def initialize(self, *args, **kwargs):
         super().initialize(*args, max_header_size=MAX_HEADER_BYTES, **kwargs)
+        self.draining = False
+        self._idle_since = {}  # connection waiting for its next request -> since when (monotonic)
+        self._serving = {}  # connection with a request in flight -> that request's HTTP/1 connection
+        self._arriving = 0  # accepted connections not yet handed to Tornado (first byte awaited)
 
     def start_request(self, server_conn, request_conn):
-        return BodyCountingDelegate(super().start_request(server_conn, request_conn))
+        # Tornado asks for a delegate as a connection starts waiting for its next request.
+        self._serving.pop(server_conn, None)
+        self._idle_since[server_conn] = time.monotonic()
+        return BodyCountingDelegate(super().start_request(server_conn, request_conn),
+                                    lambda: self._began(server_conn, request_conn))
+
+    def _began(self, server_conn, request_conn):
+        self._idle_since.pop(server_conn, None)
+        self._serving[server_conn] = request_conn
+        if self.draining:
+            _close_after_answer(request_conn)
+
+    def on_close(self, server_conn):
+        super().on_close(server_conn)
+        self._idle_since.pop(server_conn, None)
+        self._serving.pop(server_conn, None)
 
     async def handle_stream(self, stream, address):
-        if await _peek_first_byte(stream.socket) == TLS_HANDSHAKE_RECORD:
+        self._arriving += 1
+        try:
+            first = await _peek_first_byte(stream.socket)
+        finally:
+            self._arriving -= 1
+        if first == TLS_HANDSHAKE_RECORD:
             try:
                 await stream.write(PLAIN_HTTP_ANSWER)
             finally:
@@ -113,3 +153,28 @@ class RegistryHTTPServer(tornado.httpserver.HTTPServer):
             return
         stream.__class__ = AnsweringIOStream
         super().handle_stream(stream, address)
+
+    def stop(self):
+        """Stop listening, after taking in the connections the kernel already queued on the port: closing it
+        would reset them, after a balancer had sent its request on them."""
+        for sock in self._sockets.values():
+            while True:
+                try:
+                    connection, address = sock.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    break
+                self._handle_connection(connection, address)
+        super().stop()
+
+    async def drain(self, idle_seconds):
+        """After ``stop()``: until no connection is left, answer every request with ``Connection: close`` and
+        close a connection idle for ``idle_seconds`` (longer than the balancer keeps an idle one)."""
+        self.draining = True
+        for request_conn in self._serving.values():
+            _close_after_answer(request_conn)
+        while self._connections or self._arriving:
+            now = time.monotonic()
+            for server_conn, since in list(self._idle_since.items()):
+                if now - since >= idle_seconds:
+                    server_conn.stream.close()
+            await asyncio.sleep(0.05)
