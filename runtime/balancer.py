@@ -65,10 +65,10 @@ def nginx_command(workdir, config_path):
     return [NGINX, "-p", f"{workdir}/", "-c", str(config_path), "-e", str(Path(workdir) / "error.log")]
 
 
-def balancer_blocks(listen, nodes, host_header="$http_host"):
+def balancer_blocks(listen, nodes, host_header="$http_host", client_address="$remote_addr"):
     """The upstream and server blocks of a balancer on ``listen`` (``host:port``) over ``nodes`` (``host:port``
     each). ``host_header``: what the nodes get as Host (``$http_host`` keeps the port clients used; with ``$host``,
-    which drops it, the nodes need ``public_url``)."""
+    which drops it, the nodes need ``public_url``); ``client_address``: the X-Real-IP they get."""
     servers = "\n".join(f"        server {node} max_fails=1 fail_timeout=2s;" for node in nodes)
     return f"""\
     upstream {UPSTREAM} {{
@@ -84,7 +84,7 @@ def balancer_blocks(listen, nodes, host_header="$http_host"):
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host {host_header};
-        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Real-IP {client_address};
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_connect_timeout 5s;

@@ -275,11 +275,13 @@ class Cluster:
         workdir = self.directory / "nginx"
         (workdir / "temp").mkdir(parents=True, exist_ok=True)
         config_path = workdir / "nginx.conf"
-        config_path.write_text(nginx_config(workdir, balancer_blocks(
-            self.host, [node.host for node in self.nodes], self.host_header), worker_connections=4096))
+        config_path.write_text(nginx_config(workdir, self._balancer_blocks(), worker_connections=4096))
         self.balancer = Process("nginx", nginx_command(workdir, config_path), workdir / "nginx.log",
                                 tied=self.tied).start()
         self.balancer.wait_until(lambda: answers(f"{self.url}/health"))
+
+    def _balancer_blocks(self):
+        return balancer_blocks(self.host, [node.host for node in self.nodes], self.host_header)
 
     # -- one node -------------------------------------------------------------------------------
 
