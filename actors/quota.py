@@ -75,6 +75,9 @@ class QuotaActor(BridgedActor):
         def add_and_announce(session):
             project = self.accounting.add(self.project_id, size, session)
             if project is not None:
+                # In the same transaction: a process dying here leaves either both or neither, so the bytes in
+                # usage are always those of counted objects, which a release gives back.
+                self.accounting.settle(self.project_id, digest, session)
                 self._announce(project["storage_used"] - size, project, session)
             return project
 
@@ -82,7 +85,6 @@ class QuotaActor(BridgedActor):
         if project is None:
             self.accounting.abandon(self.project_id, digest)
             self._refused(self._current(), size, digest)
-        self.accounting.settle(self.project_id, digest)
         self.cached = project
         return True
 

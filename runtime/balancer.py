@@ -95,6 +95,10 @@ def balancer_blocks(listen, nodes, host_header="$http_host", client_address="$re
             proxy_pass http://{UPSTREAM};
             proxy_request_buffering off;
             proxy_buffering off;
+            error_page 502 504 = @node_lost;
+        }}
+        location @node_lost {{
+            return 444;
         }}
         location / {{
             proxy_pass http://{UPSTREAM};

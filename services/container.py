@@ -52,7 +52,8 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     accounts = LiveAccounts(collections)
     access = AccessService(collections, tokens, auth, accounts)
     registry = RegistryService(collections, store, quota, access)
-    uploads = BlobUploads(collections, store, registry, config["upload_expiry_seconds"])
+    uploads = BlobUploads(collections, store, registry, config["upload_expiry_seconds"],
+                          config["upload_lease_seconds"])
     outbound = OutboundClient(NetworkPolicy.from_settings(config), config["import_ca_bundle"])
     box = CredentialBox(load_key(config))
     projects = ProjectService(collections, quota, config["default_project_quota"])

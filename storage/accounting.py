@@ -49,9 +49,9 @@ class Accounting:
             return False
         return True
 
-    def settle(self, project_id, digest):
+    def settle(self, project_id, digest, session=None):
         self.objects.update_one({"project_id": project_id, "digest": digest, "state": PENDING},
-                                {"$set": {"state": COUNTED}})
+                                {"$set": {"state": COUNTED}}, session=session)
 
     def abandon(self, project_id, digest):
         self.objects.delete_one({"project_id": project_id, "digest": digest, "state": PENDING})
