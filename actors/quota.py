@@ -56,7 +56,7 @@ class QuotaActor(BridgedActor):
             "storage_quota": project["storage_quota"]})
         raise QuotaExceeded(project, size)
 
-    def charge(self, digest, size):
+    def charge(self, digest, size, holder=None):
         """Take one reference to ``digest`` for a new link or manifest; charges its bytes on the first.
 
         True when this call charged the bytes. A claim another request is still settling is waited
@@ -64,9 +64,9 @@ class QuotaActor(BridgedActor):
         """
         deadline = time.monotonic() + CLAIM_WAIT_SECONDS
         while True:
-            if self.accounting.add_reference(self.project_id, digest):
+            if self.accounting.add_reference(self.project_id, digest, holder):
                 return False
-            if self.accounting.claim(self.project_id, digest, size):
+            if self.accounting.claim(self.project_id, digest, size, holder):
                 break
             if time.monotonic() > deadline:
                 self.accounting.drop_stale_claim(self.project_id, digest, CLAIM_WAIT_SECONDS)
@@ -90,7 +90,16 @@ class QuotaActor(BridgedActor):
 
     def release(self, digest):
         """Drop one reference to ``digest``; its bytes are given back with the last. Answers the bytes freed."""
-        size = self.accounting.remove_reference(self.project_id, digest)
+        return self._subtract(self.accounting.remove_reference(self.project_id, digest))
+
+    def give_back(self, digest, holder):
+        """Drop the reference the upload ``holder`` took for ``digest`` and never linked, if it took one."""
+        return self._subtract(self.accounting.give_back(self.project_id, digest, holder))
+
+    def held(self, digest, holder):
+        self.accounting.held(self.project_id, digest, holder)
+
+    def _subtract(self, size):
         if size:
             self.cached = self.accounting.subtract(self.project_id, size)
         return size
@@ -143,6 +152,8 @@ class QuotaActors:
     precheck = _bridged(QuotaActor.precheck)
     charge = _bridged(QuotaActor.charge)
     release = _bridged(QuotaActor.release)
+    give_back = _bridged(QuotaActor.give_back)
+    held = _bridged(QuotaActor.held)
     set_quota = _bridged(QuotaActor.set_quota)
     reset = _bridged(QuotaActor.reset)
 

@@ -72,15 +72,15 @@ class UploadSession:
         if not await uploads.mark_charging(self.id, self.lease_token, digest):
             raise UploadInvalid("upload was taken over by another request")
         try:
-            project = await registry.charge(name, digest, self.size)
+            project = await registry.charge(name, digest, self.size, holder=self.id)
         except DomainError:  # refused (quota, project gone): nothing of it may stay
             await self.abort()
             raise
         try:
             await self._commit(digest, algorithm, hashed_here)
-            linked = await registry.link_blob(name, digest, self.size, charged_project=project)
+            linked = await registry.link_blob(name, digest, self.size, charged_project=project, holder=self.id)
         except BaseException:
-            await registry.release(project["_id"], digest)
+            await registry.give_back(project["_id"], digest, self.id)
             await uploads.clear_charging(self.id)
             raise
         await uploads.delete(self.id)
@@ -156,19 +156,23 @@ class BlobUploads:
         count = 0
         while (doc := await self.collections.uploads.claim_abandoned_charge(self.lease_seconds)) is not None:
             digest = doc["charging"]
-            if await self.collections.blobs.is_linked(doc["repo"], digest):
-                await self.collections.uploads.delete(doc["_id"])  # it died after the link: the upload is done
-                continue
+            linked = await self.collections.blobs.is_linked(doc["repo"], digest)
             try:
                 project = await self.registry.project_of(doc["repo"])
             except DomainError:  # the project is gone, and its accounting with it
                 project = None
+            if linked:  # it died after the link: the reference is the link's, and the upload is done
+                if project is not None:
+                    await self.registry.held(project["_id"], digest, doc["_id"])
+                await self.collections.uploads.delete(doc["_id"])
+                continue
             if project is not None:
-                await self.registry.release(project["_id"], digest)
+                await self.registry.give_back(project["_id"], digest, doc["_id"])
             await self.collections.uploads.clear_charging(doc["_id"])
             count += 1
         if count:
-            log.warning("quota charges of uploads whose node died before linking given back", extra={"count": count})
+            log.warning("uploads whose node died while charging their blob: any charge given back",
+                        extra={"count": count})
         return count
 
     async def sweep_expired(self):
