@@ -1,6 +1,7 @@
 """Any request on any node: three nodes on one database behind nginx (runtime/cluster.py, tests/support/cluster.py)
 serve one upload across nodes, see each other's writes at once, and name the balancer, not themselves, in what they
 answer; the /v2/ behaviour modules of the suite pass through the balancer."""
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import sys
 import pytest
 import requests
 
-from tests.support.clients import wait_until
+from tests.support.clients import child_processes, process_alive, wait_until
 from tests.support.cluster import UNDER_TEST_ENV, TestCluster
 from tests.support.manifests import (
     get_blob,
@@ -21,7 +22,7 @@ from tests.support.manifests import (
     sha256,
     start_upload,
 )
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, free_port
 from tests.support.projects import api_login, create_project
 from tests.support.registry_client import cached_client
 
@@ -154,3 +155,33 @@ def test_the_v2_behaviour_modules_pass_through_the_balancer(tmp_path):
 
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1], result.stdout[-500:]
+
+
+def test_the_cluster_commands_start_nodes_with_workers_and_stop_every_process(tmp_path):
+    directory, port = tmp_path / "cli", free_port()
+
+    def command(*args):
+        return subprocess.run([sys.executable, "-m", "runtime.cluster", *args, "--dir", str(directory)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "CYP_BOOTSTRAP_ADMIN_PASSWORD": "Cluster-cli-pass-9"})
+
+    started = command("start", "--nodes", "2", "--workers", "2", "--backend", "filesystem", "--port", str(port))
+    try:
+        recorded = json.loads((directory / "cluster.json").read_text())["processes"]
+        nodes = [record["pid"] for record in recorded if record["name"].startswith("node")]
+        workers = [pid for node in nodes for pid, cmdline in child_processes(node) if "--worker-pipe" in cmdline]
+        client = cached_client(f"http://127.0.0.1:{port}", "admin", "Cluster-cli-pass-9")
+        create_project(client.url, api_login(client.url, "admin", "Cluster-cli-pass-9"), "cli")
+        pushed = push_image(client, "cli/app", "v1")
+        pulled = get_manifest(client, "cli/app", "v1", accept=pushed.media_type)
+    finally:
+        stopped = command("stop")
+    everything = [record["pid"] for record in recorded] + workers
+
+    assert started.returncode == 0, started.stderr
+    assert f"http://127.0.0.1:{port}" in started.stdout and "Cluster-cli-pass-9" in started.stdout
+    assert len(nodes) == 2 and len(workers) == 4
+    assert pulled.status_code == 200 and pulled.headers["Docker-Content-Digest"] == pushed.digest
+    assert stopped.returncode == 0, stopped.stderr
+    assert not any(process_alive(pid) for pid in everything)
+    assert not (directory / "cluster.json").exists()
