@@ -90,7 +90,8 @@ def measure_cluster(args, run_dir, mongo_uri, secantusd_pid, nodes, layer_data):
                       mongo_db=fresh_name(f"cyp_bench_cluster{nodes}_"), tied=True)
     cluster.start()
     try:
-        registry = Registry(f"cluster{nodes}", cluster.url, cluster.balancer.popen, (ADMIN_USER, cluster.admin_password))
+        registry = Registry(f"cluster{nodes}", cluster.url, cluster.balancer.popen,
+                            (ADMIN_USER, cluster.admin_password))
         registry.project = create_cyp_project(registry, "bench")
         image = push_small_image(registry, run_dir, REPO, layer_data, tag=TAG)
         pids = {f"node{node.index}": [node.process.pid] for node in cluster.nodes}

@@ -5,7 +5,9 @@
   server answers in plain HTTP; Tornado would wait silently for request headers instead, so every
   such call stalled for the client's TLS handshake timeout (10 s for Go clients).
 - A request line or header block over the size limit is answered 414 or 431 before the
-  connection closes, where Tornado closes it without a word.
+  connection closes, where Tornado closes it without a word; and a connection closes only once
+  the peer stopped sending (lingering, as nginx does), so an answer sent before a body was read
+  (413) is not lost to a reset.
 - Request body bytes are counted as they are read, streamed bodies included (cyp_http_request_bytes_total).
 - A stop drains without failing a request a load balancer sent (see ``stop`` and ``drain``): the
   connections already queued on the port are taken in before it closes, every answer from then on
@@ -31,6 +33,10 @@ TLS_HANDSHAKE_RECORD = 0x16
 MAX_HEADER_BYTES = 64 * 1024
 # A new connection that sends nothing this long is handed to Tornado as it is.
 FIRST_BYTE_WAIT_SECONDS = 5
+# A connection closing with its request's body unread is drained this long, up to this much, before it closes.
+LINGER_SECONDS = 2
+LINGER_BYTES = 16 * 1024 * 1024
+LINGER_READ_BYTES = 256 * 1024
 PLAIN_HTTP_ANSWER = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
                      b"This port speaks plain HTTP.\n")
 _TOO_LARGE = "HTTP/1.1 {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}"
@@ -60,8 +66,43 @@ async def _peek_first_byte(sock):
     return data[0] if data else None
 
 
+def _close_lingering(sock):
+    """Close ``sock`` once the peer has stopped sending, or after LINGER_SECONDS or LINGER_BYTES: closing a socket
+    with input unread resets the connection, and the peer loses the answer sent just before (a balancer still
+    sending a body refused with 413 then answers its client 502)."""
+    try:
+        loop = asyncio.get_running_loop()
+        sock.shutdown(socket.SHUT_WR)
+    except (RuntimeError, OSError):
+        sock.close()
+        return
+    fd, drained = sock.fileno(), 0
+
+    def finish():
+        if sock.fileno() >= 0:
+            loop.remove_reader(fd)
+            deadline.cancel()
+            sock.close()
+
+    def readable():
+        nonlocal drained
+        try:
+            data = sock.recv(LINGER_READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        drained += len(data)
+        if not data or drained > LINGER_BYTES:
+            finish()
+
+    deadline = loop.call_later(LINGER_SECONDS, finish)
+    loop.add_reader(fd, readable)
+
+
 class AnsweringIOStream(tornado.iostream.IOStream):
-    """Tornado's stream, saying why before it closes a connection whose request outgrew the header limit."""
+    """Tornado's stream, saying why before it closes a connection whose request outgrew the header limit, and
+    closing only once the peer has stopped sending."""
 
     def close_fd(self):
         if isinstance(self.error, tornado.iostream.UnsatisfiableReadError):
@@ -71,7 +112,8 @@ class AnsweringIOStream(tornado.iostream.IOStream):
             too_long_line = line_end < 0 or line_end >= MAX_HEADER_BYTES
             with contextlib.suppress(OSError):
                 self.socket.send(URI_TOO_LONG if too_long_line else HEADERS_TOO_LARGE)
-        super().close_fd()
+        sock, self.socket = self.socket, None
+        _close_lingering(sock)
 
 
 class BodyCountingDelegate(tornado.httputil.HTTPMessageDelegate):

@@ -366,7 +366,8 @@ def main(argv=None):
             raise ClusterError(f"a cluster is recorded in {args.dir}; stop it first (run.sh cluster stop --dir "
                                f"{args.dir})")
         cluster = Cluster(args.dir, nodes=args.nodes, workers=args.workers, backend=args.backend, port=args.port,
-                          mongo_uri=os.environ.get("CYP_MONGO_URI"), s3_endpoint_url=os.environ.get("CYP_S3_ENDPOINT_URL"),
+                          mongo_uri=os.environ.get("CYP_MONGO_URI"),
+                          s3_endpoint_url=os.environ.get("CYP_S3_ENDPOINT_URL"),
                           admin_password=os.environ.get("CYP_BOOTSTRAP_ADMIN_PASSWORD"), tied=False).start()
     except ClusterError as exc:
         print(f"cluster: {exc}", file=sys.stderr)

@@ -47,7 +47,8 @@ class Accounting:
         """Start counting ``digest`` with its first holder; False when another request holds the claim."""
         try:
             self.objects.insert_one({"project_id": project_id, "digest": digest, "size": size, "refs": 1,
-                                     "state": PENDING, "created_at": utcnow(), **({"holders": [holder]} if holder else {})})
+                                     "state": PENDING, "created_at": utcnow(),
+                                     **({"holders": [holder]} if holder else {})})
         except DuplicateKeyError:
             return False
         return True

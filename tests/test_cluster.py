@@ -3,6 +3,7 @@ serve one upload across nodes, see each other's writes at once, and name the bal
 answer; the /v2/ behaviour modules of the suite pass through the balancer."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -135,7 +136,8 @@ def test_requests_through_the_balancer_are_spread_over_every_node(cluster, clien
     marks = [len(node.process.log_path.read_text()) for node in cluster.nodes]
 
     def served():
-        return [sum("/v2/spread/counted/tags/list" in line for line in node.process.log_path.read_text()[mark:].splitlines())
+        return [sum("/v2/spread/counted/tags/list" in line
+                    for line in node.process.log_path.read_text()[mark:].splitlines())
                 for node, mark in zip(cluster.nodes, marks)]
 
     for _ in range(12):
@@ -147,11 +149,14 @@ def test_requests_through_the_balancer_are_spread_over_every_node(cluster, clien
 
 def test_the_v2_behaviour_modules_pass_through_the_balancer(tmp_path):
     """The suite's own /v2/ modules, with their ``registry`` three nodes behind nginx (tests/support/cluster.py)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-k", ANSWERED_BY_NGINX,
-         "--basetemp", str(tmp_path / "run"), *(f"tests/{module}" for module in V2_BEHAVIOUR_MODULES)],
-        cwd=ROOT, env={**os.environ, UNDER_TEST_ENV: "cluster"}, capture_output=True, text=True, timeout=600,
-        stdin=subprocess.DEVNULL)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-k", ANSWERED_BY_NGINX,
+             "--basetemp", str(tmp_path / "run"), *(f"tests/{module}" for module in V2_BEHAVIOUR_MODULES)],
+            cwd=ROOT, env={**os.environ, UNDER_TEST_ENV: "cluster"}, capture_output=True, text=True, timeout=600,
+            stdin=subprocess.DEVNULL)
+    finally:
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)  # its database (a few hundred MiB) on a small CI disk
 
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1], result.stdout[-500:]
@@ -185,3 +190,14 @@ def test_the_cluster_commands_start_nodes_with_workers_and_stop_every_process(tm
     assert stopped.returncode == 0, stopped.stderr
     assert not any(process_alive(pid) for pid in everything)
     assert not (directory / "cluster.json").exists()
+
+
+def test_a_refused_oversized_manifest_is_answered_413_through_the_balancer_not_502(clients, project):
+    # nginx buffers the body, then sends it with a Content-Length the node refuses at once: a node closing with the
+    # body unread would reset the connection and nginx would lose the 413 (answering 502).
+    repo = f"{project}/oversized"
+    body = b'{"schemaVersion":2,"pad":"' + b"x" * (4 * 1024 * 1024) + b'"}'
+
+    statuses = [clients[0].put_manifest(repo, "big", iter([body])).status_code for _ in range(20)]
+
+    assert statuses == [413] * 20

@@ -8,8 +8,6 @@ module of the suite runs through the balancer (test_cluster.py does that for the
 import os
 import secrets
 
-import requests
-
 from runtime.balancer import balancer_blocks
 from runtime.cluster import Cluster
 
@@ -45,16 +43,3 @@ class TestCluster(Cluster):
         """Every node's log, one after the other."""
         return "".join(node.process.log_path.read_text(errors="replace") for node in self.nodes
                        if node.process.log_path.exists())
-
-    def node_session(self, index):
-        """A requests session whose relative paths go to node ``index`` directly."""
-        return NodeSession(self.nodes[index].url)
-
-
-class NodeSession(requests.Session):
-    def __init__(self, base):
-        super().__init__()
-        self.base = base
-
-    def request(self, method, url, *args, **kwargs):
-        return super().request(method, url if url.startswith("http") else self.base + url, *args, **kwargs)
