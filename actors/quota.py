@@ -56,7 +56,7 @@ class QuotaActor(BridgedActor):
             "storage_quota": project["storage_quota"]})
         raise QuotaExceeded(project, size)
 
-    def charge(self, digest, size):
+    def charge(self, digest, size, holder=None):
         """Take one reference to ``digest`` for a new link or manifest; charges its bytes on the first.
 
         True when this call charged the bytes. A claim another request is still settling is waited
@@ -64,9 +64,9 @@ class QuotaActor(BridgedActor):
         """
         deadline = time.monotonic() + CLAIM_WAIT_SECONDS
         while True:
-            if self.accounting.add_reference(self.project_id, digest):
+            if self.accounting.add_reference(self.project_id, digest, holder):
                 return False
-            if self.accounting.claim(self.project_id, digest, size):
+            if self.accounting.claim(self.project_id, digest, size, holder):
                 break
             if time.monotonic() > deadline:
                 self.accounting.drop_stale_claim(self.project_id, digest, CLAIM_WAIT_SECONDS)
@@ -75,6 +75,9 @@ class QuotaActor(BridgedActor):
         def add_and_announce(session):
             project = self.accounting.add(self.project_id, size, session)
             if project is not None:
+                # In the same transaction: a process dying here leaves either both or neither, so the bytes in
+                # usage are always those of counted objects, which a release gives back.
+                self.accounting.settle(self.project_id, digest, session)
                 self._announce(project["storage_used"] - size, project, session)
             return project
 
@@ -82,13 +85,21 @@ class QuotaActor(BridgedActor):
         if project is None:
             self.accounting.abandon(self.project_id, digest)
             self._refused(self._current(), size, digest)
-        self.accounting.settle(self.project_id, digest)
         self.cached = project
         return True
 
     def release(self, digest):
         """Drop one reference to ``digest``; its bytes are given back with the last. Answers the bytes freed."""
-        size = self.accounting.remove_reference(self.project_id, digest)
+        return self._subtract(self.accounting.remove_reference(self.project_id, digest))
+
+    def give_back(self, digest, holder):
+        """Drop the reference the upload ``holder`` took for ``digest`` and never linked, if it took one."""
+        return self._subtract(self.accounting.give_back(self.project_id, digest, holder))
+
+    def held(self, digest, holder):
+        self.accounting.held(self.project_id, digest, holder)
+
+    def _subtract(self, size):
         if size:
             self.cached = self.accounting.subtract(self.project_id, size)
         return size
@@ -141,6 +152,8 @@ class QuotaActors:
     precheck = _bridged(QuotaActor.precheck)
     charge = _bridged(QuotaActor.charge)
     release = _bridged(QuotaActor.release)
+    give_back = _bridged(QuotaActor.give_back)
+    held = _bridged(QuotaActor.held)
     set_quota = _bridged(QuotaActor.set_quota)
     reset = _bridged(QuotaActor.reset)
 

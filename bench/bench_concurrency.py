@@ -26,6 +26,7 @@ from common import (
     BenchError,
     CpuMeter,
     Services,
+    add_hey_options,
     add_limit_options,
     add_workdir_option,
     bench_main,
@@ -252,8 +253,7 @@ def report(results, args):
 
 
 def add_options(parser):
-    parser.add_argument("--seconds", type=int, default=10, help="each hey run's length (default 10)")
-    parser.add_argument("--connections", type=int, default=32, help="hey's concurrent connections (default 32)")
+    add_hey_options(parser)
     parser.add_argument("--rounds", type=int, default=2, help="reference/cyp pairs per request (default 2)")
     parser.add_argument("--profile", action="store_true",
                         help="sample cyp's workers with py-spy during one more run of each request")

@@ -896,6 +896,12 @@ def add_size_option(parser, what="test layer"):
                         help=f"{what} size in MiB (default 1024)")
 
 
+def add_hey_options(parser):
+    """--seconds (each hey run) and --connections (hey's concurrency)."""
+    parser.add_argument("--seconds", type=int, default=10, help="each hey run's length (default 10)")
+    parser.add_argument("--connections", type=int, default=32, help="hey's concurrent connections (default 32)")
+
+
 def add_workdir_option(parser):
     """--workdir (where the run dir is made)."""
     parser.add_argument("--workdir",

@@ -5,12 +5,21 @@
   server answers in plain HTTP; Tornado would wait silently for request headers instead, so every
   such call stalled for the client's TLS handshake timeout (10 s for Go clients).
 - A request line or header block over the size limit is answered 414 or 431 before the
-  connection closes, where Tornado closes it without a word.
+  connection closes, where Tornado closes it without a word; and a connection closes only once
+  the peer stopped sending (lingering, as nginx does), so an answer sent before a body was read
+  (413) is not lost to a reset.
 - Request body bytes are counted as they are read, streamed bodies included (cyp_http_request_bytes_total).
+- A stop drains without failing a request a load balancer sent (see ``stop`` and ``drain``): the
+  connections already queued on the port are taken in before it closes, every answer from then on
+  carries ``Connection: close``, and a keep-alive connection is closed only once it has been idle
+  longer than the balancer keeps an idle connection, so a request is never sent on a connection
+  just as this server closes it (a balancer does not resend a POST or PATCH, nor any request whose
+  body it streamed, that failed that way).
 """
 import asyncio
 import contextlib
 import socket
+import time
 
 import tornado.httpserver
 import tornado.httputil
@@ -24,6 +33,10 @@ TLS_HANDSHAKE_RECORD = 0x16
 MAX_HEADER_BYTES = 64 * 1024
 # A new connection that sends nothing this long is handed to Tornado as it is.
 FIRST_BYTE_WAIT_SECONDS = 5
+# A connection closing with its request's body unread is drained this long, up to this much, before it closes.
+LINGER_SECONDS = 2
+LINGER_BYTES = 16 * 1024 * 1024
+LINGER_READ_BYTES = 256 * 1024
 PLAIN_HTTP_ANSWER = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
                      b"This port speaks plain HTTP.\n")
 _TOO_LARGE = "HTTP/1.1 {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}"
@@ -53,8 +66,43 @@ async def _peek_first_byte(sock):
     return data[0] if data else None
 
 
+def _close_lingering(sock):
+    """Close ``sock`` once the peer has stopped sending, or after LINGER_SECONDS or LINGER_BYTES: closing a socket
+    with input unread resets the connection, and the peer loses the answer sent just before (a balancer still
+    sending a body refused with 413 then answers its client 502)."""
+    try:
+        loop = asyncio.get_running_loop()
+        sock.shutdown(socket.SHUT_WR)
+    except (RuntimeError, OSError):
+        sock.close()
+        return
+    fd, drained = sock.fileno(), 0
+
+    def finish():
+        if sock.fileno() >= 0:
+            loop.remove_reader(fd)
+            deadline.cancel()
+            sock.close()
+
+    def readable():
+        nonlocal drained
+        try:
+            data = sock.recv(LINGER_READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        drained += len(data)
+        if not data or drained > LINGER_BYTES:
+            finish()
+
+    deadline = loop.call_later(LINGER_SECONDS, finish)
+    loop.add_reader(fd, readable)
+
+
 class AnsweringIOStream(tornado.iostream.IOStream):
-    """Tornado's stream, saying why before it closes a connection whose request outgrew the header limit."""
+    """Tornado's stream, saying why before it closes a connection whose request outgrew the header limit, and
+    closing only once the peer has stopped sending."""
 
     def close_fd(self):
         if isinstance(self.error, tornado.iostream.UnsatisfiableReadError):
@@ -64,18 +112,22 @@ class AnsweringIOStream(tornado.iostream.IOStream):
             too_long_line = line_end < 0 or line_end >= MAX_HEADER_BYTES
             with contextlib.suppress(OSError):
                 self.socket.send(URI_TOO_LONG if too_long_line else HEADERS_TOO_LARGE)
-        super().close_fd()
+        sock, self.socket = self.socket, None
+        _close_lingering(sock)
 
 
 class BodyCountingDelegate(tornado.httputil.HTTPMessageDelegate):
-    """Passes one request on, counting the body bytes read for it (however the handler consumes them)."""
+    """Passes one request on, counting the body bytes read for it (however the handler consumes them), and
+    tells the server when the request begins (until then its connection is idle)."""
 
-    def __init__(self, delegate):
+    def __init__(self, delegate, began):
         self.delegate = delegate
+        self.began = began
         self.api = "other"
         self.received = 0
 
     def headers_received(self, start_line, headers):
+        self.began()
         self.api = api_of(start_line.path)
         return self.delegate.headers_received(start_line, headers)
 
@@ -97,15 +149,45 @@ class BodyCountingDelegate(tornado.httputil.HTTPMessageDelegate):
         self.delegate.on_connection_close()
 
 
+def _close_after_answer(request_conn):
+    """The answer to this request says ``Connection: close`` (when its headers are still to be sent) and
+    the connection closes once it is sent. Tornado 6.6 keeps that decision in this attribute."""
+    request_conn._disconnect_on_finish = True
+
+
 class RegistryHTTPServer(tornado.httpserver.HTTPServer):
     def initialize(self, *args, **kwargs):
         super().initialize(*args, max_header_size=MAX_HEADER_BYTES, **kwargs)
+        self.draining = False
+        self._idle_since = {}  # connection waiting for its next request -> since when (monotonic)
+        self._serving = {}  # connection with a request in flight -> that request's HTTP/1 connection
+        self._arriving = 0  # accepted connections not yet handed to Tornado (first byte awaited)
 
     def start_request(self, server_conn, request_conn):
-        return BodyCountingDelegate(super().start_request(server_conn, request_conn))
+        # Tornado asks for a delegate as a connection starts waiting for its next request.
+        self._serving.pop(server_conn, None)
+        self._idle_since[server_conn] = time.monotonic()
+        return BodyCountingDelegate(super().start_request(server_conn, request_conn),
+                                    lambda: self._began(server_conn, request_conn))
+
+    def _began(self, server_conn, request_conn):
+        self._idle_since.pop(server_conn, None)
+        self._serving[server_conn] = request_conn
+        if self.draining:
+            _close_after_answer(request_conn)
+
+    def on_close(self, server_conn):
+        super().on_close(server_conn)
+        self._idle_since.pop(server_conn, None)
+        self._serving.pop(server_conn, None)
 
     async def handle_stream(self, stream, address):
-        if await _peek_first_byte(stream.socket) == TLS_HANDSHAKE_RECORD:
+        self._arriving += 1
+        try:
+            first = await _peek_first_byte(stream.socket)
+        finally:
+            self._arriving -= 1
+        if first == TLS_HANDSHAKE_RECORD:
             try:
                 await stream.write(PLAIN_HTTP_ANSWER)
             finally:
@@ -113,3 +195,28 @@ class RegistryHTTPServer(tornado.httpserver.HTTPServer):
             return
         stream.__class__ = AnsweringIOStream
         super().handle_stream(stream, address)
+
+    def stop(self):
+        """Stop listening, after taking in the connections the kernel already queued on the port: closing it
+        would reset them, after a balancer had sent its request on them."""
+        for sock in self._sockets.values():
+            while True:
+                try:
+                    connection, address = sock.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    break
+                self._handle_connection(connection, address)
+        super().stop()
+
+    async def drain(self, idle_seconds):
+        """After ``stop()``: until no connection is left, answer every request with ``Connection: close`` and
+        close a connection idle for ``idle_seconds`` (longer than the balancer keeps an idle one)."""
+        self.draining = True
+        for request_conn in self._serving.values():
+            _close_after_answer(request_conn)
+        while self._connections or self._arriving:
+            now = time.monotonic()
+            for server_conn, since in list(self._idle_since.items()):
+                if now - since >= idle_seconds:
+                    server_conn.stream.close()
+            await asyncio.sleep(0.05)

@@ -191,7 +191,8 @@ async def run_node(config, backend, sockets, hint):
     server.stop()
     tracker = app.settings["tracker"]
     try:
-        await asyncio.wait_for(tracker.idle.wait(), config["shutdown_grace_seconds"])
+        await asyncio.wait_for(asyncio.gather(server.drain(config["shutdown_idle_seconds"]), tracker.idle.wait()),
+                               config["shutdown_grace_seconds"])
     except asyncio.TimeoutError:
         log.warning("requests still in flight after the grace period", extra={"active": tracker.active})
     for task in background:

@@ -59,7 +59,8 @@ def build_services(config, backend, codec, bootstrap_hint=None):
     rate_limits = RateLimiter(collections.rate_counters, config)
     access = AccessService(collections, tokens, accounts)
     registry = RegistryService(collections, store, quota, access, config["gc_grace_seconds"])
-    uploads = BlobUploads(collections, store, registry, config["upload_expiry_seconds"])
+    uploads = BlobUploads(collections, store, registry, config["upload_expiry_seconds"],
+                          config["upload_lease_seconds"])
     outbound = OutboundClient(NetworkPolicy.from_settings(config), config["import_ca_bundle"])
     box = CredentialBox(load_key(config))
     projects = ProjectService(collections, quota, config["default_project_quota"])

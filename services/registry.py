@@ -69,19 +69,27 @@ class RegistryService:
         project = await self.project_of(name)
         await self.quota.precheck(project["_id"], size, digest)
 
-    async def charge(self, name, digest, size):
+    async def charge(self, name, digest, size, holder=None):
         """Take the quota reference a new link or manifest of ``digest`` in ``name`` holds, before
-        anything of it becomes visible (the first reference in the project charges the bytes)."""
+        anything of it becomes visible (the first reference in the project charges the bytes).
+        ``holder``: the upload taking it, noted until ``held`` (see Accounting.add_reference)."""
         project = await self.project_of(name)
-        await self.quota.charge(project["_id"], digest, size)
+        await self.quota.charge(project["_id"], digest, size, holder)
         return project
 
     async def release(self, project_id, digest):
         await self.quota.release(project_id, digest)
 
-    async def link_blob(self, name, digest, size, charged_project=None):
+    async def give_back(self, project_id, digest, holder):
+        """The reference the upload ``holder`` took, if it took one and never linked it, goes."""
+        await self.quota.give_back(project_id, digest, holder)
+
+    async def held(self, project_id, digest, holder):
+        await self.quota.held(project_id, digest, holder)
+
+    async def link_blob(self, name, digest, size, charged_project=None, holder=None):
         """Link ``digest`` into ``name``; a new link holds one quota reference, taken here unless the
-        caller took it already (``charged_project``). True when this call made the link."""
+        caller (the upload ``holder``) took it already (``charged_project``). True when this call made the link."""
         project = charged_project
         if project is None:
             if await self.collections.blobs.is_linked(name, digest):
@@ -90,13 +98,19 @@ class RegistryService:
         await self.collections.repositories.ensure(name, project["_id"])
         try:
             made = await self.collections.blobs.link(name, project["_id"], digest)
-        except BlobGone:  # collected meanwhile: the caller uploads it (a charge it took, it releases)
+        except BlobGone:  # collected meanwhile: the caller uploads it (a charge it took, it gives back)
             if charged_project is None:
                 await self.release(project["_id"], digest)
             raise BlobUnknown(digest=digest) from None
         if not made:
-            await self.release(project["_id"], digest)
-        return made
+            if holder:
+                await self.give_back(project["_id"], digest, holder)
+            else:
+                await self.release(project["_id"], digest)
+            return False
+        if holder:
+            await self.held(project["_id"], digest, holder)
+        return True
 
     async def blob(self, name, digest):
         """The blob document of ``digest`` when linked to ``name``; BlobUnknown otherwise."""

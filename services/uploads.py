@@ -8,9 +8,6 @@ from services.errors import DigestInvalid, DomainError, UploadBusy, UploadInvali
 
 log = logging.getLogger("cyp.uploads")
 
-# A request holds its upload's lease this long and renews it while the body streams.
-LEASE_SECONDS = 60
-
 
 def range_header(size):
     """The spec's inclusive ``0-<last byte>``; an empty upload reports 0-0 as the reference registry does."""
@@ -37,9 +34,10 @@ class UploadSession:
         self.hasher.update(data)
         await self.writer.write(data)
         self.size += len(data)
-        if time.monotonic() - self.renewed_at > LEASE_SECONDS / 3:
+        lease_seconds = self.uploads.lease_seconds
+        if time.monotonic() - self.renewed_at > lease_seconds / 3:
             self.renewed_at = time.monotonic()
-            if not await self.uploads.collections.uploads.renew(self.id, self.lease_token, LEASE_SECONDS):
+            if not await self.uploads.collections.uploads.renew(self.id, self.lease_token, lease_seconds):
                 raise UploadInvalid("upload was taken over by another request")
 
     async def save(self, keep_lease=False):
@@ -48,7 +46,7 @@ class UploadSession:
         state = await self.writer.checkpoint()
         saved = await self.uploads.collections.uploads.save_progress(
             self.id, self.lease_token, self.size, self.hasher.serialize(), state, self.uploads.expiry_seconds,
-            keep_lease_seconds=LEASE_SECONDS if keep_lease else None)
+            keep_lease_seconds=self.uploads.lease_seconds if keep_lease else None)
         if not saved:
             raise UploadInvalid("upload was taken over by another request")
         if keep_lease:
@@ -68,19 +66,24 @@ class UploadSession:
         if hashed_here and f"{algorithm}:{self.hasher.finalize()}" != digest:
             await self.abort()
             raise DigestInvalid(digest=digest)
-        registry, name = self.uploads.registry, self.doc["repo"]
+        registry, name, uploads = self.uploads.registry, self.doc["repo"], self.uploads.collections.uploads
+        # Noted first: a node that dies between the charge and the link leaves the charge to be given back
+        # (BlobUploads.give_back_abandoned_charges) once this request's lease runs out.
+        if not await uploads.mark_charging(self.id, self.lease_token, digest):
+            raise UploadInvalid("upload was taken over by another request")
         try:
-            project = await registry.charge(name, digest, self.size)
+            project = await registry.charge(name, digest, self.size, holder=self.id)
         except DomainError:  # refused (quota, project gone): nothing of it may stay
             await self.abort()
             raise
         try:
             await self._commit(digest, algorithm, hashed_here)
-            linked = await registry.link_blob(name, digest, self.size, charged_project=project)
+            linked = await registry.link_blob(name, digest, self.size, charged_project=project, holder=self.id)
         except BaseException:
-            await registry.release(project["_id"], digest)
+            await registry.give_back(project["_id"], digest, self.id)
+            await uploads.clear_charging(self.id)
             raise
-        await self.uploads.collections.uploads.delete(self.id)
+        await uploads.delete(self.id)
         return linked
 
     async def _commit(self, digest, algorithm, hashed_here):
@@ -99,11 +102,13 @@ class UploadSession:
 
 
 class BlobUploads:
-    def __init__(self, collections, store, registry, expiry_seconds):
+    def __init__(self, collections, store, registry, expiry_seconds, lease_seconds):
         self.collections = collections
         self.store = store
         self.registry = registry
         self.expiry_seconds = expiry_seconds
+        # A request holds its upload's lease this long and renews it while the body streams.
+        self.lease_seconds = lease_seconds
 
     async def start(self, repo, algorithm="sha256"):
         return await self.collections.uploads.create(
@@ -118,7 +123,7 @@ class BlobUploads:
     async def open(self, repo, upload_id, start=None, take_over=False):
         """Lease the upload for one request; ``start`` is the Content-Range start the client claims.
         ``take_over`` takes it even from a holder whose lease has not run out (an import resuming its own)."""
-        doc = await self.collections.uploads.acquire(upload_id, repo, LEASE_SECONDS, take_over)
+        doc = await self.collections.uploads.acquire(upload_id, repo, self.lease_seconds, take_over)
         if doc is None:
             current = await self.status(repo, upload_id)
             raise UploadBusy(uuid=upload_id, size=current["size"])
@@ -144,10 +149,36 @@ class BlobUploads:
             hasher.update(bytes(piece))
         return f"{algorithm}:{hasher.finalize()}"
 
+    async def give_back_abandoned_charges(self):
+        """Give back the quota charge of every upload whose request died between charging and linking its blob
+        (its lease ran out with the charge noted); returns how many. The upload itself stays, for its client
+        or the expiry sweep, as after any request that died."""
+        count = 0
+        while (doc := await self.collections.uploads.claim_abandoned_charge(self.lease_seconds)) is not None:
+            digest = doc["charging"]
+            linked = await self.collections.blobs.is_linked(doc["repo"], digest)
+            try:
+                project = await self.registry.project_of(doc["repo"])
+            except DomainError:  # the project is gone, and its accounting with it
+                project = None
+            if linked:  # it died after the link: the reference is the link's, and the upload is done
+                if project is not None:
+                    await self.registry.held(project["_id"], digest, doc["_id"])
+                await self.collections.uploads.delete(doc["_id"])
+                continue
+            if project is not None:
+                await self.registry.give_back(project["_id"], digest, doc["_id"])
+            await self.collections.uploads.clear_charging(doc["_id"])
+            count += 1
+        if count:
+            log.warning("uploads whose node died while charging their blob: any charge given back",
+                        extra={"count": count})
+        return count
+
     async def sweep_expired(self):
         """Delete expired uploads and their partial data; returns how many went."""
         count = 0
-        while (doc := await self.collections.uploads.claim_expired(LEASE_SECONDS)) is not None:
+        while (doc := await self.collections.uploads.claim_expired(self.lease_seconds)) is not None:
             await self.store.abort(doc["store_state"])
             await self.collections.uploads.delete(doc["_id"])
             count += 1
@@ -159,6 +190,7 @@ class BlobUploads:
 async def sweep_forever(uploads, interval_seconds):
     while True:
         try:
+            await uploads.give_back_abandoned_charges()
             await uploads.sweep_expired()
         except Exception:
             log.exception("upload sweep failed")

@@ -39,23 +39,27 @@ class Accounting:
         return self.objects.find_one({"project_id": project_id, "digest": digest, "state": COUNTED},
                                      {"_id": 1}) is not None
 
-    def add_reference(self, project_id, digest):
-        """One more holder of an already counted digest; False when it is not counted."""
+    def add_reference(self, project_id, digest, holder=None):
+        """One more holder of an already counted digest; False when it is not counted. ``holder``: the upload
+        taking it, noted in ``holders`` until its link is made (``held``), so a charge whose node died before
+        linking can be told from any other reference and given back (``give_back``)."""
+        update = {"$inc": {"refs": 1}, **({"$push": {"holders": holder}} if holder else {})}
         return self.objects.find_one_and_update(
-            {"project_id": project_id, "digest": digest, "state": COUNTED}, {"$inc": {"refs": 1}}) is not None
+            {"project_id": project_id, "digest": digest, "state": COUNTED}, update) is not None
 
-    def claim(self, project_id, digest, size):
+    def claim(self, project_id, digest, size, holder=None):
         """Start counting ``digest`` with its first holder; False when another request holds the claim."""
         try:
             self.objects.insert_one({"project_id": project_id, "digest": digest, "size": size, "refs": 1,
-                                     "state": PENDING, "created_at": utcnow()})
+                                     "state": PENDING, "created_at": utcnow(),
+                                     **({"holders": [holder]} if holder else {})})
         except DuplicateKeyError:
             return False
         return True
 
-    def settle(self, project_id, digest):
+    def settle(self, project_id, digest, session=None):
         self.objects.update_one({"project_id": project_id, "digest": digest, "state": PENDING},
-                                {"$set": {"state": COUNTED}})
+                                {"$set": {"state": COUNTED}}, session=session)
 
     def abandon(self, project_id, digest):
         self.objects.delete_one({"project_id": project_id, "digest": digest, "state": PENDING})
@@ -66,10 +70,23 @@ class Accounting:
         self.objects.delete_one({"project_id": project_id, "digest": digest, "state": PENDING,
                                  "created_at": {"$lt": cutoff}})
 
-    def remove_reference(self, project_id, digest):
+    def held(self, project_id, digest, holder):
+        """``holder``'s reference is its link's now."""
+        self.objects.update_one({"project_id": project_id, "digest": digest, "holders": holder},
+                                {"$pull": {"holders": holder}})
+
+    def give_back(self, project_id, digest, holder):
+        """Drop the reference ``holder`` took and never linked (at most once: the note goes with it), or the claim
+        it left pending; the size to give back when it was the last one, else 0."""
+        self.objects.delete_one({"project_id": project_id, "digest": digest, "state": PENDING, "holders": holder})
+        return self.remove_reference(project_id, digest, {"holders": holder}, {"$pull": {"holders": holder}})
+
+    def remove_reference(self, project_id, digest, only=None, also=None):
         """One holder fewer; the size to give back when it was the last one, else 0."""
-        doc = self.objects.find_one_and_update({"project_id": project_id, "digest": digest, "state": COUNTED},
-                                               {"$inc": {"refs": -1}}, return_document=ReturnDocument.AFTER)
+        doc = self.objects.find_one_and_update({"project_id": project_id, "digest": digest, "state": COUNTED,
+                                                **(only or {})},
+                                               {"$inc": {"refs": -1}, **(also or {})},
+                                               return_document=ReturnDocument.AFTER)
         if doc is None or doc["refs"] > 0:
             return 0
         # Deleted only while still unreferenced: a holder arriving meanwhile keeps it counted.

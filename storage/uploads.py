@@ -70,6 +70,25 @@ class Uploads:
         await self.collection.update_one({"_id": upload_id, "lease_token": token},
                                          {"$set": {"lease_token": None, "lease_until": None}})
 
+    async def mark_charging(self, upload_id, token, digest):
+        """Note, under the request's lease, that the upload's blob ``digest`` is being charged to its project."""
+        result = await self.collection.update_one({"_id": upload_id, "lease_token": token},
+                                                  {"$set": {"charging": digest}})
+        return result.matched_count == 1
+
+    async def clear_charging(self, upload_id):
+        """The charge was given back: the note goes, with the lease."""
+        await self.collection.update_one({"_id": upload_id}, {"$unset": {"charging": ""},
+                                                              "$set": {"lease_token": None, "lease_until": None}})
+
+    async def claim_abandoned_charge(self, lease_seconds):
+        """Lease to the caller one upload whose request noted a charge and then stopped renewing its lease."""
+        now = utcnow()
+        return await self.collection.find_one_and_update(
+            {"charging": {"$exists": True}, "lease_until": {"$lt": now}},
+            {"$set": {"lease_token": "reconciler", "lease_until": now + datetime.timedelta(seconds=lease_seconds)}},
+            return_document=True)
+
     async def delete(self, upload_id):
         await self.collection.delete_one({"_id": upload_id})
 

@@ -7,6 +7,7 @@ import pymongo
 import pytest
 
 from tests.support.api_client import Api, admin_api_for, create_user
+from tests.support.cluster import TestCluster, cluster_under_test
 from tests.support.processes import MongoServer, RegistryServer
 from tests.support.projects import api_login, create_project
 from tests.support.quota_support import GC_NOW_ENV, Db
@@ -41,9 +42,12 @@ def mongo(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def registry(mongo, tmp_path_factory):
-    # Behind-a-proxy mode lets tests that fail logins on purpose do so from addresses of their own.
-    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("registry"),
-                            env={"CYP_TRUST_PROXY_HEADERS": "true"}).start()
+    if cluster_under_test():  # three nodes behind nginx instead of one server (tests/support/cluster.py)
+        server = TestCluster(tmp_path_factory.mktemp("cluster"), mongo.uri).start()
+    else:
+        # Behind-a-proxy mode lets tests that fail logins on purpose do so from addresses of their own.
+        server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("registry"),
+                                env={"CYP_TRUST_PROXY_HEADERS": "true"}).start()
     remember(server.admin_password)
     yield server
     server.stop()

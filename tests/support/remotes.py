@@ -14,12 +14,10 @@ a last resort, when the interpreter exits.
 import atexit
 import base64
 import datetime
-import grp
 import hashlib
 import ipaddress
 import json
 import os
-import pwd
 import re
 import secrets
 import subprocess
@@ -38,12 +36,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from runtime.balancer import nginx_command, nginx_config
 from tests.support.manifests import OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST, Pushed, format_digest
 from tests.support.oci_layout import RandomReader
 from tests.support.processes import free_port, stop_process
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
-NGINX = "/usr/sbin/nginx"
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -262,37 +260,6 @@ def make_test_ca_and_server_cert(directory):
     return paths
 
 
-def _nginx_user_directive():
-    """As root nginx would switch to nobody; keep it the current user (elsewhere the directive is ignored)."""
-    if os.geteuid() != 0:
-        return ""
-    return f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
-
-
-def _nginx_config(workdir, servers):
-    """A whole nginx.conf for one foreground, single-process nginx whose every file is under ``workdir`` (with no
-    master process there is no worker to be orphaned when it is killed)."""
-    temp = workdir / "temp"
-    return f"""\
-{_nginx_user_directive()}
-daemon off;
-master_process off;
-worker_processes 1;
-pid "{workdir}/nginx.pid";
-error_log "{workdir}/error.log" info;
-events {{ worker_connections 512; }}
-http {{
-    access_log "{workdir}/access.log";
-    client_body_temp_path "{temp}/client_body";
-    proxy_temp_path "{temp}/proxy";
-    fastcgi_temp_path "{temp}/fastcgi";
-    uwsgi_temp_path "{temp}/uwsgi";
-    scgi_temp_path "{temp}/scgi";
-{servers}
-}}
-"""
-
-
 def _proxy_location(upstream_host, proto, limit_rate=None):
     """nginx's location passing everything to ``upstream_host`` unbuffered both ways; ``limit_rate`` (bytes per
     second) slows each response down, so a transfer can be caught half-way. (nginx limits only buffered
@@ -340,9 +307,8 @@ class HttpFront(_Server):
 {_proxy_location(self.upstream_host, "http", self.limit_rate)}
     }}"""
         (self.workdir / "temp").mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(_nginx_config(self.workdir, servers))
-        self._launch([NGINX, "-p", f"{self.workdir}/", "-c", str(self.config_path), "-e",
-                      str(self.workdir / "error.log")], self.log_path, f"{self.url}/v2/", timeout)
+        self.config_path.write_text(nginx_config(self.workdir, servers))
+        self._launch(nginx_command(self.workdir, self.config_path), self.log_path, f"{self.url}/v2/", timeout)
         return self
 
 
@@ -380,9 +346,8 @@ class TlsFront(_Server):
 {_proxy_location(self.upstream_host, "https")}
     }}"""
         (self.workdir / "temp").mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(_nginx_config(self.workdir, servers))
-        self._launch([NGINX, "-p", f"{self.workdir}/", "-c", str(self.config_path), "-e",
-                      str(self.workdir / "error.log")], self.log_path, f"{self.url}/", timeout,
+        self.config_path.write_text(nginx_config(self.workdir, servers))
+        self._launch(nginx_command(self.workdir, self.config_path), self.log_path, f"{self.url}/", timeout,
                      verify=str(self.ca_path))
         return self
 
