@@ -96,8 +96,10 @@ def consumer_main(argv):
 
     POST to any other path: a delivery; answered 204 after its signature is checked (with the secret
     registered for that path, when there is one) and it is recorded as [path, webhook-id header,
-    body id, type, occurred_at, receive time (epoch s), signature verified, tags or reference].
-    GET /_health, GET /_count ({"total", "by_path"}), GET /_records?since=N (the records from N on),
+    body id, type, occurred_at, receive time (epoch s), signature verified, tags or reference, count
+    (the pulls a PULL_ARTIFACT stands for; 1 for other events)].
+    GET /_health, GET /_count ({"total", "by_path": deliveries, "counted_by_path": the sum of their
+    counts}), GET /_records?since=N (the records from N on),
     POST /_secret ({"path", "secret"}), POST /_reset (forget every record).
     """
     import argparse
@@ -110,6 +112,7 @@ def consumer_main(argv):
     port = parser.parse_args(argv).port
     records = []
     by_path = {}
+    counted_by_path = {}
     verifiers = {}
 
     async def deliver(request):
@@ -129,18 +132,19 @@ def consumer_main(argv):
             data = doc.get("data") or {}
             key = ",".join(data["tags"]) if "tags" in data else data.get("reference")
             record = [path, request.headers.get("webhook-id"), doc.get("id"), doc.get("type"),
-                      doc.get("occurred_at"), received, verified, key]
+                      doc.get("occurred_at"), received, verified, key, data.get("count", 1)]
         except (ValueError, AttributeError):
-            record = [path, request.headers.get("webhook-id"), None, None, None, received, verified, None]
+            record = [path, request.headers.get("webhook-id"), None, None, None, received, verified, None, 1]
         records.append(record)
         by_path[path] = by_path.get(path, 0) + 1
+        counted_by_path[path] = counted_by_path.get(path, 0) + record[8]
         return web.Response(status=204)
 
     async def health(_):
         return web.json_response({"ok": True})
 
     async def count(_):
-        return web.json_response({"total": len(records), "by_path": by_path})
+        return web.json_response({"total": len(records), "by_path": by_path, "counted_by_path": counted_by_path})
 
     async def dump(request):
         since = int(request.query.get("since", "0"))
@@ -154,6 +158,7 @@ def consumer_main(argv):
     async def reset(_):
         records.clear()
         by_path.clear()
+        counted_by_path.clear()
         verifiers.clear()
         return web.json_response({"ok": True})
 
@@ -186,10 +191,11 @@ class Consumer:
     def reset(self):
         expect_status(self.http.post(self.base_url + "/_reset", timeout=CONSUMER_TIMEOUT), 200, "consumer reset")
 
-    def count(self, paths):
+    def count(self, paths, counted=False):
+        """Deliveries to `paths`; with `counted`, the changes they stand for (a PULL_ARTIFACT its `count`)."""
         resp = self.http.get(self.base_url + "/_count", timeout=CONSUMER_TIMEOUT)
         expect_status(resp, 200, "consumer count")
-        by_path = resp.json()["by_path"]
+        by_path = resp.json()["counted_by_path" if counted else "by_path"]
         return sum(by_path.get(path, 0) for path in paths)
 
     def records(self, paths):
@@ -259,20 +265,21 @@ def epoch(text):
     return datetime.fromisoformat(text).timestamp()
 
 
-def wait_for_deliveries(consumer, paths, expected, since, timeout, what):
-    """Poll the consumer until `expected` deliveries to `paths` arrived or `timeout` s after `since`
-    passed; then wait SETTLE_S more for late duplicates. Return whether all arrived."""
+def wait_for_deliveries(consumer, paths, expected, since, timeout, what, counted=False):
+    """Poll the consumer until `expected` deliveries to `paths` arrived (with `counted`: deliveries standing
+    for `expected` changes, a PULL_ARTIFACT for its `count` of pulls) or `timeout` s after `since` passed;
+    then wait SETTLE_S more for late duplicates. Return whether all arrived."""
     deadline = since + timeout
     next_progress = time.time() + PROGRESS_EVERY_S
     while True:
-        count = consumer.count(paths)
+        count = consumer.count(paths, counted)
         if count >= expected:
             time.sleep(SETTLE_S)
             return True
         if time.time() >= deadline:
             return False
         if time.time() >= next_progress:
-            print(f"  {what}: {count} of {expected} deliveries arrived", flush=True)
+            print(f"  {what}: {count} of {expected} {'changes' if counted else 'deliveries'} arrived", flush=True)
             next_progress += PROGRESS_EVERY_S
         time.sleep(POLL_S)
 
@@ -539,16 +546,19 @@ def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
         print(f"  {fmt(hey['ok_per_s'], '.0f')} 2xx/s, p50 {fmt(hey['p50_ms'])} ms, p99 {fmt(hey['p99_ms'])}"
               f" ms, non-2xx {hey['non_2xx']}, errors {hey['errors']}", flush=True)
         if hooks:
-            expected = hooks * hey["ok"]  # one event per answered GET or PUT, one delivery per webhook
+            # Each answered GET or PUT is reported to each webhook: a PUT by an event of its own, a GET within
+            # the `count` of a PULL_ARTIFACT (identical pulls of one second are one event).
+            expected = hooks * hey["ok"]
             complete = wait_for_deliveries(consumer, paths, expected, end, args.drain_timeout,
-                                           f"{op.upper()} backlog")
+                                           f"{op.upper()} backlog", counted=True)
             records = consumer.records(paths)
             in_window = sum(1 for record in records if record[5] <= end)
             last = max((record[5] for record in records), default=None)
             ids = [(record[0], record[2]) for record in records]
             by_status, retried = database.deliveries([w["id"] for w in webhooks])
             row.update(
-                deliveries_expected=expected, delivered_in_window=in_window, delivered=len(records),
+                changes_expected=expected, changes_delivered=sum(record[8] for record in records),
+                delivered_in_window=in_window, delivered=len(records),
                 all_delivered=complete, duplicates=len(ids) - len(set(ids)),
                 signatures_failed=sum(1 for record in records if record[6] is False),
                 drain_s=(last - end) if complete and last else None,
@@ -556,7 +566,8 @@ def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
                 delivered_per_s_in_window=in_window / (end - start),
                 delivered_per_s_overall=len(records) / ((last or end) - start),
                 deliveries_in_db=by_status, deliveries_retried=retried)
-            print(f"  deliveries: {expected} expected, {in_window} during the load, {len(records)} in all"
+            print(f"  deliveries: {len(records)} standing for {row['changes_delivered']} of {expected} requests x"
+                  f" webhooks, {in_window} during the load"
                   + (f", backlog drained {row['drain_s']:.1f} s after the load" if row["drain_s"] is not None
                      else f", NOT drained {row['waited_s']:.0f} s after the load"), flush=True)
             for webhook in webhooks:  # their backlog, if any, goes with them
@@ -678,7 +689,8 @@ LOAD_COLUMNS = [
 DELIVERY_COLUMNS = [
     ("per endpoint", "per_endpoint", "d"),
     ("op", "op", "s"),
-    ("expected", "deliveries_expected", "d"),
+    ("requests x webhooks", "changes_expected", "d"),
+    ("covered", "changes_delivered", "d"),
     ("during load", "delivered_in_window", "d"),
     ("/s during load", "delivered_per_s_in_window", ".0f"),
     ("delivered", "delivered", "d"),
@@ -728,7 +740,8 @@ def report(results, args):
               f" {LOAD_HOOKS} webhooks for PUSH_ARTIFACT and PULL_ARTIFACT")
         print_table(LOAD_COLUMNS, results["load"])
         print()
-        print("deliveries of the rows with webhooks (one per answered request and webhook):")
+        print("deliveries of the rows with webhooks (each answered request reaches each webhook: a PUT as an event"
+              " of its own, a GET within the count of a PULL_ARTIFACT):")
         print_table(DELIVERY_COLUMNS, [row for row in results["load"] if row["webhooks"]])
         print()
         print("targets:")
