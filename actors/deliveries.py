@@ -80,8 +80,8 @@ class DeliveryDispatcher(pykka.ThreadingActor):
             if message == "tick":
                 self.tick_asked.clear()
                 self._write_outcomes()
-                fanned_out = self._fan_out()
-                self._send_due(look_again=fanned_out or time.monotonic() >= self.looked_at + LOOK_AGAIN_SECONDS)
+                unheld = self._fan_out()
+                self._send_due(look_again=unheld or time.monotonic() >= self.looked_at + LOOK_AGAIN_SECONDS)
             elif message[0] == "sent":
                 self._record(*message[1:])
                 # The outcomes that arrived together are written together, once none is left waiting.
@@ -100,26 +100,32 @@ class DeliveryDispatcher(pykka.ThreadingActor):
     # --- fan-out ---------------------------------------------------------------------------------
 
     def _fan_out(self):
-        """Fan pending events out; whether any delivery was made."""
+        """Fan pending events out; whether it made deliveries beyond those held here as candidates (a query
+        finds them)."""
         events = self.events.claim_pending(EVENT_LEASE_SECONDS, EVENTS_PER_TICK)
         if not events:
             return False
         webhooks = self.webhooks.subscribed({event["type"] for event in events})
         docs = []
         for event in events:
+            rendered = {}  # the body of each format, rendered (and checked against its schema) once per event
             for webhook in webhooks:
                 if not matches(webhook, event):
                     continue
-                try:
-                    body, content_type = render(event, webhook.get("format", "default"), self.source)
-                except PayloadInvalid:
-                    log.exception("event payload breaks its schema; not sent", extra={"event_id": event["_id"]})
-                    continue
-                docs.append(new_delivery(event, webhook["_id"], body, content_type))
+                webhook_format = webhook.get("format", "default")
+                if webhook_format not in rendered:
+                    try:
+                        rendered[webhook_format] = render(event, webhook_format, self.source)
+                    except PayloadInvalid:
+                        log.exception("event payload breaks its schema; not sent", extra={"event_id": event["_id"]})
+                        rendered[webhook_format] = None
+                if rendered[webhook_format] is not None:
+                    docs.append(new_delivery(event, webhook["_id"], *rendered[webhook_format]))
         made = self.deliveries.insert_fan_out(docs)
         self.events.dispatched(events, self.retention)
-        self.due.extend(made[:max(0, HELD_CANDIDATES - len(self.due))])
-        return bool(docs)
+        held = max(0, HELD_CANDIDATES - len(self.due))
+        self.due.extend(made[:held])
+        return len(made) > held
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -140,18 +146,17 @@ class DeliveryDispatcher(pykka.ThreadingActor):
     def _send_due(self, look_again):
         """Send what is due while there is room. Candidates (the deliveries a fan-out made here, and those one
         query for a batch found) wait here, those of a webhook at its cap included, until a slot frees up: a
-        query per send would read the whole backlog each time. A finished send asks for more only once the
-        candidates are used up; ``look_again`` (new deliveries were just made, or LOOK_AGAIN_SECONDS passed)
-        also asks while they hold nothing to send now, so a webhook at its cap never keeps the others'
-        deliveries waiting."""
+        query per send would read the whole backlog each time (SecantusDB reads every document of a sorted
+        range). A finished send asks for more only once the candidates are used up; ``look_again`` (a fan-out
+        made more than are held here, or LOOK_AGAIN_SECONDS passed: retries come due, other nodes' deliveries
+        wait) also asks while they hold nothing to send now, so a webhook at its cap never keeps the others'
+        deliveries waiting for long."""
         queried = False
         while self._room() > 0:
             picked = self._pick()
             if not picked:
                 if queried or (self.due and not look_again):
                     return
-                if len(self.due) >= DUE_BATCH:  # only busy webhooks' candidates: found again by a later query
-                    self.due.clear()
                 busy = {webhook for webhook, count in self.in_flight.items() if count >= self.per_endpoint}
                 known = {found["_id"] for found in self.due}
                 self.due.extend(found for found in self.deliveries.due(DUE_BATCH, busy) if found["_id"] not in known)

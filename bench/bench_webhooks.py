@@ -13,9 +13,10 @@ CYP_WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT:
    receipt, events/s delivered, latency `occurred_at` -> receipt (p50/p99/max) and whether every
    event arrived exactly once (by id and by tag);
 2. load: `hey` at --connections for --load-seconds each, manifest GET and manifest PUT of one tag,
-   with no webhook and then with three webhooks (fresh ones for each operation) (PUSH_ARTIFACT and PULL_ARTIFACT, one consumer at three
-   paths): req/s, p50/p99 latency, non-2xx, the ratio with/without (target: >= 0.9) and whether the
-   deliveries kept up (delivered during the load window, time for the backlog to drain after).
+   each with no webhook and right after with three webhooks (fresh ones for each operation; PUSH_ARTIFACT
+   and PULL_ARTIFACT, one consumer at three paths), --rounds times: req/s, p50/p99 latency, non-2xx, the
+   ratio with/without of the same round (target: >= 0.9) and whether the deliveries kept up (delivered
+   during the load window, time for the backlog to drain after).
 
 Every process it started is stopped at the end, also on error, Ctrl-C, SIGTERM or the time limit.
 See bench/README.md.
@@ -515,16 +516,18 @@ def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
                         timeout=HTTP_TIMEOUT)
     expect_status(resp, 201, "manifest PUT")
     rows = []
-    # The GET with webhooks last: its backlog is the largest, and nothing is measured after it.
-    for hooks, op in ((0, "get"), (0, "put"), (LOAD_HOOKS, "put"), (LOAD_HOOKS, "get")):
+    # Each operation without webhooks, then at once with them, --rounds times: on a shared machine only
+    # runs back to back compare.
+    phases = [(hooks, op) for op in ("get", "put") for hooks in (0, LOAD_HOOKS)]
+    for load_round, (hooks, op) in [(n + 1, phase) for n in range(args.rounds) for phase in phases]:
         # Every earlier event fanned out, so none reaches this phase's webhooks.
         fan_out_wait, still_pending = database.wait_no_pending_events(args.drain_timeout)
         if still_pending:
             print(f"  {still_pending} earlier events still pending after {fan_out_wait:.0f} s", flush=True)
         webhooks, paths = [], []
         for n in range(hooks):
-            path = f"/load-{op}-{n + 1}"
-            webhook = api.create_webhook(f"bench-load-{op}-{n + 1}", consumer.hook_url(path),
+            path = f"/load-{load_round}-{op}-{n + 1}"
+            webhook = api.create_webhook(f"bench-load-{load_round}-{op}-{n + 1}", consumer.hook_url(path),
                                          ["PUSH_ARTIFACT", "PULL_ARTIFACT"], project["id"])
             consumer.add_secret(path, webhook["secret"])
             webhooks.append(webhook)
@@ -539,10 +542,13 @@ def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
         hey = run_hey(command)
         start, end = hey.pop("started"), hey.pop("ended")
         cpu_used = cpu.read()
-        row = {"per_endpoint": args.current_per_endpoint, "op": op.upper(), "webhooks": hooks,
+        row = {"per_endpoint": args.current_per_endpoint, "round": load_round, "op": op.upper(), "webhooks": hooks,
                **hey, "command": shown_command(command), "earlier_events_fan_out_s": fan_out_wait,
                "earlier_events_pending": still_pending,
                "load_average_before": load_start, "load_average_after": os.getloadavg(), **cpu_used}
+        # What a request costs the server and its database, which the other work of a shared machine moves less
+        # than it moves req/s.
+        row["cpu_ms_per_request"] = 1000 * (cpu_used["cyp_cpu_s"] + cpu_used["secantusd_cpu_s"]) / max(hey["ok"], 1)
         print(f"  {fmt(hey['ok_per_s'], '.0f')} 2xx/s, p50 {fmt(hey['p50_ms'])} ms, p99 {fmt(hey['p99_ms'])}"
               f" ms, non-2xx {hey['non_2xx']}, errors {hey['errors']}", flush=True)
         if hooks:
@@ -574,7 +580,7 @@ def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
                 api.delete_webhook(webhook["id"])
         rows.append(row)
     for row in rows:
-        base = next(r for r in rows if r["op"] == row["op"] and r["webhooks"] == 0)
+        base = next(r for r in rows if (r["op"], r["round"], r["webhooks"]) == (row["op"], row["round"], 0))
         row["ratio"] = ratio(row["ok_per_s"], base["ok_per_s"])
     return rows
 
@@ -673,6 +679,7 @@ EVENT_COLUMNS = [
 
 LOAD_COLUMNS = [
     ("per endpoint", "per_endpoint", "d"),
+    ("round", "round", "d"),
     ("op", "op", "s"),
     ("webhooks", "webhooks", "d"),
     ("2xx/s", "ok_per_s", ".0f"),
@@ -683,11 +690,13 @@ LOAD_COLUMNS = [
     ("with/none", "ratio", ".2f"),
     ("cyp CPU s", "cyp_cpu_s", ".1f"),
     ("secantusd CPU s", "secantusd_cpu_s", ".1f"),
+    ("CPU ms/request", "cpu_ms_per_request", ".2f"),
     ("machine busy", "machine_cpu_busy", ".0%"),
 ]
 
 DELIVERY_COLUMNS = [
     ("per endpoint", "per_endpoint", "d"),
+    ("round", "round", "d"),
     ("op", "op", "s"),
     ("requests x webhooks", "changes_expected", "d"),
     ("covered", "changes_delivered", "d"),
@@ -748,7 +757,7 @@ def report(results, args):
         for row in results["load"]:
             if row["webhooks"]:
                 verdict = "ok" if row["ratio"] is not None and row["ratio"] >= TARGET_RATIO else "MISSED"
-                print(f"  per endpoint {row['per_endpoint']:>2} {row['op']:<3} with/none req/s"
+                print(f"  per endpoint {row['per_endpoint']:>2} round {row['round']} {row['op']:<3} with/none req/s"
                       f" {fmt(row['ratio'], '.2f')} (target >= {TARGET_RATIO}): {verdict}")
     for server in results["servers"]:
         if server["db_profile"]:
@@ -791,6 +800,9 @@ def add_options(parser):
     parser.add_argument("--threads", type=int, default=8, help="client threads of part 1 (default 8)")
     parser.add_argument("--connections", type=int, default=32, help="hey's connections in part 2 (default 32)")
     parser.add_argument("--load-seconds", type=int, default=10, help="each hey run of part 2 (default 10)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="part 2: how many times to measure each operation without and then with webhooks"
+                             " (default 1)")
     parser.add_argument("--max-in-flight", type=int, default=32,
                         help="CYP_WEBHOOK_MAX_IN_FLIGHT of the servers (default 32, the server's default)")
     parser.add_argument("--per-endpoint", type=per_endpoint_list, default=[2], metavar="LIST",
