@@ -38,6 +38,9 @@ log = logging.getLogger("cyp.webhooks")
 TICK_SECONDS = 0.5
 # Deliveries a fan-out made that wait here as candidates, whole; beyond, they are found again by a query.
 HELD_CANDIDATES = 2000
+# The webhooks' health (last delivery, last status) is written at most this often, or at once before a
+# failure that counts against the webhook, so busy webhooks cost one write a second rather than one a round.
+HEALTH_SECONDS = 1.0
 EVENT_LEASE_SECONDS = 30
 EVENTS_PER_TICK = 200
 DUE_BATCH = 200
@@ -74,6 +77,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         self.looked_at = 0.0  # when the last query for them ran (time.monotonic)
         self.outcomes = []  # writes of the deliveries' outcomes not yet made
         self.webhook_outcomes = {}  # webhook id: (last status, whether any succeeded), not yet written
+        self.health_written = 0.0  # when they were last written (time.monotonic)
 
     def on_receive(self, message):
         try:
@@ -93,7 +97,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
 
     def on_stop(self):
         try:
-            self._write_outcomes()
+            self._write_outcomes(health_now=True)
         except Exception:  # their leases run out, and they are sent again under the same event id
             log.exception("writing the last webhook outcomes failed")
 
@@ -184,13 +188,15 @@ class DeliveryDispatcher(pykka.ThreadingActor):
                  else {"error": "dispatcher stopped" if done.cancelled() else type(done.exception()).__name__,
                        "status": None})))
 
-    def _write_outcomes(self):
-        """Write the outcomes recorded since the last call: the deliveries' in one bulk write, the webhooks'
-        health in another."""
-        deliveries, webhooks = self.outcomes, self.webhook_outcomes
-        self.outcomes, self.webhook_outcomes = [], {}
+    def _write_outcomes(self, health_now=False):
+        """Write the outcomes recorded since the last call in one bulk write, and the webhooks' health in another
+        when ``health_now`` or HEALTH_SECONDS have passed since it was last written."""
+        deliveries, self.outcomes = self.outcomes, []
         self.deliveries.record(deliveries)
-        self.webhooks.record_outcomes(webhooks)
+        if self.webhook_outcomes and (health_now or time.monotonic() >= self.health_written + HEALTH_SECONDS):
+            webhooks, self.webhook_outcomes = self.webhook_outcomes, {}
+            self.health_written = time.monotonic()
+            self.webhooks.record_outcomes(webhooks)
 
     def _record(self, delivery, webhook, outcome):
         self.in_flight[webhook["_id"]] -= 1
@@ -209,7 +215,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         if status_code == 410 or attempts_made >= len(self.schedule):
             # Rare: written at once, after the round so far, so the webhook's count sees them in order.
             self.outcomes.append(self.deliveries.outcome(delivery, attempt, FAILED, None, self.retention))
-            self._write_outcomes()
+            self._write_outcomes(health_now=True)
             WEBHOOK_DELIVERIES.labels("failed").inc()
             if status_code == 410:
                 self.webhooks.disable(webhook["_id"], "the endpoint answered 410 Gone")
