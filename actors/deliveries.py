@@ -7,6 +7,12 @@ half-way duplicates nothing), then claims the deliveries that are due, within
 dead or slow receiver holds a few slots and never the others'. Each claimed delivery is sent on the
 event loop (never blocking this thread); its outcome comes back as a message, and is recorded with
 what comes next: success, a retry on the schedule (or after the receiver's Retry-After), or the end.
+
+Every database step works on batches, since a round trip to the database costs far more than the
+documents in it: a tick claims up to ``EVENTS_PER_TICK`` events with one update, reads the webhooks
+once, inserts all their deliveries with one insert and marks the events with one update; the deliveries
+it made wait here as candidates (no query finds them again); a send takes every candidate there is room
+for with one update; the outcomes that arrived together are recorded with one bulk write.
 """
 import asyncio
 import collections
@@ -28,6 +34,11 @@ from storage.leases import holder_name
 log = logging.getLogger("cyp.webhooks")
 
 TICK_SECONDS = 0.5
+# Deliveries a fan-out made that wait here as candidates, whole; beyond, they are found again by a query.
+HELD_CANDIDATES = 2000
+# The webhooks' health (last delivery, last status) is written at most this often, or at once before a
+# failure that counts against the webhook, so busy webhooks cost one write a second rather than one a round.
+HEALTH_SECONDS = 1.0
 EVENT_LEASE_SECONDS = 30
 EVENTS_PER_TICK = 200
 DUE_BATCH = 200
@@ -60,85 +71,130 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         self.capacity = config["webhook_max_in_flight"]
         self.retention = config["webhook_history_days"] * 86400
         self.in_flight = {}
-        self.due = collections.deque()  # candidates of the last queries for due deliveries, not yet taken
+        self.due = collections.deque()  # candidates (made here, or found by a query for due ones), not yet taken
         self.looked_at = 0.0  # when the last query for them ran (time.monotonic)
+        self.outcomes = []  # writes of the deliveries' outcomes not yet made
+        self.webhook_outcomes = {}  # webhook id: (last status, whether any succeeded), not yet written
+        self.health_written = 0.0  # when they were last written (time.monotonic)
 
     def on_receive(self, message):
         try:
             if message == "tick":
                 self.tick_asked.clear()
-                fanned_out = self._fan_out()
-                self._send_due(look_again=fanned_out or time.monotonic() >= self.looked_at + LOOK_AGAIN_SECONDS)
+                self._write_outcomes()
+                unheld = self._fan_out()
+                self._send_due(look_again=unheld or time.monotonic() >= self.looked_at + LOOK_AGAIN_SECONDS)
             elif message[0] == "sent":
                 self._record(*message[1:])
-                self._send_due(look_again=False)
+                # The outcomes that arrived together are written together, once none is left waiting.
+                if self.actor_inbox.empty():
+                    self._write_outcomes()
+                    self._send_due(look_again=False)
         except Exception:
             log.exception("webhook dispatcher step failed")
+
+    def on_stop(self):
+        try:
+            self._write_outcomes(health_now=True)
+        except Exception:  # their leases run out, and they are sent again under the same event id
+            log.exception("writing the last webhook outcomes failed")
 
     # --- fan-out ---------------------------------------------------------------------------------
 
     def _fan_out(self):
-        """Fan pending events out; whether any delivery was made."""
-        made = False
-        for event in self.events.claim_pending(EVENT_LEASE_SECONDS, EVENTS_PER_TICK):
-            docs = []
-            for webhook in self.webhooks.subscribed(event.get("project_id"), event["type"]):
+        """Fan pending events out; whether it made deliveries beyond those held here as candidates (a query
+        finds them)."""
+        events = self.events.claim_pending(EVENT_LEASE_SECONDS, EVENTS_PER_TICK)
+        if not events:
+            return False
+        webhooks = self.webhooks.subscribed({event["type"] for event in events})
+        docs = []
+        for event in events:
+            rendered = {}  # the body of each format, rendered (and checked against its schema) once per event
+            for webhook in webhooks:
                 if not matches(webhook, event):
                     continue
-                try:
-                    body, content_type = render(event, webhook.get("format", "default"), self.source)
-                except PayloadInvalid:
-                    log.exception("event payload breaks its schema; not sent", extra={"event_id": event["_id"]})
-                    continue
-                docs.append(new_delivery(event, webhook["_id"], body, content_type))
-            self.deliveries.insert_for_event(docs)
-            self.events.dispatched(event, self.retention)
-            made = made or bool(docs)
-        return made
+                webhook_format = webhook.get("format", "default")
+                if webhook_format not in rendered:
+                    try:
+                        rendered[webhook_format] = render(event, webhook_format, self.source)
+                    except PayloadInvalid:
+                        log.exception("event payload breaks its schema; not sent", extra={"event_id": event["_id"]})
+                        rendered[webhook_format] = None
+                if rendered[webhook_format] is not None:
+                    docs.append(new_delivery(event, webhook["_id"], *rendered[webhook_format]))
+        made = self.deliveries.insert_fan_out(docs)
+        self.events.dispatched(events, self.retention)
+        held = max(0, HELD_CANDIDATES - len(self.due))
+        self.due.extend(made[:held])
+        return len(made) > held
 
     # --- sending ---------------------------------------------------------------------------------
-
-    def _busy(self):
-        return {webhook for webhook, count in self.in_flight.items() if count >= self.per_endpoint}
 
     def _room(self):
         return self.capacity - sum(self.in_flight.values())
 
+    def _pick(self):
+        """The candidates to send now: as many as there is room for, within each webhook's cap."""
+        room, counts, picked = self._room(), dict(self.in_flight), []
+        for candidate in self.due:
+            if len(picked) >= room:
+                break
+            if counts.get(candidate["webhook_id"], 0) < self.per_endpoint:
+                counts[candidate["webhook_id"]] = counts.get(candidate["webhook_id"], 0) + 1
+                picked.append(candidate)
+        return picked
+
     def _send_due(self, look_again):
-        """Send what is due while there is room. Candidates come from one query for a batch and wait here,
-        those of a webhook at its cap included, until a slot frees up: a query per send would read the whole
-        backlog each time. A finished send asks for more only once the batch is used up; ``look_again`` (new
-        deliveries were just made, or LOOK_AGAIN_SECONDS passed) also asks while the batch holds nothing to
-        send now, so a webhook at its cap never keeps the others' deliveries waiting."""
+        """Send what is due while there is room. Candidates (the deliveries a fan-out made here, and those one
+        query for a batch found) wait here, those of a webhook at its cap included, until a slot frees up: a
+        query per send would read the whole backlog each time (SecantusDB reads every document of a sorted
+        range). A finished send asks for more only once the candidates are used up; ``look_again`` (a fan-out
+        made more than are held here, or LOOK_AGAIN_SECONDS passed: retries come due, other nodes' deliveries
+        wait) also asks while they hold nothing to send now, so a webhook at its cap never keeps the others'
+        deliveries waiting for long."""
         queried = False
         while self._room() > 0:
-            busy = self._busy()
-            candidate = next((found for found in self.due if found["webhook_id"] not in busy), None)
-            if candidate is None:
+            picked = self._pick()
+            if not picked:
                 if queried or (self.due and not look_again):
                     return
-                if len(self.due) >= DUE_BATCH:  # only busy webhooks' candidates: found again by a later query
-                    self.due.clear()
+                busy = {webhook for webhook, count in self.in_flight.items() if count >= self.per_endpoint}
                 known = {found["_id"] for found in self.due}
                 self.due.extend(found for found in self.deliveries.due(DUE_BATCH, busy) if found["_id"] not in known)
                 queried, self.looked_at = True, time.monotonic()
                 continue
-            self.due.remove(candidate)
-            delivery = self.deliveries.take(candidate, self.owner, self.timeout + SEND_LEASE_MARGIN_SECONDS)
-            if delivery is not None:
-                self._send(delivery)
+            ids = {candidate["_id"] for candidate in picked}
+            self.due = collections.deque(found for found in self.due if found["_id"] not in ids)
+            # Deliveries made here are held whole: taking them needs no read back.
+            self._send(self.deliveries.take(picked, self.owner, self.timeout + SEND_LEASE_MARGIN_SECONDS,
+                                            whole=all("body" in candidate for candidate in picked)))
 
-    def _send(self, delivery):
-        webhook = self.webhooks.get(delivery["webhook_id"])
-        if webhook is None or not webhook.get("enabled"):
-            self.deliveries.give_up(delivery, "the webhook was deleted or disabled", self.retention)
+    def _send(self, deliveries):
+        if not deliveries:
             return
-        self.in_flight[webhook["_id"]] = self.in_flight.get(webhook["_id"], 0) + 1
-        future = self.sender.start(delivery, webhook)
-        future.add_done_callback(lambda done, d=delivery, w=webhook: self.actor_ref.tell(
-            ("sent", d, w, done.result() if not done.cancelled() and done.exception() is None
-             else {"error": "dispatcher stopped" if done.cancelled() else type(done.exception()).__name__,
-                   "status": None})))
+        webhooks = self.webhooks.get_many({delivery["webhook_id"] for delivery in deliveries})
+        for delivery in deliveries:
+            webhook = webhooks.get(delivery["webhook_id"])
+            if webhook is None or not webhook.get("enabled"):
+                self.deliveries.give_up(delivery, "the webhook was deleted or disabled", self.retention)
+                continue
+            self.in_flight[webhook["_id"]] = self.in_flight.get(webhook["_id"], 0) + 1
+            future = self.sender.start(delivery, webhook)
+            future.add_done_callback(lambda done, d=delivery, w=webhook: self.actor_ref.tell(
+                ("sent", d, w, done.result() if not done.cancelled() and done.exception() is None
+                 else {"error": "dispatcher stopped" if done.cancelled() else type(done.exception()).__name__,
+                       "status": None})))
+
+    def _write_outcomes(self, health_now=False):
+        """Write the outcomes recorded since the last call in one bulk write, and the webhooks' health in another
+        when ``health_now`` or HEALTH_SECONDS have passed since it was last written."""
+        deliveries, self.outcomes = self.outcomes, []
+        self.deliveries.record(deliveries)
+        if self.webhook_outcomes and (health_now or time.monotonic() >= self.health_written + HEALTH_SECONDS):
+            webhooks, self.webhook_outcomes = self.webhook_outcomes, {}
+            self.health_written = time.monotonic()
+            self.webhooks.record_outcomes(webhooks)
 
     def _record(self, delivery, webhook, outcome):
         self.in_flight[webhook["_id"]] -= 1
@@ -147,25 +203,26 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         status_code = outcome.get("status")
         attempt = {"at": utcnow(), **outcome}
         attempts_made = delivery.get("attempt_count", 0) + 1
-        if status_code is not None and 200 <= status_code < 300:
-            self.deliveries.record(delivery, attempt, SUCCEEDED, None, self.retention)
+        succeeded = status_code is not None and 200 <= status_code < 300
+        _, succeeded_before = self.webhook_outcomes.get(webhook["_id"], (None, False))
+        self.webhook_outcomes[webhook["_id"]] = (status_code, succeeded or succeeded_before)
+        if succeeded:
+            self.outcomes.append(self.deliveries.outcome(delivery, attempt, SUCCEEDED, None, self.retention))
             WEBHOOK_DELIVERIES.labels("succeeded").inc()
-            self.webhooks.record_outcome(webhook["_id"], status_code, True)
             return
-        self.webhooks.record_outcome(webhook["_id"], status_code, False)
-        if status_code == 410:
-            self.deliveries.record(delivery, attempt, FAILED, None, self.retention)
+        if status_code == 410 or attempts_made >= len(self.schedule):
+            # Rare: written at once, after the round so far, so the webhook's count sees them in order.
+            self.outcomes.append(self.deliveries.outcome(delivery, attempt, FAILED, None, self.retention))
+            self._write_outcomes(health_now=True)
             WEBHOOK_DELIVERIES.labels("failed").inc()
-            self.webhooks.disable(webhook["_id"], "the endpoint answered 410 Gone")
-            log.warning("webhook disabled: its endpoint answered 410", extra={"webhook_id": webhook["_id"]})
+            if status_code == 410:
+                self.webhooks.disable(webhook["_id"], "the endpoint answered 410 Gone")
+                log.warning("webhook disabled: its endpoint answered 410", extra={"webhook_id": webhook["_id"]})
+            else:
+                self.webhooks.event_failed(webhook["_id"], self.disable_after)
             return
-        if attempts_made >= len(self.schedule):
-            self.deliveries.record(delivery, attempt, FAILED, None, self.retention)
-            WEBHOOK_DELIVERIES.labels("failed").inc()
-            self.webhooks.event_failed(webhook["_id"], self.disable_after)
-            return
-        self.deliveries.record(delivery, attempt, PENDING, utcnow() + datetime.timedelta(
-            seconds=self._wait(attempts_made, outcome.get("retry_after"))), self.retention)
+        self.outcomes.append(self.deliveries.outcome(delivery, attempt, PENDING, utcnow() + datetime.timedelta(
+            seconds=self._wait(attempts_made, outcome.get("retry_after"))), self.retention))
         WEBHOOK_DELIVERIES.labels("retry").inc()
 
     def _wait(self, attempt, retry_after):

@@ -207,7 +207,7 @@ project (administrators only). Other users' webhooks answer 20001. Every payload
 | type | data |
 |---|---|
 | `PUSH_ARTIFACT` | `project {id,name}`, `repository`, `tags`, `digest`, `media_type`, `size`, `artifact_type`?, `children`? (an index), `subject`? |
-| `PULL_ARTIFACT` | `project`, `repository`, `reference` (tag or digest), `digest`, `media_type` |
+| `PULL_ARTIFACT` | `project`, `repository`, `reference` (tag or digest), `digest`, `media_type`, `count`, `first_pulled_at`, `last_pulled_at`: the identical pulls (same operator, reference and digest) of one second are one event |
 | `DELETE_ARTIFACT` | `project`, `repository`, `digest`, `tags` (removed), `media_type`? |
 | `QUOTA_WARNING` | `project`, `storage_used`, `storage_quota` |
 | `QUOTA_EXCEEDED` | `project`, `storage_used`, `storage_quota`, `refused_bytes`?, `digest`?, `reason`? |

@@ -13,9 +13,10 @@ CYP_WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT:
    receipt, events/s delivered, latency `occurred_at` -> receipt (p50/p99/max) and whether every
    event arrived exactly once (by id and by tag);
 2. load: `hey` at --connections for --load-seconds each, manifest GET and manifest PUT of one tag,
-   with no webhook and then with three webhooks (fresh ones for each operation) (PUSH_ARTIFACT and PULL_ARTIFACT, one consumer at three
-   paths): req/s, p50/p99 latency, non-2xx, the ratio with/without (target: >= 0.9) and whether the
-   deliveries kept up (delivered during the load window, time for the backlog to drain after).
+   each with no webhook and right after with three webhooks (fresh ones for each operation; PUSH_ARTIFACT
+   and PULL_ARTIFACT, one consumer at three paths), --rounds times: req/s, p50/p99 latency, non-2xx, the
+   ratio with/without of the same round (target: >= 0.9) and whether the deliveries kept up (delivered
+   during the load window, time for the backlog to drain after).
 
 Every process it started is stopped at the end, also on error, Ctrl-C, SIGTERM or the time limit.
 See bench/README.md.
@@ -96,8 +97,10 @@ def consumer_main(argv):
 
     POST to any other path: a delivery; answered 204 after its signature is checked (with the secret
     registered for that path, when there is one) and it is recorded as [path, webhook-id header,
-    body id, type, occurred_at, receive time (epoch s), signature verified, tags or reference].
-    GET /_health, GET /_count ({"total", "by_path"}), GET /_records?since=N (the records from N on),
+    body id, type, occurred_at, receive time (epoch s), signature verified, tags or reference, count
+    (the pulls a PULL_ARTIFACT stands for; 1 for other events)].
+    GET /_health, GET /_count ({"total", "by_path": deliveries, "counted_by_path": the sum of their
+    counts}), GET /_records?since=N (the records from N on),
     POST /_secret ({"path", "secret"}), POST /_reset (forget every record).
     """
     import argparse
@@ -110,6 +113,7 @@ def consumer_main(argv):
     port = parser.parse_args(argv).port
     records = []
     by_path = {}
+    counted_by_path = {}
     verifiers = {}
 
     async def deliver(request):
@@ -129,18 +133,19 @@ def consumer_main(argv):
             data = doc.get("data") or {}
             key = ",".join(data["tags"]) if "tags" in data else data.get("reference")
             record = [path, request.headers.get("webhook-id"), doc.get("id"), doc.get("type"),
-                      doc.get("occurred_at"), received, verified, key]
+                      doc.get("occurred_at"), received, verified, key, data.get("count", 1)]
         except (ValueError, AttributeError):
-            record = [path, request.headers.get("webhook-id"), None, None, None, received, verified, None]
+            record = [path, request.headers.get("webhook-id"), None, None, None, received, verified, None, 1]
         records.append(record)
         by_path[path] = by_path.get(path, 0) + 1
+        counted_by_path[path] = counted_by_path.get(path, 0) + record[8]
         return web.Response(status=204)
 
     async def health(_):
         return web.json_response({"ok": True})
 
     async def count(_):
-        return web.json_response({"total": len(records), "by_path": by_path})
+        return web.json_response({"total": len(records), "by_path": by_path, "counted_by_path": counted_by_path})
 
     async def dump(request):
         since = int(request.query.get("since", "0"))
@@ -154,6 +159,7 @@ def consumer_main(argv):
     async def reset(_):
         records.clear()
         by_path.clear()
+        counted_by_path.clear()
         verifiers.clear()
         return web.json_response({"ok": True})
 
@@ -186,10 +192,11 @@ class Consumer:
     def reset(self):
         expect_status(self.http.post(self.base_url + "/_reset", timeout=CONSUMER_TIMEOUT), 200, "consumer reset")
 
-    def count(self, paths):
+    def count(self, paths, counted=False):
+        """Deliveries to `paths`; with `counted`, the changes they stand for (a PULL_ARTIFACT its `count`)."""
         resp = self.http.get(self.base_url + "/_count", timeout=CONSUMER_TIMEOUT)
         expect_status(resp, 200, "consumer count")
-        by_path = resp.json()["by_path"]
+        by_path = resp.json()["counted_by_path" if counted else "by_path"]
         return sum(by_path.get(path, 0) for path in paths)
 
     def records(self, paths):
@@ -259,20 +266,21 @@ def epoch(text):
     return datetime.fromisoformat(text).timestamp()
 
 
-def wait_for_deliveries(consumer, paths, expected, since, timeout, what):
-    """Poll the consumer until `expected` deliveries to `paths` arrived or `timeout` s after `since`
-    passed; then wait SETTLE_S more for late duplicates. Return whether all arrived."""
+def wait_for_deliveries(consumer, paths, expected, since, timeout, what, counted=False):
+    """Poll the consumer until `expected` deliveries to `paths` arrived (with `counted`: deliveries standing
+    for `expected` changes, a PULL_ARTIFACT for its `count` of pulls) or `timeout` s after `since` passed;
+    then wait SETTLE_S more for late duplicates. Return whether all arrived."""
     deadline = since + timeout
     next_progress = time.time() + PROGRESS_EVERY_S
     while True:
-        count = consumer.count(paths)
+        count = consumer.count(paths, counted)
         if count >= expected:
             time.sleep(SETTLE_S)
             return True
         if time.time() >= deadline:
             return False
         if time.time() >= next_progress:
-            print(f"  {what}: {count} of {expected} deliveries arrived", flush=True)
+            print(f"  {what}: {count} of {expected} {'changes' if counted else 'deliveries'} arrived", flush=True)
             next_progress += PROGRESS_EVERY_S
         time.sleep(POLL_S)
 
@@ -508,16 +516,18 @@ def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
                         timeout=HTTP_TIMEOUT)
     expect_status(resp, 201, "manifest PUT")
     rows = []
-    # The GET with webhooks last: its backlog is the largest, and nothing is measured after it.
-    for hooks, op in ((0, "get"), (0, "put"), (LOAD_HOOKS, "put"), (LOAD_HOOKS, "get")):
+    # Each operation without webhooks, then at once with them, --rounds times: on a shared machine only
+    # runs back to back compare.
+    phases = [(hooks, op) for op in ("get", "put") for hooks in (0, LOAD_HOOKS)]
+    for load_round, (hooks, op) in [(n + 1, phase) for n in range(args.rounds) for phase in phases]:
         # Every earlier event fanned out, so none reaches this phase's webhooks.
         fan_out_wait, still_pending = database.wait_no_pending_events(args.drain_timeout)
         if still_pending:
             print(f"  {still_pending} earlier events still pending after {fan_out_wait:.0f} s", flush=True)
         webhooks, paths = [], []
         for n in range(hooks):
-            path = f"/load-{op}-{n + 1}"
-            webhook = api.create_webhook(f"bench-load-{op}-{n + 1}", consumer.hook_url(path),
+            path = f"/load-{load_round}-{op}-{n + 1}"
+            webhook = api.create_webhook(f"bench-load-{load_round}-{op}-{n + 1}", consumer.hook_url(path),
                                          ["PUSH_ARTIFACT", "PULL_ARTIFACT"], project["id"])
             consumer.add_secret(path, webhook["secret"])
             webhooks.append(webhook)
@@ -532,23 +542,29 @@ def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
         hey = run_hey(command)
         start, end = hey.pop("started"), hey.pop("ended")
         cpu_used = cpu.read()
-        row = {"per_endpoint": args.current_per_endpoint, "op": op.upper(), "webhooks": hooks,
+        row = {"per_endpoint": args.current_per_endpoint, "round": load_round, "op": op.upper(), "webhooks": hooks,
                **hey, "command": shown_command(command), "earlier_events_fan_out_s": fan_out_wait,
                "earlier_events_pending": still_pending,
                "load_average_before": load_start, "load_average_after": os.getloadavg(), **cpu_used}
+        # What a request costs the server and its database, which the other work of a shared machine moves less
+        # than it moves req/s.
+        row["cpu_ms_per_request"] = 1000 * (cpu_used["cyp_cpu_s"] + cpu_used["secantusd_cpu_s"]) / max(hey["ok"], 1)
         print(f"  {fmt(hey['ok_per_s'], '.0f')} 2xx/s, p50 {fmt(hey['p50_ms'])} ms, p99 {fmt(hey['p99_ms'])}"
               f" ms, non-2xx {hey['non_2xx']}, errors {hey['errors']}", flush=True)
         if hooks:
-            expected = hooks * hey["ok"]  # one event per answered GET or PUT, one delivery per webhook
+            # Each answered GET or PUT is reported to each webhook: a PUT by an event of its own, a GET within
+            # the `count` of a PULL_ARTIFACT (identical pulls of one second are one event).
+            expected = hooks * hey["ok"]
             complete = wait_for_deliveries(consumer, paths, expected, end, args.drain_timeout,
-                                           f"{op.upper()} backlog")
+                                           f"{op.upper()} backlog", counted=True)
             records = consumer.records(paths)
             in_window = sum(1 for record in records if record[5] <= end)
             last = max((record[5] for record in records), default=None)
             ids = [(record[0], record[2]) for record in records]
             by_status, retried = database.deliveries([w["id"] for w in webhooks])
             row.update(
-                deliveries_expected=expected, delivered_in_window=in_window, delivered=len(records),
+                changes_expected=expected, changes_delivered=sum(record[8] for record in records),
+                delivered_in_window=in_window, delivered=len(records),
                 all_delivered=complete, duplicates=len(ids) - len(set(ids)),
                 signatures_failed=sum(1 for record in records if record[6] is False),
                 drain_s=(last - end) if complete and last else None,
@@ -556,14 +572,15 @@ def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
                 delivered_per_s_in_window=in_window / (end - start),
                 delivered_per_s_overall=len(records) / ((last or end) - start),
                 deliveries_in_db=by_status, deliveries_retried=retried)
-            print(f"  deliveries: {expected} expected, {in_window} during the load, {len(records)} in all"
+            print(f"  deliveries: {len(records)} standing for {row['changes_delivered']} of {expected} requests x"
+                  f" webhooks, {in_window} during the load"
                   + (f", backlog drained {row['drain_s']:.1f} s after the load" if row["drain_s"] is not None
                      else f", NOT drained {row['waited_s']:.0f} s after the load"), flush=True)
             for webhook in webhooks:  # their backlog, if any, goes with them
                 api.delete_webhook(webhook["id"])
         rows.append(row)
     for row in rows:
-        base = next(r for r in rows if r["op"] == row["op"] and r["webhooks"] == 0)
+        base = next(r for r in rows if (r["op"], r["round"], r["webhooks"]) == (row["op"], row["round"], 0))
         row["ratio"] = ratio(row["ok_per_s"], base["ok_per_s"])
     return rows
 
@@ -662,6 +679,7 @@ EVENT_COLUMNS = [
 
 LOAD_COLUMNS = [
     ("per endpoint", "per_endpoint", "d"),
+    ("round", "round", "d"),
     ("op", "op", "s"),
     ("webhooks", "webhooks", "d"),
     ("2xx/s", "ok_per_s", ".0f"),
@@ -672,13 +690,16 @@ LOAD_COLUMNS = [
     ("with/none", "ratio", ".2f"),
     ("cyp CPU s", "cyp_cpu_s", ".1f"),
     ("secantusd CPU s", "secantusd_cpu_s", ".1f"),
+    ("CPU ms/request", "cpu_ms_per_request", ".2f"),
     ("machine busy", "machine_cpu_busy", ".0%"),
 ]
 
 DELIVERY_COLUMNS = [
     ("per endpoint", "per_endpoint", "d"),
+    ("round", "round", "d"),
     ("op", "op", "s"),
-    ("expected", "deliveries_expected", "d"),
+    ("requests x webhooks", "changes_expected", "d"),
+    ("covered", "changes_delivered", "d"),
     ("during load", "delivered_in_window", "d"),
     ("/s during load", "delivered_per_s_in_window", ".0f"),
     ("delivered", "delivered", "d"),
@@ -728,14 +749,15 @@ def report(results, args):
               f" {LOAD_HOOKS} webhooks for PUSH_ARTIFACT and PULL_ARTIFACT")
         print_table(LOAD_COLUMNS, results["load"])
         print()
-        print("deliveries of the rows with webhooks (one per answered request and webhook):")
+        print("deliveries of the rows with webhooks (each answered request reaches each webhook: a PUT as an event"
+              " of its own, a GET within the count of a PULL_ARTIFACT):")
         print_table(DELIVERY_COLUMNS, [row for row in results["load"] if row["webhooks"]])
         print()
         print("targets:")
         for row in results["load"]:
             if row["webhooks"]:
                 verdict = "ok" if row["ratio"] is not None and row["ratio"] >= TARGET_RATIO else "MISSED"
-                print(f"  per endpoint {row['per_endpoint']:>2} {row['op']:<3} with/none req/s"
+                print(f"  per endpoint {row['per_endpoint']:>2} round {row['round']} {row['op']:<3} with/none req/s"
                       f" {fmt(row['ratio'], '.2f')} (target >= {TARGET_RATIO}): {verdict}")
     for server in results["servers"]:
         if server["db_profile"]:
@@ -778,6 +800,9 @@ def add_options(parser):
     parser.add_argument("--threads", type=int, default=8, help="client threads of part 1 (default 8)")
     parser.add_argument("--connections", type=int, default=32, help="hey's connections in part 2 (default 32)")
     parser.add_argument("--load-seconds", type=int, default=10, help="each hey run of part 2 (default 10)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="part 2: how many times to measure each operation without and then with webhooks"
+                             " (default 1)")
     parser.add_argument("--max-in-flight", type=int, default=32,
                         help="CYP_WEBHOOK_MAX_IN_FLIGHT of the servers (default 32, the server's default)")
     parser.add_argument("--per-endpoint", type=per_endpoint_list, default=[2], metavar="LIST",

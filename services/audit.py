@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 
+from services.folding import fold
 from services.timestamps import iso_z
 from storage.clock import utcnow
 
@@ -103,20 +104,11 @@ def _append_bounded(queue, record):
 
 def _folded(pulls):
     """Pull records with identical pulls (same account, address, manifest, outcome) folded into one with their
-    ``count``; its ``at`` and ``trace_id`` are the last one's."""
-    folded = {}
-    for record in pulls:
-        key = (record["user_id"], record["username"], record["address"], record["outcome"], record["status"],
-               record["error_code"], tuple(sorted(record["resource"].items())))
-        count = record.get("count", 1)
-        same = folded.get(key)
-        if same is None:
-            folded[key] = {**record, "count": count}
-        else:
-            same["count"] += count
-            if record["at"] >= same["at"]:
-                same["at"], same["trace_id"] = record["at"], record["trace_id"]
-    return list(folded.values())
+    ``count``; its ``at`` and ``trace_id`` are the last one's (the queue is in the order pulls were answered)."""
+    return [{**first, "count": count, "at": last["at"], "trace_id": last["trace_id"]}
+            for first, last, count in fold(pulls, lambda record: (
+                record["user_id"], record["username"], record["address"], record["outcome"], record["status"],
+                record["error_code"], tuple(sorted(record["resource"].items()))))]
 
 
 def _pull_figures(pulls):

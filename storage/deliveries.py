@@ -9,10 +9,11 @@ Ended deliveries expire (TTL) after the retention period.
 import datetime
 import uuid
 
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.clock import utcnow
-from storage.leases import candidates, take
+from storage.leases import candidates, take_many
 
 PENDING, SENDING, SUCCEEDED, FAILED = "pending", "sending", "succeeded", "failed"
 DUPLICATE_KEY = 11000
@@ -85,21 +86,24 @@ class SyncDeliveries:
     def __init__(self, db):
         self.collection = db["deliveries"]
 
-    def insert_for_event(self, docs):
-        """Insert the fan-out of one event in one round trip; ones already there (an earlier fan-out that died)
-        stay as they are."""
+    def insert_fan_out(self, docs):
+        """Insert the deliveries of a fan-out in one round trip; answers those inserted. Ones already there (an
+        earlier fan-out that died half-way) stay as they are, and are not answered."""
         if not docs:
-            return
+            return []
         try:
             self.collection.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            if any(error["code"] != DUPLICATE_KEY for error in exc.details["writeErrors"]):
+            errors = exc.details["writeErrors"]
+            if any(error["code"] != DUPLICATE_KEY for error in errors):
                 raise
+            there = {error["index"] for error in errors}
+            return [doc for index, doc in enumerate(docs) if index not in there]
+        return docs
 
     def due(self, limit, busy_webhooks):
         """Up to ``limit`` deliveries due now, earliest first, then ones whose sender died (lease run out),
-        leaving out those of ``busy_webhooks``: their ``_id``, ``webhook_id`` and ``status``, to ``take`` one
-        by one. Two queries, each on an index range (one with ``$or`` would read every delivery)."""
+        leaving out those of ``busy_webhooks``: their ``_id``, ``webhook_id`` and ``status``, to ``take``. Two queries, each on an index range (one with ``$or`` would read every delivery)."""
         now, others = utcnow(), {"webhook_id": {"$nin": list(busy_webhooks)}}
         found = candidates(self.collection, {**_takeable(PENDING, now), **others}, [("next_attempt_at", 1)], limit,
                            fields=("webhook_id", "status"))
@@ -108,13 +112,17 @@ class SyncDeliveries:
                                 limit - len(found), fields=("webhook_id", "status"))
         return found
 
-    def take(self, candidate, owner, lease_seconds):
-        """The delivery of a ``due`` candidate, leased to ``owner``, while it is still as due (or abandoned) as
-        it was found; else None."""
+    def take(self, found, owner, lease_seconds, whole):
+        """The deliveries of ``found`` (``due`` candidates, or whole deliveries when ``whole``), leased to ``owner``
+        in one update, those still as due (or abandoned) as they were found: a pending one taken by another
+        dispatcher meanwhile is left out."""
         now = utcnow()
-        return take(self.collection, candidate["_id"], _takeable(candidate["status"], now),
-                    {"$set": {"status": SENDING, "lease_token": f"{owner}:{uuid.uuid4().hex}",
-                              "lease_until": now + datetime.timedelta(seconds=lease_seconds)}})
+        fields = {"status": SENDING, "lease_until": now + datetime.timedelta(seconds=lease_seconds)}
+        taken = []
+        for status in (PENDING, SENDING):
+            batch = [doc for doc in found if doc["status"] == status]
+            taken += take_many(self.collection, batch, _takeable(status, now), fields, whole, f"{owner}:")
+        return taken
 
     def backlog(self):
         """``{status: (deliveries, oldest created_at)}`` of those not ended (pending, sending), on the status index."""
@@ -128,18 +136,23 @@ class SyncDeliveries:
         doc = self.collection.find_one({"status": PENDING}, {"next_attempt_at": 1}, sort=[("next_attempt_at", 1)])
         return doc["next_attempt_at"] if doc else None
 
-    def record(self, delivery, attempt, status, next_attempt_at, retention_seconds):
-        """Keep the attempt and what comes next, while the lease is still the caller's."""
+    @staticmethod
+    def outcome(delivery, attempt, status, next_attempt_at, retention_seconds):
+        """The write keeping the attempt and what comes next, while the lease is still the caller's (for
+        ``record``)."""
         now = utcnow()
         fields = {"status": status, "next_attempt_at": next_attempt_at, "lease_token": None, "lease_until": None,
                   "updated_at": now}
         if status in (SUCCEEDED, FAILED):
             fields["expire_at"] = now + datetime.timedelta(seconds=retention_seconds)
-        result = self.collection.update_one(
-            {"_id": delivery["_id"], "lease_token": delivery["lease_token"]},
-            {"$set": fields, "$inc": {"attempt_count": 1},
-             "$push": {"attempts": {"$each": [attempt], "$slice": -KEPT_ATTEMPTS}}})
-        return result.matched_count == 1
+        return UpdateOne({"_id": delivery["_id"], "lease_token": delivery["lease_token"]},
+                         {"$set": fields, "$inc": {"attempt_count": 1},
+                          "$push": {"attempts": {"$each": [attempt], "$slice": -KEPT_ATTEMPTS}}})
+
+    def record(self, outcomes):
+        """Write the ``outcome`` writes of a round in one round trip."""
+        if outcomes:
+            self.collection.bulk_write(outcomes, ordered=False)
 
     def give_up(self, delivery, reason, retention_seconds):
         """End a delivery that will not be sent (its webhook was deleted or disabled)."""

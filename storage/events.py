@@ -9,7 +9,7 @@ import datetime
 import uuid
 
 from storage.clock import utcnow
-from storage.leases import claim
+from storage.leases import candidates, take_many
 
 PENDING, DISPATCHED = "pending", "dispatched"
 
@@ -59,15 +59,21 @@ class SyncEvents:
         return doc
 
     def claim_pending(self, lease_seconds, limit):
-        """Up to ``limit`` pending events no other dispatcher is fanning out right now, oldest first, each
-        leased to the caller as it is taken."""
+        """Up to ``limit`` pending events no other dispatcher is fanning out right now, oldest first, leased to
+        the caller: those never leased, then those whose lease ran out (two conditions: no ``$or``)."""
         now = utcnow()
-        return claim(self.collection,
-                     [{"status": PENDING, "lease_until": None}, {"status": PENDING, "lease_until": {"$lt": now}}],
-                     [("occurred_at", 1)], limit,
-                     lambda: {"$set": {"lease_until": now + datetime.timedelta(seconds=lease_seconds)}})
+        lease = {"lease_until": now + datetime.timedelta(seconds=lease_seconds)}
+        claimed = []
+        for condition in ({"status": PENDING, "lease_until": None}, {"status": PENDING, "lease_until": {"$lt": now}}):
+            found = candidates(self.collection, condition, [("occurred_at", 1)], limit - len(claimed), fields=None)
+            claimed += take_many(self.collection, found, condition, lease, whole=True)
+            if len(claimed) >= limit:
+                break
+        return claimed
 
-    def dispatched(self, event, retention_seconds):
-        self.collection.update_one({"_id": event["_id"]}, {"$set": {
-            "status": DISPATCHED, "lease_until": None,
-            "expire_at": utcnow() + datetime.timedelta(seconds=retention_seconds)}})
+    def dispatched(self, events, retention_seconds):
+        """Mark fanned-out ``events`` so, in one update."""
+        if events:
+            self.collection.update_many({"_id": {"$in": [event["_id"] for event in events]}}, {"$set": {
+                "status": DISPATCHED, "lease_until": None,
+                "expire_at": utcnow() + datetime.timedelta(seconds=retention_seconds)}})

@@ -3,7 +3,7 @@ never in clear; the delivery health (last delivery, consecutive failed events, w
 on the webhook so every node sees it."""
 import uuid
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 
 from storage.clock import utcnow
 
@@ -57,20 +57,25 @@ class SyncWebhooks:
     def __init__(self, db):
         self.collection = db["webhooks"]
 
-    def get(self, webhook_id):
-        return self.collection.find_one({"_id": webhook_id})
+    def get_many(self, webhook_ids):
+        """``{id: webhook}`` of those of ``webhook_ids`` that exist, in one query."""
+        return {doc["_id"]: doc for doc in self.collection.find({"_id": {"$in": list(webhook_ids)}})}
 
-    def subscribed(self, project_id, event_type):
-        """Enabled webhooks of the project (and global ones) that want ``event_type``."""
-        scope = [{"project_id": None}] + ([{"project_id": project_id}] if project_id else [])
-        return list(self.collection.find({"enabled": True, "events": event_type, "$or": scope}))
+    def subscribed(self, event_types):
+        """Enabled webhooks that want one of ``event_types`` (``matches`` tells which event each wants)."""
+        return list(self.collection.find({"enabled": True, "events": {"$in": list(event_types)}}))
 
-    def record_outcome(self, webhook_id, status_code, succeeded):
-        """The last attempt's outcome; a success clears the count of consecutive failed events."""
-        fields = {"last_delivery_at": utcnow(), "last_status": status_code}
-        if succeeded:
-            fields["consecutive_failures"] = 0
-        self.collection.update_one({"_id": webhook_id}, {"$set": fields})
+    def record_outcomes(self, outcomes):
+        """``{webhook_id: (status of its last attempt, whether any attempt of the round succeeded)}`` kept on
+        each webhook, in one round trip; a success clears the count of consecutive failed events."""
+        writes = []
+        for webhook_id, (status_code, succeeded) in outcomes.items():
+            fields = {"last_delivery_at": utcnow(), "last_status": status_code}
+            if succeeded:
+                fields["consecutive_failures"] = 0
+            writes.append(UpdateOne({"_id": webhook_id}, {"$set": fields}))
+        if writes:
+            self.collection.bulk_write(writes, ordered=False)
 
     def event_failed(self, webhook_id, disable_after):
         """One more event that exhausted its retries; disables the webhook at ``disable_after`` in a row."""

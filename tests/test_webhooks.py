@@ -175,6 +175,36 @@ def test_a_skopeo_push_and_pull_deliver_push_and_pull_events(hooks_server, admin
     assert_genuine(delivered(receiver, "PULL_ARTIFACT", repository=f"{project['name']}/sk", reference="v1"))
 
 
+def test_identical_pulls_within_a_second_arrive_as_one_event_with_their_count(admin, project, receiver, client):
+    create_webhook(admin, project, receiver, ["PULL_ARTIFACT"])
+    repo = f"{project['name']}/loop"
+    image = push_image(client, repo, "v1")
+    token = client.token(f"repository:{repo}:pull")
+
+    def pull(reference):
+        response = client.request("GET", f"/v2/{repo}/manifests/{reference}", headers={
+            "Authorization": f"Bearer {token}", "Accept": "application/vnd.oci.image.manifest.v1+json"})
+        assert response.status_code == 200
+
+    # Pull events are written once the server has seen that a webhook wants them (it looks every few seconds):
+    # pulls by digest until one arrives, then the pulls counted, by tag.
+    assert wait_until(lambda: pull(image.digest) or receiver.of_type("PULL_ARTIFACT"), timeout=20)
+    for _ in range(20):
+        pull("v1")
+
+    def loop_events():
+        events = [item for item in receiver.of_type("PULL_ARTIFACT") if item["document"]["data"]["reference"] == "v1"]
+        return events if sum(item["document"]["data"]["count"] for item in events) >= 20 else None
+
+    events = wait_until(loop_events, timeout=20)
+    assert events and len(events) <= 2, f"20 identical pulls made {len(events or [])} events"
+    assert_genuine(events)
+    data = events[0]["document"]["data"]
+    assert sum(item["document"]["data"]["count"] for item in events) == 20
+    assert (data["repository"], data["reference"], data["digest"]) == (repo, "v1", image.digest)
+    assert data["first_pulled_at"] == events[0]["document"]["occurred_at"] <= data["last_pulled_at"]
+
+
 def test_deleting_a_manifest_delivers_delete_artifact_with_its_tags(admin, project, receiver, client):
     create_webhook(admin, project, receiver, ["DELETE_ARTIFACT"])
     repo = f"{project['name']}/gone"
