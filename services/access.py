@@ -132,7 +132,8 @@ class AccessService:
         return result
 
     async def issue_token(self, credentials, scope_values, remote_ip):
-        """The token endpoint's answer for ``(username, password)`` (None: anonymous) and the requested scopes.
+        """``(user, the token endpoint's answer)`` for ``(username, password)`` (None: anonymous) and the requested
+        scopes; ``user`` is the verified account (None: anonymous).
 
         The password may be the account's or one of its PATs, whose scopes then bound the grant.
         """
@@ -146,7 +147,8 @@ class AccessService:
         scopes = await self.grant(user, parse_scopes(scope_values), limit)
         token, expires_in, issued_at = self.tokens.issue(
             user["username"] if user else "", user["_id"] if user else None, scopes, pat["_id"] if pat else None)
-        return {"token": token, "access_token": token, "expires_in": expires_in, "issued_at": epoch_iso_z(issued_at)}
+        return user, {"token": token, "access_token": token, "expires_in": expires_in,
+                      "issued_at": epoch_iso_z(issued_at)}
 
     async def caller(self, bearer):
         """The RegistryCaller behind a bearer token (None: anonymous); a token outlives nothing it came

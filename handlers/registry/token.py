@@ -14,7 +14,9 @@ class TokenHandler(RegistryErrorsMixin, BaseHandler):
     async def answer(self, credentials, scope_values):
         if credentials is not None:
             self.audit_notes["claimed_username"] = credentials[0]
-        token = await self.access.issue_token(credentials, scope_values, self.request.remote_ip)
+        # The verified account names the record (no lookup when it is written); a refusal, the name claimed.
+        self.audit_notes["user"], token = await self.access.issue_token(credentials, scope_values,
+                                                                       self.request.remote_ip)
         self.set_header("Cache-Control", "no-store")
         self.write_json(token)
 
