@@ -610,7 +610,8 @@ rotated."""),
         description="""\
 An administrator sees every record; anyone else sees the records of the
 projects they own (whoever acted in them) and those of their own account (their logins, including failed
-attempts on their username, PATs, password and profile changes, and what they did anywhere).
+attempts on their username, PATs, password and profile changes, and what they did anywhere). Records written
+by a version before this list's scope was stored with each record are seen by administrators only.
 
 Every filter is optional and they combine. An unknown operation or outcome, a time that does not parse, `from`
 after `to`, or a value over 256 characters answer `10001` naming the filter.
@@ -639,16 +640,22 @@ Newest first. A record:
 - `outcome` is `failure` when the answer's HTTP `status` was 400 or more; `error_code` is then the error
   table's code: an envelope code (a number, `30001`) under `/api/v1`, an OCI code (a string, `"DENIED"`)
   under `/v2/` and `/auth/token`.
-- `username` is `anonymous` when nobody authenticated; for `auth.login` and `auth.token` it is the name
-  the credentials gave (with its `user_id` when such an account exists); `operator` for the command line,
-  whose records have `address` `cli` and `status`, `trace_id` and `user_id` `null`.
-- `count` is 1 but for `artifact.pull`: identical pulls written in one batch (the same account, address,
-  manifest and outcome within about a second) are one record with their number, `at` and `trace_id` the
-  last one's.
+- `username` is `anonymous` when nobody authenticated; for `auth.login` and `auth.token` it is the account
+  the credentials named (with its `user_id`), or `unknown` when they named none (what was typed is not kept:
+  it may be a password); `operator` for the command line, whose records have `address` `cli` and `status`,
+  `trace_id` and `user_id` `null`.
+- `project_id` and `project_name` name the project only once the caller was allowed to see it: a request
+  refused as not found (or not allowed) on a project has both `null`, so no record tells whether a private
+  project exists.
+- `count` is 1 but for `artifact.pull` and a granted `auth.token`: identical ones written in one batch (the
+  same account, address, project, resource and outcome within about a second) are one record with their
+  number, `at` and `trace_id` the last one's.
 - `address` is the client's, as `X-Real-Ip` / `X-Forwarded-For` give it only with `trust_proxy_headers`.
 - `resource` names what was acted on, never a secret: `repository`, `reference`, `digest` (registry
   operations); `repository` (the path inside the project) and `tag` (API deletes); `pat_id`, `name`,
-  `scopes`; `user_id`, `username`; `webhook_id`, `delivery_id`; `task_id`, `image`; `storage_quota`.
+  `scopes`; `user_id`, `username`; `webhook_id`, `delivery_id`; `task_id`, `image`; `storage_quota`; for
+  `user.update` by an administrator and `project.update`, `fields` (the names of the fields set, sorted) and
+  the new values of `is_admin`, `disabled`, `is_public` among them (never a password).
 
 Operations:
 

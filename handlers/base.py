@@ -106,8 +106,9 @@ class BaseHandler(tornado.web.RequestHandler):
         # Tornado sets these once the path is decoded; a request refused before that (a method it does not
         # support, a path that is not UTF-8) has none, and its audit record names nothing of the path.
         self.path_args, self.path_kwargs = [], {}
-        # What only handling the request learns, for its audit record (new_record's arguments: ``project``,
-        # ``claimed_username``, ``resource``...); never a secret.
+        # What only handling the request learns, for its audit record (new_record's arguments: ``project`` once
+        # the caller passed the check that lets them see it, ``user`` a login verified, ``claimed_username``,
+        # ``resource``...); never a secret.
         self.audit_notes = {}
         # The error table's code of an error answer.
         self.error_code = None
@@ -129,19 +130,24 @@ class BaseHandler(tornado.web.RequestHandler):
             self.services.audit.submit(self.audit_record(operation))
 
     def audit_operation(self):
-        """The operation this request records, None for none."""
+        """The operation this request records, None for none. A request refused by a throttle (429) did nothing
+        and is not recorded, so a flood cannot grow the log; the rate limiter counts its refusals in
+        cyp_rate_limited_requests_total."""
+        if self.get_status() == 429:
+            return None
         return self.audited.get(self.request.method)
 
     def audit_subject(self):
-        """new_record's arguments naming what the request's path names (its project, its resource)."""
+        """new_record's arguments naming what the request's path names (its resource; never its project, which
+        the path names whether or not the caller may see it)."""
         return {}
 
     def audit_record(self, operation):
         subject, notes = self.audit_subject(), self.audit_notes
         resource = {**subject.get("resource", {}), **notes.get("resource", {})}
         return new_record(operation, self.get_status(), address=self.request.remote_ip, trace_id=self.trace_id,
-                          user=self.acting_user(), error_code=self.error_code,
-                          **{**subject, **notes, "resource": resource})
+                          error_code=self.error_code,
+                          **{"user": self.acting_user(), **subject, **notes, "resource": resource})
 
     def acting_user(self):
         """The account the request was answered for, when one authenticated."""

@@ -185,7 +185,7 @@ async def imports_cancel(config, task_id):
     async with operator_services(config) as services:
         project_id = await services.imports.project_of(task_id)
         emit(await services.imports.cancel(OPERATOR, project_id, task_id))
-        audit(services, "import.cancel", project_key=project_id, resource={"task_id": task_id})
+        audit(services, "import.cancel", project_id=project_id, resource={"task_id": task_id})
     return 0
 
 

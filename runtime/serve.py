@@ -132,6 +132,14 @@ async def wait_for_stop(embedded):
     return 0 if stop.is_set() else 1
 
 
+async def end_tasks(tasks):
+    """Cancel ``tasks`` and wait until each has ended: a writer cancelled mid-write puts its batch back as it ends,
+    so only then may a last flush find it."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def prepare_state(collections, config):
     """What exists once per registry, made by whoever starts first: the token signing keys and the first
     administrator. Answers the bootstrap hint."""
@@ -195,14 +203,16 @@ async def run_node(config, backend, sockets, hint):
                                config["shutdown_grace_seconds"])
     except asyncio.TimeoutError:
         log.warning("requests still in flight after the grace period", extra={"active": tracker.active})
-    for task in background:
-        task.cancel()
+    await end_tasks(background)
     await services.pulls.flush()
-    await services.audit.flush()
     # Imports are handed back from the actors' threads, which wait on this loop: keep it turning.
     await loop.run_in_executor(None, imports.stop)
     await loop.run_in_executor(None, dispatchers.stop)
     await server.close_all_connections()
+    # Last, once nothing can add a record or count a request any more.
+    await services.audit.flush()
+    if services.rate_limits.enabled:
+        await services.rate_limits.sync()
     await services.close()
     log.info("stopped")
     return status

@@ -98,13 +98,14 @@ class AuthService:
                 "refresh_expires_at": refresh_claims["exp"], "token_type": "Bearer"}
 
     async def login(self, username, password, remote_ip):
+        """``(user, session tokens)`` for a username and its account password."""
         user, pat = await self.verify_credentials(username, password, remote_ip)
         if pat is not None:
             raise WrongCredentials("log in with the account password; a personal access token is used as a bearer token")
         refresh_jti = secrets.token_hex(16)
         session = await self.collections.sessions.create(user["_id"], refresh_jti, self.refresh_ttl, remote_ip)
         await self.collections.users.touch_login(user["_id"])
-        return self._session_tokens(user["_id"], session["_id"], refresh_jti)
+        return user, self._session_tokens(user["_id"], session["_id"], refresh_jti)
 
     async def refresh(self, refresh_token):
         """Rotate a refresh token; presenting one already used revokes its whole session."""

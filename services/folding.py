@@ -1,5 +1,5 @@
 """Folding identical records of one batch into one with their count: a client pulling in a loop costs a
-record per batch, not one per request. The audit log's pull records and the PULL_ARTIFACT events both use it."""
+PULL_ARTIFACT event per batch, not one per request (the audit log folds its records as they are submitted)."""
 
 
 def fold(items, key):

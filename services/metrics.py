@@ -38,6 +38,8 @@ WEBHOOK_DELIVERIES = Counter("cyp_webhook_deliveries", "Webhook delivery attempt
 IMPORT_TASKS_FINISHED = Counter("cyp_import_tasks_finished", "Image imports ended, by final status", ["status"])
 RATE_LIMITED = Counter("cyp_rate_limited_requests", "Requests refused by the rate limits, by API (api, v2, token) "
                        "and by what the caller was counted as (user, address)", ["api", "caller"])
+AUDIT_RECORDS_DROPPED = Counter("cyp_audit_records_dropped", "Audit records dropped unwritten: more were queued "
+                                "than the writer keeps while the database fails")
 GC_RUNS = Counter("cyp_gc_runs", "Garbage collections completed")
 GC_FREED_BYTES = Counter("cyp_gc_freed_bytes", "Bytes of blobs garbage collection deleted")
 ACTOR_MAILBOX = Gauge("cyp_actor_mailbox_messages", "Messages waiting in actors' inboxes, by kind of actor",

@@ -111,14 +111,16 @@ class RepositoryService:
                                "annotations": referrer.get("annotations")} for referrer in referrers]}
 
     async def delete_tag(self, user, project_key, path, tag, operator):
-        """The tag goes, as a /v2/ DELETE of the tag: its manifest and the manifest's other tags stay."""
+        """The tag goes, as a /v2/ DELETE of the tag: its manifest and the manifest's other tags stay. Answers the
+        repository's full name."""
         name = await self._repository(user, project_key, path, write=True)
         await self.registry.delete_manifest(name, check_tag(tag), operator=operator)
+        return name
 
     async def delete(self, user, project_key, path, operator):
         """Every manifest (with its tags) and every blob link of the repository, each as a /v2/ DELETE of it
         would remove it. Indexes go first, so none names a child already gone while this runs. The repository's
-        name stays (empty), as after deletes under /v2/."""
+        name stays (empty), as after deletes under /v2/. Answers the repository's full name."""
         name = await self._repository(user, project_key, path, write=True)
         media_types = await self.collections.manifests.media_types(name)
         for digest in sorted(media_types, key=lambda digest: media_types[digest] not in INDEX_TYPES):
@@ -131,3 +133,4 @@ class RepositoryService:
                 await self.registry.unlink_blob(name, digest)
             except BlobUnknown:
                 pass
+        return name

@@ -28,7 +28,8 @@ class AuditRecords:
                 "name": TTL_INDEX, "expireAfterSeconds": self.retention_seconds})
             log.info("audit log retention changed", extra={
                 "from_seconds": ttl.get("expireAfterSeconds"), "to_seconds": self.retention_seconds})
-        for field in ("project_id", "user_id", "operation"):
+        # visible_to: a non-administrator's list; username: the list's filter by name.
+        for field in ("project_id", "user_id", "operation", "visible_to", "username"):
             await self.collection.create_index([(field, 1), ("at", -1)])
 
     async def insert_many(self, docs):

@@ -79,13 +79,12 @@ class Projects:
         return [doc["_id"] for doc in await self.collection.find(visibility.query(), {"_id": 1}).to_list(None)]
 
     async def named(self, names):
-        return await self.collection.find({"name": {"$in": list(names)}}, {"name": 1}).to_list(None)
+        """The projects named one of ``names``: their id, name and owner."""
+        return await self.collection.find({"name": {"$in": list(names)}}, {"name": 1, "owner_id": 1}).to_list(None)
 
-    async def by_keys(self, keys):
-        """The projects whose id or name is one of ``keys`` (a path names a project either way)."""
-        keys = list(keys)
-        return await self.collection.find({"$or": [{"_id": {"$in": keys}}, {"name": {"$in": keys}}]},
-                                          {"name": 1}).to_list(None)
+    async def with_ids(self, ids):
+        """The projects whose id is one of ``ids``: their id, name and owner."""
+        return await self.collection.find({"_id": {"$in": list(ids)}}, {"name": 1, "owner_id": 1}).to_list(None)
 
     async def owned_by(self, owner_id):
         return await self.collection.find({"owner_id": owner_id}, {"_id": 1}).to_list(None)

@@ -39,6 +39,12 @@ class Users:
             {"$or": [{"username": username}, {"username_key": username_key(username)}]}).limit(2).to_list(None)
         return next((user for user in found if user["username"] == username), found[0] if found else None)
 
+    async def named(self, usernames):
+        """The users named one of ``usernames`` in any case: their id, name and folded name."""
+        keys = list({username_key(username) for username in usernames})
+        return await self.collection.find({"username_key": {"$in": keys}},
+                                          {"username": 1, "username_key": 1}).to_list(None)
+
     async def create(self, username, password_hash, is_admin=False, email=None, display_name=None,
                      must_change_password=False):
         """Insert a user; None when the username is taken."""

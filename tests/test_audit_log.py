@@ -1,15 +1,23 @@
 """The audit log against the real server: pushes, pulls, logins, PATs, projects and the command line recorded with
 who, from which address, when and the outcome; GET /api/v1/audit-logs scoped by role and filtered; pulls
 written in batches that also move pull_count and last_pulled_at; the retention as a TTL index."""
+import asyncio
 import datetime
 import functools
 import json
 import time
+import types
 
 import pymongo
 import pytest
 import requests
 
+from runtime.serve import end_tasks
+from services.audit import AuditLog, new_record
+from storage.audit import AuditRecords
+from storage.mongo import create_client
+from storage.projects import Projects
+from storage.users import Users
 from tests.support.api_client import Api, fresh_address, ok, refused, strong_password, unique_name
 from tests.support.clients import Skopeo, ensure_project, require_tool, run_server_cli, server_env, wait_until
 from tests.support.manifests import get_manifest, push_blob, push_image
@@ -17,6 +25,7 @@ from tests.support.oci_layout import make_image_layout
 from tests.support.processes import RegistryServer
 from tests.support.quota_support import new_project
 from tests.support.registry_client import RegistryClient
+from tests.support.webhook_receiver import Receiver
 
 AUDIT = "/api/v1/audit-logs"
 # Pulls are written in batches about a second apart; other records at once.
@@ -120,13 +129,16 @@ def test_a_failed_login_is_recorded_without_the_password(admin_api, user, db):
     assert wrong not in stored and user.password not in stored
 
 
-def test_a_login_with_an_unknown_name_is_recorded_under_that_name(admin_api, api):
-    name = unique_name("nobody")
+def test_a_login_with_an_unknown_name_is_recorded_as_unknown_without_what_was_typed(admin_api, api, db):
+    # What was typed as a name may be a password typed into the wrong box.
+    name, address = unique_name("nobody"), fresh_address()
 
-    refused(Api(api.url, address=fresh_address()).login_response(name, strong_password()), 30001)
+    refused(Api(api.url, address=address).login_response(name, strong_password()), 30001)
 
-    [record] = wait_for_records(admin_api, operation="auth.login", username=name)
+    [record] = [r for r in wait_for_records(admin_api, operation="auth.login", username="unknown")
+                if r["address"] == address]
     assert record["outcome"] == "failure" and record["user_id"] is None
+    assert name not in json.dumps(list(db["audit_logs"].find({"address": address})), default=str)
 
 
 def test_a_registry_token_refused_for_a_wrong_password_is_recorded(admin_api, user):
@@ -139,6 +151,21 @@ def test_a_registry_token_refused_for_a_wrong_password_is_recorded(admin_api, us
     assert record["outcome"] == "failure" and record["address"] == address and record["user_id"] == user.id
 
 
+def test_granted_registry_tokens_of_one_client_are_one_record_with_their_count(admin_api, user):
+    address = fresh_address()
+    client = RegistryClient(user.api.url, user.username, user.password, address=address)
+
+    for _ in range(3):
+        client.token()
+
+    def tokens():
+        return [r for r in records(admin_api, operation="auth.token", user_id=user.id) if r["address"] == address]
+
+    assert wait_until(lambda: sum(r["count"] for r in tokens()) == 3, WRITTEN_WITHIN)
+    [record] = tokens()
+    assert record["outcome"] == "success" and record["username"] == user.username
+
+
 def test_a_pat_create_and_revoke_are_recorded_without_its_secret(admin_api, user, db):
     pat = user.api.create_pat(["registry:pull"], name="ci")
     ok(user.api.delete(f"/api/v1/users/me/pat/{pat['id']}"))
@@ -149,6 +176,26 @@ def test_a_pat_create_and_revoke_are_recorded_without_its_secret(admin_api, user
     assert revoked["resource"] == {"pat_id": pat["id"]} and revoked["user_id"] == user.id
     stored = json.dumps(list(db["audit_logs"].find({"user_id": user.id})), default=str)
     assert pat["token"] not in stored and pat["token"][4:] not in stored
+
+
+def test_a_user_update_names_the_fields_it_set_and_the_new_access_values_but_no_password(admin_api, user, db):
+    password = strong_password()
+
+    ok(admin_api.patch(f"/api/v1/users/{user.id}", json={"disabled": True, "display_name": "X", "password": password}))
+
+    [record] = [r for r in wait_for_records(admin_api, operation="user.update", username="admin")
+                if r["resource"].get("user_id") == user.id]
+    assert record["resource"] == {"user_id": user.id, "fields": ["disabled", "display_name", "password"],
+                                  "disabled": True}
+    assert password not in json.dumps(list(db["audit_logs"].find({"_id": record["id"]})), default=str)
+
+
+def test_a_project_update_names_the_project_the_fields_and_the_new_visibility(admin_api, owner):
+    ok(owner.api.patch(f"/api/v1/projects/{owner.project['id']}", json={"is_public": True, "description": "d"}))
+
+    [record] = wait_for_records(admin_api, operation="project.update", project_id=owner.project["id"])
+    assert record["project_name"] == owner.project["name"] and record["username"] == owner.username
+    assert record["resource"] == {"fields": ["description", "is_public"], "is_public": True}
 
 
 def test_a_deleted_project_keeps_its_name_in_its_record(admin_api, owner):
@@ -273,6 +320,61 @@ def test_a_project_owner_sees_their_projects_records_and_their_own_but_no_one_el
         bob_project["id"]}
 
 
+def test_a_refused_request_on_a_private_project_does_not_name_it_to_the_caller(make_user):
+    alice, bob = make_user(), make_user()
+    secret = new_project(alice.api, "secret")
+    bob_registry = RegistryClient(bob.api.url, bob.username, bob.password)
+    repo = f"{secret['name']}/app"
+
+    assert bob.api.delete(f"/api/v1/projects/{secret['name']}").status_code == 404
+    assert bob_registry.request("GET", f"/v2/{repo}/manifests/v1", f"repository:{repo}:pull").status_code == 404
+
+    seen = wait_for_records(bob.api, 2, operation="project.delete,artifact.pull")
+    assert {(r["operation"], r["outcome"], r["project_id"], r["project_name"]) for r in seen} == {
+        ("project.delete", "failure", None, None), ("artifact.pull", "failure", None, None)}
+    assert records(alice.api, user_id=bob.id) == []
+
+
+def test_a_project_named_like_another_projects_id_gets_none_of_its_records(admin_api, make_user):
+    alice, bob = make_user(), make_user()
+    public = new_project(alice.api, "pub", is_public=True)
+    squatter = ok(bob.api.post("/api/v1/projects", json={"name": public["id"]}))
+    alice_registry = RegistryClient(alice.api.url, alice.username, alice.password)
+    push_image(alice_registry, f"{public['name']}/app", "v1")
+    ok(alice.api.patch(f"/api/v1/projects/{public['id']}", json={"description": "changed by alice"}))
+
+    [record] = wait_for_records(admin_api, operation="project.update", user_id=alice.id)
+    assert (record["project_id"], record["project_name"]) == (public["id"], public["name"])
+    assert records(bob.api, user_id=alice.id) == []
+    assert records(admin_api, project_id=squatter["id"], user_id=alice.id) == []
+
+
+def test_a_record_lists_the_actor_and_the_projects_owner_as_those_who_see_it(admin_api, owner, db):
+    ok(admin_api.put(f"/api/v1/projects/{owner.project['id']}/quota", json={"storage_quota": 4096}))
+
+    [record] = wait_for_records(admin_api, operation="project.quota", project_id=owner.project["id"])
+    admin_id = ok(admin_api.get("/api/v1/users/me"))["id"]
+    assert db["audit_logs"].find_one({"_id": record["id"]})["visible_to"] == [admin_id, owner.id]
+    assert [r["id"] for r in records(owner.api, operation="project.quota")] == [record["id"]]
+
+
+def test_a_record_written_before_visible_to_existed_is_seen_by_administrators_only(admin_api, user, db):
+    # As the previous version wrote it: its project fields could name a project its caller may not see.
+    old = {"_id": unique_name("old"), "at": datetime.datetime.now(datetime.timezone.utc), "operation": "auth.login",
+           "outcome": "success", "status": 200, "error_code": None, "user_id": user.id, "username": user.username,
+           "address": "10.0.0.9", "project_id": None, "project_name": None, "resource": {}, "trace_id": "t"}
+    db["audit_logs"].insert_one(old)
+
+    assert old["_id"] in [r["id"] for r in records(admin_api, user_id=user.id)]
+    assert old["_id"] not in [r["id"] for r in records(user.api, user_id=user.id)]
+
+
+def test_the_list_and_its_filter_by_name_read_through_indexes(db):
+    # A non-administrator's list is every record naming them in visible_to; a scan would read the whole log.
+    keys = [index["key"] for index in db["audit_logs"].index_information().values()]
+    assert [("visible_to", 1), ("at", -1)] in keys and [("username", 1), ("at", -1)] in keys
+
+
 def test_anonymous_callers_are_refused(api):
     refused(api.get(AUDIT), 30001)
 
@@ -347,6 +449,104 @@ def test_retention_is_a_ttl_index_retuned_when_the_setting_changes(mongo, tmp_pa
                            env={"CYP_AUDIT_RETENTION_DAYS": "2"}).start()
     again.stop()
     assert ttl_seconds(first.db_name) == 2 * 86400
+
+
+def test_requests_refused_by_the_rate_limit_are_not_recorded(mongo, tmp_path):
+    server = RegistryServer(mongo.uri, tmp_path / "limited", env={"CYP_RATE_LIMIT_PER_ADDRESS": "2",
+                                                                  "CYP_TRUST_PROXY_HEADERS": "true"}).start()
+    address = fresh_address()
+    try:
+        statuses = [requests.post(f"{server.url}/api/v1/auth/login", json={"username": "x", "password": "y"},
+                                  headers={"X-Real-Ip": address}).status_code for _ in range(6)]
+    finally:
+        server.stop()  # a clean stop writes every record queued
+
+    assert statuses == [401, 401, 429, 429, 429, 429]
+    db = pymongo.MongoClient(mongo.uri)[server.db_name]
+    try:
+        assert sorted(r["status"] for r in db["audit_logs"].find({"address": address})) == [401, 401]
+    finally:
+        db.client.close()
+
+
+@pytest.fixture(scope="module")
+def hooks_server(mongo, tmp_path_factory):
+    """A server that may deliver webhooks to a receiver on loopback."""
+    server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("hooks"),
+                            env={"CYP_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32"}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver().start()
+    yield receiver
+    receiver.stop()
+
+
+def test_a_webhook_test_and_redelivery_are_recorded_with_the_webhooks_project(hooks_server, receiver):
+    admin = Api(hooks_server.url).session("admin", hooks_server.admin_password)
+    project = new_project(admin, "hooked")
+    webhook = ok(admin.post("/api/v1/webhooks", json={"name": "wh", "url": receiver.url, "events": ["PING"],
+                                                      "project_id": project["id"]}))
+
+    delivery = ok(admin.post(f"/api/v1/webhooks/{webhook['id']}/test"))
+    ok(admin.post(f"/api/v1/webhooks/{webhook['id']}/deliveries/{delivery['id']}/redeliver"))
+
+    found = wait_for_records(admin, 2, operation="webhook.test,webhook.redeliver", project_id=project["id"])
+    assert {r["operation"] for r in found} == {"webhook.test", "webhook.redeliver"}
+    assert {r["project_name"] for r in found} == {project["name"]}
+
+
+def test_a_webhooks_record_names_its_project_not_one_named_like_its_id(hooks_server, receiver):
+    admin = Api(hooks_server.url).session("admin", hooks_server.admin_password)
+    project = new_project(admin, "byid")
+    squatter = ok(admin.post("/api/v1/projects", json={"name": project["id"]}))
+
+    webhook = ok(admin.post("/api/v1/webhooks", json={"name": "wh", "url": receiver.url, "events": ["PING"],
+                                                      "project_id": project["id"]}))
+
+    [record] = wait_for_records(admin, operation="webhook.create", project_id=project["id"])
+    assert record["project_name"] == project["name"] and record["resource"] == {"webhook_id": webhook["id"]}
+    assert records(admin, operation="webhook.create", project_id=squatter["id"]) == []
+
+
+class HeldRecords(AuditRecords):
+    """The audit log's collection, its first write held until cancelled (a stop arriving mid-write)."""
+
+    def __init__(self, db):
+        super().__init__(db, 86400)
+        self.writing = asyncio.Event()
+
+    async def insert_many(self, docs):
+        if not self.writing.is_set():
+            self.writing.set()
+            await asyncio.sleep(3600)
+        await super().insert_many(docs)
+
+
+def test_a_stop_while_the_writer_is_mid_write_loses_no_record(mongo):
+    async def scenario(db):
+        collections = types.SimpleNamespace(audit=HeldRecords(db), projects=Projects(db), users=Users(db))
+        log = AuditLog(collections)
+        writer = asyncio.create_task(log.write_forever())
+        log.submit(new_record("system.gc", None, address="cli"))
+        await collections.audit.writing.wait()
+
+        await end_tasks([writer])
+        await log.flush()
+
+        return await db["audit_logs"].count_documents({})
+
+    async def run():
+        client = create_client(mongo.uri)
+        try:
+            return await scenario(client[unique_name("stopping")])
+        finally:
+            await client.close()
+
+    assert asyncio.run(run()) == 1
 
 
 def test_a_clean_stop_writes_the_pulls_still_queued(own_registry, mongo):

@@ -417,8 +417,6 @@ def test_pulls_are_shown_per_repository_and_per_tag(page, server, admin):
     name = unique_name("pull")
     ok(admin.post("/api/v1/projects", json={"name": name}))
     push_image(server.url, f"{name}/app", "v1", auth=("admin", server.admin_password), seed=7)
-    if ok(admin.get(f"/api/v1/projects/{name}/repositories"))["items"][0]["pull_count"] is None:
-        pytest.skip("this server counts no pulls")
     client = RegistryClient(server.url, "admin", server.admin_password)
     assert get_manifest(client, f"{name}/app", "v1").status_code == 200
     deadline = time.monotonic() + 20  # pulls are counted in batches, about a second after them
@@ -697,8 +695,6 @@ def test_markup_in_names_and_descriptions_stays_text(page, server, admin):
 
 
 def test_the_audit_log_lists_what_happened_and_finds_failed_sign_ins(page, server, admin):
-    if requests.get(f"{server.url}/api/v1/audit-logs", timeout=30).json()["message"].startswith("no such endpoint"):
-        pytest.skip("this server has no audit-log API")
     user = create_user(admin)
     refused(Api(server.url).login_response(user.username, "Wrong-password-1"), 30001)
     sign_in(page, server)

@@ -10,7 +10,10 @@ class LoginHandler(ApiHandler):
     async def post(self):
         body = self.json_body("login")
         self.audit_notes["claimed_username"] = body["username"]
-        self.write_data(await self.auth.login(body["username"], body["password"], self.request.remote_ip))
+        # The verified account names the record (no lookup when it is written); a refusal, the name claimed.
+        self.audit_notes["user"], tokens = await self.auth.login(body["username"], body["password"],
+                                                                 self.request.remote_ip)
+        self.write_data(tokens)
 
 
 class RefreshHandler(ApiHandler):

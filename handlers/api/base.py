@@ -64,9 +64,8 @@ class ApiHandler(BaseHandler):
         self.body.feed(chunk)
 
     def audit_subject(self):
-        """The path's project (an id or a name) and its other parts (a PAT's, user's, webhook's id...)."""
-        kwargs = dict(self.path_kwargs)
-        return {"project_key": kwargs.pop("project_id", None), "resource": kwargs}
+        """The path's parts but its project (a PAT's, user's, webhook's id...)."""
+        return {"resource": {key: value for key, value in self.path_kwargs.items() if key != "project_id"}}
 
     @property
     def user(self):

@@ -13,7 +13,8 @@ class ImportListHandler(ApiHandler):
 
     async def post(self, project_id):
         task = await self.services.imports.create(self.user, project_id, self.json_body("import_create"))
-        self.audit_notes["resource"] = {"task_id": task["task_id"], "image": task["image"]}
+        self.audit_notes.update(project_name=task["repository"].partition("/")[0],
+                                resource={"task_id": task["task_id"], "image": task["image"]})
         self.write_data(task)
 
 
@@ -24,4 +25,6 @@ class ImportTaskHandler(ApiHandler):
         self.write_data(await self.services.imports.get(self.user, project_id, task_id))
 
     async def delete(self, project_id, task_id):
-        self.write_data(await self.services.imports.cancel(self.user, project_id, task_id))
+        task = await self.services.imports.cancel(self.user, project_id, task_id)
+        self.audit_notes["project_name"] = task["repository"].partition("/")[0]
+        self.write_data(task)

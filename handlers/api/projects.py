@@ -1,6 +1,7 @@
 """/api/v1/projects: project CRUD, statistics, quota and storage, recount; members are gone (410)."""
 from handlers.api.base import ApiHandler
 from handlers.api.errors import ApiError
+from services.audit import changed_fields
 
 
 class ReadableAnonymously:
@@ -41,7 +42,10 @@ class ProjectHandler(ReadableAnonymously, ApiHandler):
 
     async def put(self, project_id):
         project = await self.projects.writable(self.user, project_id)
-        updated = await self.projects.update(project, self.json_body("project_update"))
+        self.audit_notes["project"] = project
+        fields = self.json_body("project_update")
+        self.audit_notes["resource"] = changed_fields(fields)
+        updated = await self.projects.update(project, fields)
         self.write_data(await self.projects.describe(updated))
 
     patch = put
@@ -58,7 +62,7 @@ class ProjectQuotaHandler(ApiHandler):
     audited = {"PUT": "project.quota"}
 
     async def put(self, project_id):
-        project = await self.projects.visible(self.user, project_id)
+        project = self.audit_notes["project"] = await self.projects.visible(self.user, project_id)
         body = self.json_body("project_quota")
         self.audit_notes["resource"] = {"storage_quota": body["storage_quota"]}
         self.write_data(await self.projects.describe(await self.projects.set_quota(project, body["storage_quota"])))
@@ -76,7 +80,7 @@ class ProjectRecountHandler(ApiHandler):
     audited = {"POST": "project.recount"}
 
     async def post(self, project_id):
-        project = await self.projects.visible(self.user, project_id)
+        project = self.audit_notes["project"] = await self.projects.visible(self.user, project_id)
         self.write_data(await self.projects.recount(project, self.bool_arg("fix", False)))
 
 

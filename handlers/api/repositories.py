@@ -18,6 +18,10 @@ class RepositoryApiHandler(ReadableAnonymously, ApiHandler):
         api:write every non-GET needs); a session holds every scope."""
         self.require_scope(SCOPE_FOR_ACTION["delete"])
 
+    def noted(self, name):
+        """The project of repository ``name`` (one the caller was allowed to change) noted for the audit record."""
+        self.audit_notes["project_name"] = name.partition("/")[0]
+
 
 class RepositoryListHandler(RepositoryApiHandler):
     async def get(self, project_id):
@@ -32,7 +36,7 @@ class RepositoryHandler(RepositoryApiHandler):
 
     async def delete(self, project_id, repository):
         self.require_delete_scope()
-        await self.repositories.delete(self.user, project_id, repository, self.user["username"])
+        self.noted(await self.repositories.delete(self.user, project_id, repository, self.user["username"]))
         self.write_data(None)
 
 
@@ -52,5 +56,5 @@ class TagHandler(RepositoryApiHandler):
 
     async def delete(self, project_id, repository, tag):
         self.require_delete_scope()
-        await self.repositories.delete_tag(self.user, project_id, repository, tag, self.user["username"])
+        self.noted(await self.repositories.delete_tag(self.user, project_id, repository, tag, self.user["username"]))
         self.write_data(None)

@@ -2,6 +2,7 @@
 import tornado.ioloop
 
 from handlers.api.base import ApiHandler
+from services.audit import changed_fields
 from services.pats import public_pat
 from services.timestamps import epoch_iso_z
 from services.users import public_user
@@ -157,6 +158,7 @@ class UserHandler(UsersBase):
 
     async def patch(self, user_id):
         fields = self.json_body("user_admin_update")
+        self.audit_notes["resource"] = changed_fields(fields)
         self.write_data(public_user(await self.users.admin_update(self.user, user_id, fields,
                                                                   self.principal.session_id)))
 

@@ -21,7 +21,7 @@ class WebhookBase(ApiHandler):
 
     def noted(self, webhook):
         """``webhook`` (as answered), its id and project noted for the audit record (never its secret)."""
-        self.audit_notes.update(project_key=webhook["project_id"], resource={"webhook_id": webhook["id"]})
+        self.audit_notes.update(project_id=webhook["project_id"], resource={"webhook_id": webhook["id"]})
         return webhook
 
 
@@ -57,6 +57,7 @@ class WebhookTestHandler(WebhookBase):
     audited = {"POST": "webhook.test"}
 
     async def post(self, webhook_id):
+        self.noted(public_webhook(await self.webhooks.get(self.user, webhook_id)))
         self.write_data(await self.webhooks.test(self.user, webhook_id, self.source()))
 
 
@@ -78,6 +79,7 @@ class RedeliverHandler(WebhookBase):
     audited = {"POST": "webhook.redeliver"}
 
     async def post(self, webhook_id, delivery_id):
+        self.noted(public_webhook(await self.webhooks.get(self.user, webhook_id)))
         self.write_data(await self.webhooks.redeliver(self.user, webhook_id, delivery_id))
 
 

@@ -99,13 +99,13 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
         return super().audit_operation()
 
     def audit_subject(self):
-        """The repository's project, the repository, the reference or digest of the path, and the digest answered."""
+        """The repository, the reference or digest of the path, and the digest answered."""
         resource = {"repository": self.repo, **{key: value for key, value in self.path_kwargs.items()
                                                 if key in ("reference", "digest")}}
         answered = self._headers.get("Docker-Content-Digest")
         if answered:
             resource["digest"] = answered
-        return {"project_key": self.repo.partition("/")[0] if self.repo else None, "resource": resource}
+        return {"resource": resource}
 
     @property
     def operator(self):
@@ -137,6 +137,9 @@ class RegistryHandler(RegistryErrorsMixin, BaseHandler):
                 raise RegistryError("UNAUTHORIZED")
             return
         await self.access.authorize(self.caller, self.required_action(), self.repo, self.resource)
+        if self.repo is not None:
+            # Allowed on the repository, so its project is one the caller sees: its record may name it.
+            self.audit_notes["project_name"] = self.repo.partition("/")[0]
 
 
 class RegistryFallbackHandler(RegistryHandler):

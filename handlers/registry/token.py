@@ -19,6 +19,8 @@ class TokenHandler(RegistryErrorsMixin, BaseHandler):
             if credentials is not None:
                 self.audit_notes["claimed_username"] = credentials[0]
                 user, pat = await self.auth.verify_credentials(*credentials, self.request.remote_ip)
+                # The verified account names the record (no lookup when it is written).
+                self.audit_notes["user"] = user
         finally:
             # As the user once verified; credentials unreadable or refused count against the address, never
             # against the user they name (nobody spends someone else's budget).
