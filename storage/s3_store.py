@@ -1,4 +1,4 @@
-"""S3 blob store (aioboto3) whose streamed multipart uploads resume on any node.
+"""S3 blob store (aiobotocore) whose streamed multipart uploads resume on any node.
 
 An upload is one multipart upload to a key of its own, ``blobs/uploads/<uuid>``, and the
 committed blob stays at that key (its ref names it): copying a multi-GB object to a
@@ -8,11 +8,12 @@ node, continues where the last one checkpointed.
 """
 import asyncio
 import contextlib
+import io
 import uuid
 
-import aioboto3
 import aiohttp
 from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 from bson import Binary
 
@@ -33,32 +34,41 @@ def _error_code(exc):
 
 
 class S3Writer(UploadWriter):
-    """Sends whole parts; one part is uploaded while the next one fills."""
+    """Sends whole parts; one part is uploaded while the next one fills.
+
+    Each part fills a stream of its own that is then sent as the request body as it is: the bytes are
+    never copied into a part (a bytes body would also go to the socket in one write, the unsent rest
+    copied into the transport's buffer), so a writer holds at most two parts.
+    """
 
     def __init__(self, store, state):
         self.store = store
         self.key = state["key"]
         self.upload_id = state["upload_id"]
         self.parts = list(state["parts"])
-        self.buffer = bytearray(state["tail"])
+        self.part = io.BytesIO()
+        self.part.write(state["tail"])
         self.pending = None
 
     async def write(self, data):
-        self.buffer += data
-        while len(self.buffer) >= PART_SIZE:
-            await self._send_part(PART_SIZE)
+        with memoryview(data) as view:
+            while view:
+                room = PART_SIZE - self.part.tell()
+                self.part.write(view[:room])
+                view = view[room:]
+                if self.part.tell() == PART_SIZE:
+                    await self._send_part()
 
     @_storage_errors
-    async def _send_part(self, size):
+    async def _send_part(self):
         await self._drain()
         number = len(self.parts) + 1
         if number > MAX_PARTS:
             raise StorageUnavailable(f"S3: a blob cannot exceed {MAX_PARTS} parts of {PART_SIZE} bytes")
         if self.upload_id is None:
             self.upload_id = await self.store.start_multipart(self.key)
-        with memoryview(self.buffer) as view:  # one copy, released before the buffer shrinks
-            body = bytes(view[:size])
-        del self.buffer[:size]
+        body, self.part = self.part, io.BytesIO()
+        body.seek(0)
         self.pending = asyncio.ensure_future(self.store.upload_part(self.key, self.upload_id, number, body))
 
     @_storage_errors
@@ -69,17 +79,18 @@ class S3Writer(UploadWriter):
 
     async def checkpoint(self):
         await self._drain()
-        return {"key": self.key, "upload_id": self.upload_id, "parts": self.parts, "tail": Binary(bytes(self.buffer))}
+        return {"key": self.key, "upload_id": self.upload_id, "parts": self.parts,
+                "tail": Binary(self.part.getvalue())}
 
     @_storage_errors
     async def commit(self, digest):
         await self._drain()
         if self.upload_id is None:
             # Smaller than one part: a single PUT.
-            await self.store.client.put_object(Bucket=self.store.bucket, Key=self.key, Body=bytes(self.buffer))
+            await self.store.client.put_object(Bucket=self.store.bucket, Key=self.key, Body=self.part.getvalue())
         else:
-            if self.buffer:
-                await self._send_part(len(self.buffer))  # the last part may be short
+            if self.part.tell():
+                await self._send_part()  # the last part may be short
                 await self._drain()
             await self.store.client.complete_multipart_upload(
                 Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
@@ -94,11 +105,11 @@ class S3BlobStore(BlobStore):
         self.bucket = bucket
         self.region = region or None
         self.redirect = redirect
-        # Empty credentials fall back to boto's own chain (environment, profile, instance role).
-        self._session = aioboto3.Session(aws_access_key_id=access_key_id or None,
-                                         aws_secret_access_key=secret_access_key or None,
-                                         region_name=self.region)
-        self._client_args = {"endpoint_url": endpoint_url or None, "config": AioConfig(
+        self._session = get_session()
+        self._client_args = {
+            # Empty credentials fall back to boto's own chain (environment, profile, instance role).
+            "aws_access_key_id": access_key_id or None, "aws_secret_access_key": secret_access_key or None,
+            "region_name": self.region, "endpoint_url": endpoint_url or None, "config": AioConfig(
             # S3-compatible servers behind a custom endpoint rarely serve virtual-host bucket names.
             s3={"addressing_style": "path"} if endpoint_url else {},
             retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60,
@@ -111,7 +122,7 @@ class S3BlobStore(BlobStore):
     @_storage_errors
     async def ensure_ready(self):
         """Open the client on the running loop and create the bucket when it is missing."""
-        self.client = await self._exit_stack.enter_async_context(self._session.client("s3", **self._client_args))
+        self.client = await self._exit_stack.enter_async_context(self._session.create_client("s3", **self._client_args))
         try:
             await self.client.head_bucket(Bucket=self.bucket)
             return
