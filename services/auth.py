@@ -4,7 +4,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from services.errors import AccountDisabled, Throttled, Unauthenticated, WrongCredentials
-from services.passwords import verify_password
+from services.passwords import hash_password, needs_rehash, verify_password
 from services.pats import API_SCOPES, PAT_PREFIX
 from services.tokens import InvalidToken
 
@@ -61,6 +61,8 @@ class AuthService:
         await self.collections.login_attempts.clear(keys[:1])
         if user.get("disabled"):
             raise AccountDisabled()
+        if pat is None and needs_rehash(user["password_hash"]):
+            await self.collections.users.update(user["_id"], {"password_hash": await hash_password(password)})
         return user, pat
 
     async def confirm_password(self, user, password, remote_ip):

@@ -4,7 +4,7 @@ Parameters are one of OWASP's equally strong argon2id settings, the one holding 
 5 passes, 1 lane; its listed equals are 19 MiB with 2 passes and 46 MiB with 1): each hash holds its
 memory while it runs, two at a time in a small dedicated pool, and with 19 MiB two logins at once
 raised a worker's peak RSS by 38 MB for about the same CPU time. Hashes made with other parameters
-still verify (a hash names its own).
+still verify (a hash names its own) and are made again with these at the next successful login.
 """
 import asyncio
 import secrets
@@ -26,6 +26,11 @@ async def verify_password(password, password_hash):
     if not password_hash:
         return False
     return await asyncio.get_running_loop().run_in_executor(_pool, _hasher.verify, password, password_hash)
+
+
+def needs_rehash(password_hash):
+    """Whether a stored hash was made with other parameters than today's (it is made again at the next login)."""
+    return _hasher.needs_update(password_hash)
 
 
 def generate_password():

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pymongo
 import pytest
+from passlib.hash import argon2
 
 from tests.support.api_client import Api, fresh_address, jwt_claims, ok, refused, unique_name
 from tests.support.processes import RegistryServer
@@ -62,6 +63,17 @@ def test_an_unknown_username_is_refused_exactly_like_a_wrong_password(registry, 
     no_such_user = refused(anonymous.login_response(unique_name("nobody"), "Wrong-password-1"), 30001)
 
     assert wrong_password == no_such_user
+
+
+def test_a_password_hashed_with_older_parameters_is_hashed_again_with_todays_at_login(api, user, db):
+    older = argon2.using(type="ID", memory_cost=19456, rounds=2, parallelism=1).hash(user.password)
+    db.users.update_one({"_id": user.id}, {"$set": {"password_hash": older}})
+
+    ok(api.login_response(user.username, user.password))
+
+    stored = db.users.find_one({"_id": user.id})["password_hash"]
+    assert stored.startswith("$argon2id$v=19$m=7168,t=5,p=1$") and argon2.verify(user.password, stored)
+    ok(api.login_response(user.username, user.password))
 
 
 def test_repeated_failed_logins_for_one_user_are_slowed_then_refused_with_30004(registry, second_node, make_user,
