@@ -10,8 +10,9 @@ from tests.support.api_client import Api, admin_api_for, create_user
 from tests.support.cluster import TestCluster, cluster_under_test
 from tests.support.processes import MongoServer, RegistryServer
 from tests.support.projects import api_login, create_project
-from tests.support.quota_support import GC_NOW_ENV, Db
+from tests.support.quota_support import GC_NOW_ENV, Db, MiB
 from tests.support.registry_client import RegistryClient, cached_client
+from tests.support.remotes import DockerRegistry, HttpFront
 from tests.support.sent_secrets import found_in, remember
 
 _names = itertools.count(1)
@@ -71,6 +72,17 @@ def gc_server(mongo, tmp_path_factory):
     server = RegistryServer(mongo.uri, tmp_path_factory.mktemp("gc-now"), env=GC_NOW_ENV).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_remote(tmp_path_factory):
+    """Debian's docker-registry behind nginx sending 8 MiB/s, so an import is still running when its node dies."""
+    base = tmp_path_factory.mktemp("slow-remote")
+    upstream = DockerRegistry(base / "registry").start()
+    front = HttpFront(base / "slow", upstream.host, limit_rate=8 * MiB).start()
+    yield upstream, front
+    front.stop()
+    upstream.stop()
 
 
 @pytest.fixture(scope="session")

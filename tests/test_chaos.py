@@ -24,7 +24,6 @@ from tests.support.manifests import OCI_MANIFEST, pull, push, sha256
 from tests.support.oci_layout import make_image_layout
 from tests.support.quota_support import Db, MiB, new_project, recount
 from tests.support.registry_client import cached_client
-from tests.support.remotes import DockerRegistry, HttpFront
 from tests.support.remotes import push_image as push_remote_image
 from tests.support.webhook_receiver import Receiver
 
@@ -36,19 +35,8 @@ UPLOADING = re.compile(r"^cyp_uploads_in_progress\S* ([0-9.]+)$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    """A remote registry and an nginx in front of it that sends at most 8 MiB/s, so an import takes a while."""
-    base = tmp_path_factory.mktemp("chaos-remote")
-    registry = DockerRegistry(base / "registry").start()
-    slow = HttpFront(base / "slow", registry.host, limit_rate=8 * MiB).start()
-    yield registry, slow
-    slow.stop()
-    registry.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster(mongo, remote, tmp_path_factory):
-    _, slow = remote
+def cluster(mongo, slow_remote, tmp_path_factory):
+    _, slow = slow_remote
     cluster = TestCluster(tmp_path_factory.mktemp("chaos"), mongo.uri, nodes=3, env={
         "CYP_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32", "CYP_IMPORT_INSECURE_REGISTRIES": slow.host,
         "CYP_IMPORT_LEASE_SECONDS": "3", "CYP_IMPORT_RETRY_MAX_WAIT_SECONDS": "0.2",
@@ -157,8 +145,8 @@ def test_a_node_killed_during_a_large_skopeo_push_is_survived_by_the_clients_ret
     assert streamed_digest(reader, "chaospush/app", layer) == layer
 
 
-def test_an_import_whose_node_is_killed_completes_on_another_node(cluster, admin, store, remote, casualty):
-    registry, slow = remote
+def test_an_import_whose_node_is_killed_completes_on_another_node(cluster, admin, store, slow_remote, casualty):
+    registry, slow = slow_remote
     source = push_remote_image(registry.url, "chaos/imported", "v1", layer_sizes=(3000, 40 * MiB), seed=14)
     project = ok(admin.post("/api/v1/projects", json={"name": "chaosimport"}))
     path = f"/api/v1/projects/{project['id']}/images/import"

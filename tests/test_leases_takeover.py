@@ -11,7 +11,6 @@ import threading
 import time
 
 import pymongo
-import pytest
 import requests
 from bson import ObjectId
 
@@ -19,11 +18,11 @@ from tests.support.api_client import Api, ok
 from tests.support.clients import wait_until
 from tests.support.manifests import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, encode, image_manifest, sha256
 from tests.support.processes import RegistryServer
+from tests.support.quota_support import MiB
 from tests.support.registry_client import RegistryClient, cached_client
-from tests.support.remotes import DockerRegistry, HttpFront, push_image
+from tests.support.remotes import push_image
 from tests.support.webhook_receiver import Blackhole, Receiver
 
-MiB = 1024 * 1024
 LEASE_SECONDS = 3
 
 
@@ -151,17 +150,6 @@ def test_a_collection_whose_node_is_stopped_is_handed_back_at_once(mongo, tmp_pa
 
 
 # -- imports ----------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def slow_remote(tmp_path_factory):
-    """Debian's docker-registry behind nginx sending 8 MiB/s, so an import is still running when its node dies."""
-    base = tmp_path_factory.mktemp("remote")
-    upstream = DockerRegistry(base / "registry").start()
-    front = HttpFront(base / "slow", upstream.host, limit_rate=8 * MiB).start()
-    yield upstream, front
-    front.stop()
-    upstream.stop()
-
 
 def test_an_import_whose_node_is_killed_is_taken_over_within_the_lease_and_completes(mongo, tmp_path, slow_remote):
     upstream, front = slow_remote
