@@ -178,6 +178,7 @@ async def run_node(config, backend, sockets, hint):
                               services.webhook_sender.send, loop, config, config["public_url"] or "/cyp-registry")
     services.webhooks.wake = dispatchers.wake
     server.add_sockets(sockets)
+    node_id = holder_name()
     background = [
         asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
         asyncio.create_task(collect_forever(services.gc, ScheduledLease(
@@ -187,6 +188,7 @@ async def run_node(config, backend, sockets, hint):
         asyncio.create_task(services.rate_limits.sync_forever()),
         asyncio.create_task(keys.refresh_forever()),
         asyncio.create_task(backend.collections.end_abandoned_transactions_forever()),
+        asyncio.create_task(backend.collections.watch_nodes_forever(node_id)),
         asyncio.create_task(sample_mailboxes_forever(
             {"quota": backend.quota, "imports": imports, "deliveries": dispatchers})),
     ]
@@ -213,6 +215,7 @@ async def run_node(config, backend, sockets, hint):
     await services.audit.flush()
     if services.rate_limits.enabled:
         await services.rate_limits.sync()
+    await backend.collections.nodes.leave(node_id)
     await services.close()
     log.info("stopped")
     return status

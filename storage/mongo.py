@@ -23,6 +23,7 @@ from storage.login_attempts import LoginAttempts
 from storage.manifests import Manifests
 from storage.meta import Meta
 from storage.migrations import migrate
+from storage.nodes import Nodes
 from storage.pats import PersonalAccessTokens
 from storage.projects import Projects
 from storage.rate_limits import RateCounters
@@ -45,7 +46,8 @@ BULK_DATA = WriteConcern(w=1, j=False)
 # again under the same event id, which consumers already expect (at least once). A journaled write each cost
 # a delivery three waits for the journal, one after another on the dispatcher's thread.
 DISPATCH = WriteConcern(w=1, j=False)
-# Rate-limit counters: a crash that loses the last second of them admits that many requests more.
+# Rate-limit counters and node heartbeats: a crash that loses the last second of them admits that many
+# requests more, or beats once less.
 COUNTERS = WriteConcern(w=1, j=False)
 # A request waits this long for an unreachable database before it is answered 503.
 SERVER_SELECTION_MS = 2000
@@ -55,6 +57,13 @@ SERVER_SELECTION_MS = 2000
 # waits). Each process starts a tiny transaction this often, so such a transaction ends within about
 # 75 s. On MongoDB (which reaps them itself) it costs one statement that matches nothing.
 ABANDONED_TRANSACTION_SWEEP_SECONDS = 15
+# Each serving process beats this often; one silent this long is taken for dead (kill -9, a lost machine) and
+# the sessions it left open are ended at once (killAllSessions), not after the 75 s above: SecantusDB stalls
+# every write to what its open transaction changed until then. Live processes' transactions ended with them are
+# retried by with_transaction. On MongoDB, where the command needs the killAnySession privilege, a refusal only
+# leaves the server's own reaping (transactionLifetimeLimitSeconds, 60 s).
+NODE_BEAT_SECONDS = 1
+NODE_SILENT_SECONDS = 5
 
 
 def _options(listeners):
@@ -111,6 +120,7 @@ class Collections:
         self.webhooks = Webhooks(db)
         self.deliveries = Deliveries(db)
         self.rate_counters = RateCounters(db.with_options(write_concern=COUNTERS))
+        self.nodes = Nodes(db.with_options(write_concern=COUNTERS))
 
     async def prepare(self):
         """Migrate stored data to the current shape, then create the indexes that rely on it."""
@@ -144,6 +154,22 @@ class Collections:
                 await asyncio.wait_for(sweep(), ABANDONED_TRANSACTION_SWEEP_SECONDS)
             except (pymongo.errors.PyMongoError, asyncio.TimeoutError) as exc:
                 log.warning("the periodic transaction failed: %r", exc)
+
+    async def watch_nodes_forever(self, node_id):
+        """Beat this process's heartbeat; end the open sessions of any process that went silent."""
+        while True:
+            try:
+                await self.nodes.beat(node_id)
+                dead = await self.nodes.claim_dead(NODE_SILENT_SECONDS)
+                if dead:
+                    log.warning("processes stopped beating; ending the transactions they left open",
+                                extra={"nodes": dead})
+                    await self.db.client.admin.command("killAllSessions", [])
+            except pymongo.errors.OperationFailure as exc:
+                log.info("the database refused to end abandoned sessions (it reaps them itself): %s", exc)
+            except pymongo.errors.PyMongoError as exc:
+                log.warning("the node heartbeat failed: %r", exc)
+            await asyncio.sleep(NODE_BEAT_SECONDS)
 
     async def transaction(self, work):
         """Run ``await work(session)`` in one durable transaction (retried on transient conflicts), so a

@@ -7,6 +7,8 @@ import datetime
 import hashlib
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -319,3 +321,38 @@ def push_read_delete(pusher, reader, repo, blobs, body, round_number, delete=Tru
         if deleted.status_code != 202:
             failures.append((round_number, "manifest DELETE", deleted.status_code))
     return failures
+
+
+# -- a transaction a dead node left open ------------------------------------------------------------------
+
+GHOST = """
+import datetime, os, sys
+import pymongo
+client = pymongo.MongoClient(sys.argv[1])
+db = client[sys.argv[2]]
+# A node as the others know it, silent from now on...
+db.nodes.update_one({"_id": "ghost:1:dead"}, {"$set": {"seen_at": datetime.datetime.now(datetime.timezone.utc)}},
+                    upsert=True)
+# ...dying in the middle of a transaction that changed the project.
+session = client.start_session()
+session.start_transaction()
+db.projects.update_one({"_id": sys.argv[3]}, {"$set": {"description": "half-written"}}, session=session)
+os._exit(0)
+"""
+
+
+def test_a_transaction_a_dead_node_left_open_is_ended_within_seconds(mongo, tmp_path):
+    with Cluster(mongo, tmp_path, 1, {}) as cluster:
+        api = Api(cluster.nodes[0].url).session("admin", cluster.nodes[0].admin_password)
+        project = ok(api.post("/api/v1/projects", json={"name": "ghosted"}))
+        subprocess.run([sys.executable, "-c", GHOST, mongo.uri, cluster.db.name, project["id"]], check=True,
+                       timeout=30)
+        died = time.monotonic()
+
+        changed = ok(api.put(f"/api/v1/projects/{project['id']}", json={"description": "written"}))
+        waited = time.monotonic() - died
+
+        # Silent for 5 s, then its sessions are ended; SecantusDB alone would hold the project for 60-75 s.
+        assert changed["description"] == "written" and waited < 15, waited
+        assert cluster.db.projects.find_one({"_id": project["id"]})["description"] == "written"
+        assert cluster.db.nodes.find_one({"_id": "ghost:1:dead"}) is None
