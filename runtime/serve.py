@@ -215,7 +215,6 @@ async def run_node(config, backend, sockets, hint):
     await services.audit.flush()
     if services.rate_limits.enabled:
         await services.rate_limits.sync()
-    await backend.collections.nodes.leave(node_id)
     await services.close()
     log.info("stopped")
     return status

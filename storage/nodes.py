@@ -12,10 +12,6 @@ class Nodes:
     async def beat(self, node_id):
         await self.collection.update_one({"_id": node_id}, {"$set": {"seen_at": utcnow()}}, upsert=True)
 
-    async def leave(self, node_id):
-        """A process stopping cleanly leaves nothing open: it is not mourned."""
-        await self.collection.delete_one({"_id": node_id})
-
     async def claim_dead(self, silent_seconds):
         """Ids of the processes silent for ``silent_seconds``, each answered to one caller only (it deletes it)."""
         before = utcnow() - datetime.timedelta(seconds=silent_seconds)

@@ -240,7 +240,9 @@ ROUNDS = 100
 COLLECTION_PAUSE = 0.1
 # Each round pushes into the next of these repositories, so a repository is pushed again some seconds later: its
 # links are then older than the grace period, unreferenced, and being collected while the push relies on them.
-REPOSITORIES = 8
+# Enough of them that a round trip through all outlasts the grace period on a quiet machine too (about 0.1 s a
+# round there; with 8, every link was always younger than the grace and the collector freed nothing).
+REPOSITORIES = 32
 
 
 class Collecting:
