@@ -41,6 +41,16 @@ def mongo(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def isolated_mongo(tmp_path_factory):
+    """A SecantusDB of the module's own, for the modules that kill nodes in the middle of transactions:
+    SecantusDB 0.7.0b3 can stall every command while it holds a dead client's transaction, and on the session's
+    server (large by then) such a stall reached every later test of the run."""
+    server = MongoServer(tmp_path_factory.mktemp("isolated-mongo") / "db").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def registry(mongo, tmp_path_factory):
     if cluster_under_test():  # three nodes behind nginx instead of one server (tests/support/cluster.py)

@@ -36,9 +36,9 @@ UPLOADING = re.compile(r"^cyp_uploads_in_progress\S* ([0-9.]+)$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
-def cluster(mongo, slow_remote, tmp_path_factory):
+def cluster(isolated_mongo, slow_remote, tmp_path_factory):
     _, slow = slow_remote
-    cluster = TestCluster(tmp_path_factory.mktemp("chaos"), mongo.uri, nodes=3, env={
+    cluster = TestCluster(tmp_path_factory.mktemp("chaos"), isolated_mongo.uri, nodes=3, env={
         "CYP_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32", "CYP_IMPORT_INSECURE_REGISTRIES": slow.host,
         "CYP_IMPORT_LEASE_SECONDS": "3", "CYP_IMPORT_RETRY_MAX_WAIT_SECONDS": "0.2",
         "CYP_WEBHOOK_RETRY_SCHEDULE": "0,1,1,1,1,1,1,1,1,1,1,1", "CYP_WEBHOOK_TIMEOUT_SECONDS": "2",
@@ -53,8 +53,8 @@ def admin(cluster):
 
 
 @pytest.fixture(scope="module")
-def store(mongo, cluster):
-    db = Db(mongo.uri, cluster.db_name)
+def store(isolated_mongo, cluster):
+    db = Db(isolated_mongo.uri, cluster.db_name)
     yield db
     db.close()
 

@@ -103,9 +103,9 @@ def gc_runs(node):
     return float(re.search(r"^cyp_gc_runs_total (\S+)$", text, re.M).group(1))
 
 
-def test_a_collection_runs_on_one_node_at_a_time_and_once_per_interval_for_the_cluster(mongo, tmp_path):
+def test_a_collection_runs_on_one_node_at_a_time_and_once_per_interval_for_the_cluster(isolated_mongo, tmp_path):
     env = {**GC_ENV, "CYP_GC_INTERVAL_SECONDS": "2"}
-    with Cluster(mongo, tmp_path, 3, env) as cluster:
+    with Cluster(isolated_mongo, tmp_path, 3, env) as cluster:
         make_gc_due(cluster.db)
         time.sleep(9)
         runs = [gc_runs(node) for node in cluster.nodes]
@@ -114,8 +114,8 @@ def test_a_collection_runs_on_one_node_at_a_time_and_once_per_interval_for_the_c
     assert 3 <= sum(runs) <= 6, runs
 
 
-def test_a_collection_whose_node_is_killed_is_taken_over_within_the_lease_and_completed(mongo, tmp_path):
-    with Cluster(mongo, tmp_path, 2, GC_ENV) as cluster:
+def test_a_collection_whose_node_is_killed_is_taken_over_within_the_lease_and_completed(isolated_mongo, tmp_path):
+    with Cluster(isolated_mongo, tmp_path, 2, GC_ENV) as cluster:
         seed_garbage(cluster.db, 600)
         make_gc_due(cluster.db)
         holder = wait_until(lambda: (cluster.db.meta.find_one({"_id": "lease:gc"}) or {}).get("owner"), 10, interval=0.02)
@@ -134,8 +134,8 @@ def test_a_collection_whose_node_is_killed_is_taken_over_within_the_lease_and_co
         assert gc_runs(survivor) == 1
 
 
-def test_a_collection_whose_node_is_stopped_is_handed_back_at_once(mongo, tmp_path):
-    with Cluster(mongo, tmp_path, 2, {**GC_ENV, "CYP_GC_LEASE_SECONDS": "60"}) as cluster:
+def test_a_collection_whose_node_is_stopped_is_handed_back_at_once(isolated_mongo, tmp_path):
+    with Cluster(isolated_mongo, tmp_path, 2, {**GC_ENV, "CYP_GC_LEASE_SECONDS": "60"}) as cluster:
         seed_garbage(cluster.db, 600)
         make_gc_due(cluster.db)
         holder = wait_until(lambda: (cluster.db.meta.find_one({"_id": "lease:gc"}) or {}).get("owner"), 10, interval=0.02)
@@ -153,12 +153,12 @@ def test_a_collection_whose_node_is_stopped_is_handed_back_at_once(mongo, tmp_pa
 
 # -- imports ----------------------------------------------------------------------------------------
 
-def test_an_import_whose_node_is_killed_is_taken_over_within_the_lease_and_completes(mongo, tmp_path, slow_remote):
+def test_an_import_whose_node_is_killed_is_taken_over_within_the_lease_and_completes(isolated_mongo, tmp_path, slow_remote):
     upstream, front = slow_remote
     source = push_image(upstream.url, "takeover/app", "v1", layer_sizes=(40 * MiB,), seed=21)
     env = {"CYP_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32", "CYP_IMPORT_INSECURE_REGISTRIES": front.host,
            "CYP_IMPORT_LEASE_SECONDS": str(LEASE_SECONDS)}
-    with Cluster(mongo, tmp_path, 2, env) as cluster:
+    with Cluster(isolated_mongo, tmp_path, 2, env) as cluster:
         api = Api(cluster.nodes[0].url).session("admin", cluster.nodes[0].admin_password)
         project = ok(api.post("/api/v1/projects", json={"name": "takeover"}))
         task_id = ok(api.post(f"/api/v1/projects/{project['id']}/images/import",
@@ -186,11 +186,11 @@ WEBHOOK_TIMEOUT = 5
 DELIVERY_LEASE = WEBHOOK_TIMEOUT + 5
 
 
-def test_a_delivery_whose_sender_is_killed_is_sent_by_another_node_within_the_lease_and_only_once(mongo, tmp_path):
+def test_a_delivery_whose_sender_is_killed_is_sent_by_another_node_within_the_lease_and_only_once(isolated_mongo, tmp_path):
     env = {"CYP_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32", "CYP_WEBHOOK_TIMEOUT_SECONDS": str(WEBHOOK_TIMEOUT)}
     hang, receiver = Blackhole().start(), Receiver().start()
     try:
-        with Cluster(mongo, tmp_path, 2, env) as cluster:
+        with Cluster(isolated_mongo, tmp_path, 2, env) as cluster:
             first = cluster.nodes[0]
             api = Api(first.url).session("admin", first.admin_password)
             project = ok(api.post("/api/v1/projects", json={"name": "hooks"}))
@@ -269,7 +269,7 @@ class Collecting:
         self.thread.join(60)
 
 
-def test_collections_on_one_node_while_another_pushes_the_same_blobs_lose_nothing(mongo, tmp_path):
+def test_collections_on_one_node_while_another_pushes_the_same_blobs_lose_nothing(isolated_mongo, tmp_path):
     """Each round pushes the same image again into one of REPOSITORIES of a project (skipping the blobs the
     registry says that repository has, as clients do), reads every blob back on both nodes, then deletes the
     manifest, so that its blob links are garbage for the collector running all along on the other node
@@ -280,7 +280,7 @@ def test_collections_on_one_node_while_another_pushes_the_same_blobs_lose_nothin
     body = encode(image_manifest({"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
                                  [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)}]))
     failures = []
-    with Cluster(mongo, tmp_path, 2, env) as cluster:
+    with Cluster(isolated_mongo, tmp_path, 2, env) as cluster:
         pusher_node, collector_node = cluster.nodes
         api = Api(pusher_node.url).session("admin", pusher_node.admin_password)
         ok(api.post("/api/v1/projects", json={"name": "race"}))
@@ -343,11 +343,11 @@ os._exit(0)
 """
 
 
-def test_a_transaction_a_dead_node_left_open_is_ended_within_seconds(mongo, tmp_path):
-    with Cluster(mongo, tmp_path, 1, {}) as cluster:
+def test_a_transaction_a_dead_node_left_open_is_ended_within_seconds(isolated_mongo, tmp_path):
+    with Cluster(isolated_mongo, tmp_path, 1, {}) as cluster:
         api = Api(cluster.nodes[0].url).session("admin", cluster.nodes[0].admin_password)
         project = ok(api.post("/api/v1/projects", json={"name": "ghosted"}))
-        subprocess.run([sys.executable, "-c", GHOST, mongo.uri, cluster.db.name, project["id"]], check=True,
+        subprocess.run([sys.executable, "-c", GHOST, isolated_mongo.uri, cluster.db.name, project["id"]], check=True,
                        timeout=30)
         died = time.monotonic()
 
