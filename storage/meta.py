@@ -89,9 +89,15 @@ class ScheduledLease:
         if doc["done_at"] + self.interval > now or doc["until"] >= now:
             return None
         token = uuid.uuid4().hex
-        taken = await self.collection.update_one(
-            {"_id": self.key, "token": doc["token"], "until": doc["until"]},
-            {"$set": {"token": token, "owner": owner, "until": now + self.lease}})
+        try:
+            taken = await self.collection.update_one(
+                {"_id": self.key, "token": doc["token"], "until": doc["until"]},
+                {"$set": {"token": token, "owner": owner, "until": now + self.lease}})
+        except asyncio.CancelledError:
+            # A stop cancelled the wait for the answer, not the update: held, the lease would block the others
+            # for its whole time, so hand it back (a no-op when the update did not take it).
+            await self.release(token, done=False)
+            raise
         return token if taken.modified_count else None
 
     async def renew(self, token):

@@ -2,6 +2,7 @@
 per interval for the whole cluster), import tasks and webhook deliveries. A holder killed with SIGKILL is
 taken over by another node within the lease time plus one second. And garbage collection running on one node
 while another pushes the same blobs never loses a blob nor answers BLOB_UNKNOWN."""
+import asyncio
 import base64
 import datetime
 import hashlib
@@ -16,6 +17,8 @@ import pymongo
 import requests
 from bson import ObjectId
 
+from storage.meta import Meta, ScheduledLease
+from storage.mongo import create_client
 from tests.support.api_client import Api, ok
 from tests.support.clients import wait_until
 from tests.support.manifests import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, encode, image_manifest, sha256
@@ -149,6 +152,30 @@ def test_a_collection_whose_node_is_stopped_is_handed_back_at_once(isolated_mong
         took = time.monotonic() - stopped_at
 
     assert taken and took < 15, took
+
+
+async def test_a_take_cut_short_by_a_stop_leaves_the_lease_unheld(mongo):
+    """A stop cancels the wait for a take's answer, not the update the database may already have applied:
+    cancelled at every point of a take, the lease stays free for the other nodes."""
+    client = create_client(mongo.uri)
+    lease = ScheduledLease(Meta(client[f"lease_{ObjectId()}"]), "gc", 0, 60)
+    await lease.take("first look")
+    held_after = []
+    try:
+        for steps in range(300):
+            taking = asyncio.create_task(lease.take("stopping node"))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            taking.cancel()
+            token = (await asyncio.gather(taking, return_exceptions=True))[0]
+            if isinstance(token, str):
+                await lease.release(token, done=False)
+            if (await lease.collection.find_one({"_id": lease.key}))["owner"] is not None:
+                held_after.append(steps)
+    finally:
+        await client.close()
+
+    assert held_after == []
 
 
 # -- imports ----------------------------------------------------------------------------------------
