@@ -12,6 +12,7 @@ from services.errors import (
     NameUnknown,
     TokenRequired,
 )
+from services.keyed_locks import KeyedLocks
 from services.manifests import OCI_INDEX, annotations_of, parse_manifest
 from services.names import check_repository_name, check_tag
 from storage.blobs import BlobGone
@@ -51,6 +52,10 @@ class RegistryService:
         # client pushes next (within the rest of it) still finds it (storage/blobs.py).
         self.link_refresh = datetime.timedelta(seconds=gc_grace_seconds / 10)
         self.manifest_bytes = BytesByKey(MANIFEST_CACHE_BYTES, MANIFEST_CACHE_ITEM)
+        # Manifest writes of one repository take turns on a node: concurrent transactions on the same tag or
+        # manifest conflict, and their retries starved the one holding the write (32 PUTs of one tag: none
+        # answered in 10 s). Across nodes the transactions still keep them correct.
+        self.repository_writes = KeyedLocks()
 
     async def project_of(self, name):
         """The project a repository belongs to; NameUnknown when it does not exist."""
@@ -238,7 +243,8 @@ class RegistryService:
             return created
 
         try:
-            created = await self.collections.transaction(store)
+            async with self.repository_writes.hold(name):
+                created = await self.collections.transaction(store)
         except ManifestVanished:  # deleted since it was looked at: store it again as new
             return await self.put_manifest(name, reference, content, content_type, tags, sparse, operator)
         except BaseException:

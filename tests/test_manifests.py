@@ -1,5 +1,6 @@
 """Manifests: byte-exact PUT/GET by tag and digest, the media types, references, limits, Accept, deletes."""
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -124,6 +125,19 @@ def test_putting_a_tag_again_moves_it_to_the_new_manifest(admin, repo):
 
     assert response.headers["Docker-Content-Digest"] == second.digest
     assert list_tags(admin, repo).json()["tags"] == ["latest"]
+
+
+def test_concurrent_puts_of_one_tag_all_succeed_each_with_its_event_and_the_tag_ends_on_one_of_them(admin, repo, db):
+    config, layers = image_blobs(admin, repo)
+    bodies = [encode({**image_manifest(config, layers), "annotations": {"n": str(n)}}) for n in range(16)]
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        statuses = list(pool.map(lambda body: admin.put_manifest(repo, "latest", body, OCI_MANIFEST).status_code,
+                                 bodies))
+
+    assert statuses == [201] * len(bodies)
+    assert get_manifest(admin, repo, "latest").headers["Docker-Content-Digest"] in {sha256(body) for body in bodies}
+    assert db.events.count_documents({"type": "PUSH_ARTIFACT", "data.repository": repo}) == len(bodies)
 
 
 def test_a_docker_schema2_manifest_round_trips_with_its_media_type(admin, repo):
