@@ -14,6 +14,7 @@ from services.errors import (
     NameUnknown,
     TokenRequired,
 )
+from services.keyed_locks import KeyedLocks
 from services.manifests import OCI_INDEX, annotations_of, parse_manifest
 from services.names import check_repository_name, check_tag
 from storage.accounting import (
@@ -63,6 +64,11 @@ class RegistryService:
         # client pushes next (within the rest of it) still finds it (storage/blobs.py).
         self.link_refresh = datetime.timedelta(seconds=gc_grace_seconds / 10)
         self.manifest_bytes = BytesByKey(MANIFEST_CACHE_BYTES, MANIFEST_CACHE_ITEM)
+        # A project's manifest writes take turns on a node, as the quota actor's charges do: a new manifest's
+        # transaction writes the project's usage, so concurrent ones conflicted and retried (32 clients PUTting new
+        # manifests into one project: 11 PUT/s, p99 14 s; taking turns 42 PUT/s, p99 0.9 s, where charging apart
+        # from the transaction made 33 PUT/s, p99 1.3 s). Across nodes the transactions keep them correct.
+        self.project_charges = KeyedLocks()
 
     async def project_of(self, name):
         """The project a repository belongs to; NameUnknown when it does not exist."""
@@ -273,7 +279,8 @@ class RegistryService:
         deadline = time.monotonic() + CLAIM_WAIT_SECONDS
         while True:
             try:
-                return await self.collections.transaction(work)
+                async with self.project_charges.hold(project_id):
+                    return await self.collections.transaction(work)
             except ClaimPending:
                 if time.monotonic() > deadline:
                     await self.collections.accounting.drop_stale_claim(project_id, digest, CLAIM_WAIT_SECONDS)
@@ -299,7 +306,8 @@ class RegistryService:
                         "media_type": deleted["media_type"]}, operator, session=session)
                 return deleted
 
-            deleted = await self.collections.transaction(delete)
+            async with self.project_charges.hold(project["_id"]):
+                deleted = await self.collections.transaction(delete)
             if deleted is None:
                 raise ManifestUnknown(digest=reference)
             return
