@@ -8,21 +8,17 @@ import time
 
 from actors.bridge import BridgedActor, ask, inbox_depth
 from services.errors import ProjectGone, QuotaExceeded
-from storage.accounting import Accounting
+from storage.accounting import (
+    CLAIM_POLL_SECONDS,
+    CLAIM_WAIT_SECONDS,
+    Accounting,
+    crossing_event,
+)
 from storage.mongo import sync_transaction
-
-WARNING_RATIO = 0.8
-# A first holder settles its claim in milliseconds; one pending this long belongs to a dead node.
-CLAIM_WAIT_SECONDS = 30
-CLAIM_POLL_SECONDS = 0.01
 
 
 def _exceeds(project, size):
     return project["storage_quota"] >= 0 and project["storage_used"] + size > project["storage_quota"]
-
-
-def _crossed(before, after, quota, ratio):
-    return quota >= 0 and before < quota * ratio <= after
 
 
 class QuotaActor(BridgedActor):
@@ -46,9 +42,13 @@ class QuotaActor(BridgedActor):
             return
         if _exceeds(self.cached or self._current(), size):
             # The cache may be stale (other nodes free space too): look again before refusing.
-            project = self._current()
-            if _exceeds(project, size):
-                self._refused(project, size, digest)
+            self.recheck(size, digest)
+
+    def recheck(self, size, digest=None):
+        """Refuse ``size`` more bytes (QuotaExceeded, with its event) if they do not fit the usage read now."""
+        project = self._current()
+        if _exceeds(project, size):
+            self._refused(project, size, digest)
 
     def _refused(self, project, size, digest):
         self.accounting.events.emit("QUOTA_EXCEEDED", project, {
@@ -130,12 +130,10 @@ class QuotaActor(BridgedActor):
         self.stop()
 
     def _announce(self, before, project, session):
-        used, quota = project["storage_used"], project["storage_quota"]
-        payload = {"storage_used": used, "storage_quota": quota}
-        if _crossed(before, used, quota, 1.0):
-            self.accounting.events.emit("QUOTA_EXCEEDED", project, payload, session=session)
-        elif _crossed(before, used, quota, WARNING_RATIO):
-            self.accounting.events.emit("QUOTA_WARNING", project, payload, session=session)
+        event = crossing_event(before, project)
+        if event:
+            self.accounting.events.emit(event, project, {
+                "storage_used": project["storage_used"], "storage_quota": project["storage_quota"]}, session=session)
 
 
 def _bridged(method):
@@ -150,6 +148,7 @@ class QuotaActors:
     """This node's quota actors, one per project, started on first use."""
 
     precheck = _bridged(QuotaActor.precheck)
+    recheck = _bridged(QuotaActor.recheck)
     charge = _bridged(QuotaActor.charge)
     release = _bridged(QuotaActor.release)
     give_back = _bridged(QuotaActor.give_back)

@@ -687,7 +687,15 @@ not recorded; nor are anonymous token requests."""),
         description="""\
 One run removes links from a repository to blobs none of that repository's manifests reference, then deletes
 blobs no repository links. Nothing younger than `gc_grace_seconds` (default 3600) is touched, so a push in
-progress is safe. Every node also runs one each `gc_interval_seconds`.""",
+progress is safe. The cluster also runs one each `gc_interval_seconds`, on one node at a time.
+
+The run holds the cluster's collection lease, as a scheduled one does, and answers when it has finished; it
+counts as the cluster's latest collection (the next scheduled one is `gc_interval_seconds` after it). While a
+collection runs anywhere (scheduled, or asked for on any node, or by `gc run`), no second one starts: the
+answer is 409 at once, and the caller may ask again later.""",
+        errors=((20002, "`a garbage collection is already running (held by <host:pid:id>); try again when it has "
+                        "finished`: another collection holds the lease (a node that died holding it frees it "
+                        "after `gc_lease_seconds`)"),),
         example={"unlinked": 3, "deleted_blobs": 2, "freed_bytes": 100002}),
 
     # -- this reference ------------------------------------------------------------------------------------

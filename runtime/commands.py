@@ -4,12 +4,14 @@ they use its database. ``openapi`` prints the API's document, which needs no dat
 
 Each prints one JSON object per line on stdout and answers 0; a refusal of the services (not found, a
 conflict, an invalid value) is raised as a DomainError, which server.py logs as one line and answers 1.
+``gc run`` while a collection runs (anywhere in the cluster) logs so and answers BUSY.
 Nothing here logs a password. What a command changes is recorded in the audit log as done by
 ``operator`` from the address ``cli`` (a refused command changes nothing and records nothing).
 """
 import contextlib
 import functools
 import json
+import logging
 import sys
 
 from apidoc.document import build_document
@@ -17,7 +19,7 @@ from apidoc.markdown import render as render_markdown
 from runtime.backend import open_backend
 from services.audit import new_record
 from services.container import build_services
-from services.errors import Conflict, Invalid, NotFound
+from services.errors import CollectionRunning, Conflict, Invalid, NotFound
 from services.tokens import verification_window
 from services.users import one_time_password, public_user
 from services.validation import InvalidBody, validate
@@ -28,6 +30,10 @@ OPERATOR = {"_id": None, "username": "operator", "is_admin": True}
 # The address audit records of the commands carry.
 CLI_ADDRESS = "cli"
 PAGE = 100
+# sysexits' EX_TEMPFAIL: the command could not run now and may be tried again later.
+BUSY = 75
+
+log = logging.getLogger("cyp.commands")
 
 
 @contextlib.asynccontextmanager
@@ -163,8 +169,14 @@ async def project_quota(config, name, quota):
 
 
 async def gc_run(config):
+    """Collect once now, under the cluster's collection lease; BUSY while another collection holds it."""
     async with operator_services(config) as services:
-        emit(await services.gc.run_once())
+        try:
+            result = await services.gc.run_now()
+        except CollectionRunning as exc:
+            log.error("%s", exc.message)
+            return BUSY
+        emit(result)
         audit(services, "system.gc")
     return 0
 

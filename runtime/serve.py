@@ -26,7 +26,6 @@ from storage.deliveries import SyncDeliveries
 from storage.events import SyncEvents
 from storage.import_tasks import SyncImportTasks
 from storage.leases import holder_name
-from storage.meta import ScheduledLease
 from storage.mongo import DISPATCH
 from storage.webhooks import SyncWebhooks
 
@@ -181,8 +180,7 @@ async def run_node(config, backend, sockets, hint):
     node_id = holder_name()
     background = [
         asyncio.create_task(sweep_forever(services.uploads, config["upload_sweep_interval_seconds"])),
-        asyncio.create_task(collect_forever(services.gc, ScheduledLease(
-            backend.collections.meta, "gc", config["gc_interval_seconds"], config["gc_lease_seconds"]), holder_name())),
+        asyncio.create_task(collect_forever(services.gc, holder_name())),
         asyncio.create_task(services.pulls.flush_forever()),
         asyncio.create_task(services.audit.write_forever()),
         asyncio.create_task(services.rate_limits.sync_forever()),

@@ -21,6 +21,7 @@ from services.tokens import RegistryTokens
 from services.uploads import BlobUploads
 from services.users import UserService
 from services.webhooks import WebhookSender, WebhookService
+from storage.meta import ScheduledLease
 
 
 @dataclass
@@ -75,7 +76,8 @@ def build_services(config, backend, codec, bootstrap_hint=None):
         pats=PatService(collections, accounts),
         projects=projects,
         repositories=RepositoryService(collections, projects, registry),
-        gc=GarbageCollector(collections, store, registry, config["gc_grace_seconds"]),
+        gc=GarbageCollector(collections, store, registry, config["gc_grace_seconds"], ScheduledLease(
+            collections.meta, "gc", config["gc_interval_seconds"], config["gc_lease_seconds"])),
         health=HealthService(collections, store),
         bootstrap_hint=BootstrapHint(collections, bootstrap_hint),
         outbound=outbound,

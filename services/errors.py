@@ -114,6 +114,15 @@ class UploadBusy(Conflict):
     default_message = "upload is busy with another request"
 
 
+class CollectionRunning(Conflict):
+    """A garbage collection was asked for while one runs (on this node or another); ``holder`` names its process."""
+
+    def __init__(self, holder=None):
+        where = f" (held by {holder})" if holder else ""
+        super().__init__(f"a garbage collection is already running{where}; try again when it has finished",
+                         reason="gc_running", holder=holder)
+
+
 class UploadOffsetMismatch(Invalid):
     """A chunk that does not start where the upload stands; detail holds ``upload_id`` and ``size``."""
 

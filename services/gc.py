@@ -10,7 +10,9 @@ import datetime
 import logging
 import uuid
 
+from services.errors import CollectionRunning
 from services.metrics import GC_FREED_BYTES, GC_RUNS
+from storage.leases import holder_name
 
 log = logging.getLogger("cyp.gc")
 
@@ -19,11 +21,25 @@ LEASE_POLL_SECONDS = 0.5
 
 
 class GarbageCollector:
-    def __init__(self, collections, store, registry, grace_seconds):
+    def __init__(self, collections, store, registry, grace_seconds, lease):
         self.collections = collections
         self.store = store
         self.registry = registry
         self.grace = datetime.timedelta(seconds=grace_seconds)
+        # The cluster's one lease (storage.meta.ScheduledLease): scheduled and asked-for runs alike hold it.
+        self.lease = lease
+
+    async def run_now(self):
+        """One collection now (``POST /system/gc``, ``gc run``), under the cluster's lease like a scheduled one,
+        and recorded as done like one (the next scheduled run is an interval later). CollectionRunning when a
+        collection runs anywhere, or its lease was lost to another node meanwhile."""
+        token = await self.lease.take(holder_name(), due_only=False)
+        if token is None:
+            raise CollectionRunning(await self.lease.holder())
+        result = await _collect_holding(self, token)
+        if result is None:
+            raise CollectionRunning(await self.lease.holder())
+        return result
 
     async def run_once(self):
         """One collection; every removal is marked, checked and then made only if still marked
@@ -57,31 +73,33 @@ class GarbageCollector:
         return {"unlinked": unlinked, "deleted_blobs": deleted, "freed_bytes": freed}
 
 
-async def collect_forever(collector, lease, owner):
-    """Collect once per interval across the cluster, under ``lease`` (storage.meta.ScheduledLease): the node
-    that takes it collects, renewing it every third of its time, and the others look again every
-    LEASE_POLL_SECONDS, so one of them takes over within the lease time (and that) of the holder's death."""
+async def collect_forever(collector, owner):
+    """Collect once per interval across the cluster, under the collector's lease: the node that takes it
+    collects, renewing it every third of its time, and the others look again every LEASE_POLL_SECONDS, so one
+    of them takes over within the lease time (and that) of the holder's death."""
     while True:
         await asyncio.sleep(LEASE_POLL_SECONDS)
         try:
-            token = await lease.take(owner)
+            token = await collector.lease.take(owner)
             if token is not None:
-                await _collect_holding(collector, lease, token)
+                await _collect_holding(collector, token)
         except Exception:
             log.exception("garbage collection failed")
 
 
-async def _collect_holding(collector, lease, token):
-    """One collection while renewing the lease; a run cut short (this node stopping) is handed back at once."""
+async def _collect_holding(collector, token):
+    """One collection while renewing the lease; its result, or None when the lease was lost. A run cut short
+    (this node stopping) is handed back at once; one that failed counts as done (no node retries it at once)."""
+    lease = collector.lease
     run = asyncio.ensure_future(collector.run_once())
     finished = False
     try:
         while not (await asyncio.wait([run], timeout=lease.renew_every))[0]:
             if not await lease.renew(token):
                 log.warning("garbage collection lease lost; another node collects")
-                return
+                return None
         finished = True
-        run.result()
+        return run.result()
     finally:
         run.cancel()
         await lease.release(token, done=finished)

@@ -77,16 +77,19 @@ class ScheduledLease:
         self.lease = datetime.timedelta(seconds=lease_seconds)
         self.renew_every = lease_seconds / 3
 
-    async def take(self, owner):
-        """A lease token when the work is due and unheld (it is now this caller's), else None."""
+    async def take(self, owner, due_only=True):
+        """A lease token when the work is unheld and due (or, ``due_only`` False, whenever it is unheld: a run asked
+        for now); it is then this caller's. Else None."""
         now = utcnow()
         doc = await self.collection.find_one({"_id": self.key})
-        if doc is None:  # the first node to look: the first run is one interval from now
+        if doc is None:  # the first node to look: the first scheduled run is one interval from now
             with contextlib.suppress(DuplicateKeyError):
                 await self.collection.insert_one({"_id": self.key, "token": None, "owner": None, "until": EPOCH,
                                                   "done_at": now})
-            return None
-        if doc["done_at"] + self.interval > now or doc["until"] >= now:
+            if due_only:
+                return None
+            doc = await self.collection.find_one({"_id": self.key})
+        if (due_only and doc["done_at"] + self.interval > now) or doc["until"] >= now:
             return None
         token = uuid.uuid4().hex
         try:
@@ -99,6 +102,11 @@ class ScheduledLease:
             await self.release(token, done=False)
             raise
         return token if taken.modified_count else None
+
+    async def holder(self):
+        """The owner of the lease while it is held, else None."""
+        doc = await self.collection.find_one({"_id": self.key, "until": {"$gte": utcnow()}}, {"owner": 1})
+        return doc["owner"] if doc else None
 
     async def renew(self, token):
         """Whether the lease is still the caller's (then extended)."""

@@ -14,6 +14,7 @@ import uuid
 import pymongo
 from pymongo import AsyncMongoClient, WriteConcern
 
+from storage.accounting import AsyncAccounting
 from storage.audit import AuditRecords
 from storage.blobs import Blobs
 from storage.deliveries import Deliveries
@@ -105,6 +106,7 @@ class Collections:
         self.db = db
         self.audit = AuditRecords(db, audit_retention_seconds)
         self.uploads = Uploads(db)
+        self.accounting = AsyncAccounting(db)
         self.blobs = Blobs(db)
         self.manifests = Manifests(db)
         self.repositories = Repositories(db)
@@ -152,7 +154,7 @@ class Collections:
                 # Bounded: one stuck behind a stalled server must not hold back the next, which (on a
                 # new connection) is the one that ends the abandoned transaction once it is old enough.
                 await asyncio.wait_for(sweep(), ABANDONED_TRANSACTION_SWEEP_SECONDS)
-            except (pymongo.errors.PyMongoError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, pymongo.errors.PyMongoError) as exc:
                 log.warning("the periodic transaction failed: %r", exc)
 
     async def watch_nodes_forever(self, node_id):

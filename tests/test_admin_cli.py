@@ -1,8 +1,12 @@
 """The operator's command line (`python server.py user|project|gc|imports|webhooks …`), run beside a live server
 on the same database (CYP_MONGO_URI, and the embedded database of a data directory): what each command
 changes is what the API then shows, and its output, exit status and stderr are a script's to rely on."""
+import contextlib
+import datetime
 import json
 import socket
+
+import pymongo
 
 import pytest
 
@@ -16,6 +20,7 @@ from tests.support.clients import (
     wait_until,
 )
 from tests.support.processes import RegistryServer
+from tests.support.quota_support import gc_lease, gc_lease_held_elsewhere
 from tests.support.webhook_receiver import Receiver
 
 SETTINGS = {"CYP_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.1/32", "CYP_IMPORT_INSECURE_REGISTRIES": "127.0.0.1",
@@ -45,6 +50,16 @@ def cli(server, *args):
     result = run_server_cli(*args, env=env)
     lines = [json.loads(line) for line in result.stdout.splitlines()] if result.returncode == 0 else []
     return result.returncode, lines, result.stderr
+
+
+@contextlib.contextmanager
+def server_db(server):
+    """The server's database, for checks of stored state."""
+    client = pymongo.MongoClient(server.env["CYP_MONGO_URI"], tz_aware=True)
+    try:
+        yield client[server.db_name]
+    finally:
+        client.close()
 
 
 def created_user(server, *flags):
@@ -152,11 +167,27 @@ def test_project_quota_below_unlimited_is_refused(server, admin):
     assert status == 1 and "storage_quota must be at least -1" in stderr
 
 
-def test_gc_run_prints_its_result(server):
+def test_gc_run_prints_its_result_and_records_when_it_finished(server):
+    with server_db(server) as db:
+        assert gc_lease(db["meta"])["done_at"] < (before := datetime.datetime.now(datetime.UTC))
+
     status, lines, stderr = cli(server, "gc", "run")
 
     assert status == 0, stderr
     assert set(lines[0]) == {"unlinked", "deleted_blobs", "freed_bytes"}
+    with server_db(server) as db:
+        lease = db["meta"].find_one({"_id": "lease:gc"})
+    assert lease["owner"] is None and lease["done_at"] >= before
+
+
+def test_gc_run_while_another_collection_holds_the_lease_exits_75_and_leaves_the_lease_alone(server):
+    with server_db(server) as db, gc_lease_held_elsewhere(db["meta"]) as owner:
+        status, lines, stderr = cli(server, "gc", "run")
+        lease = db["meta"].find_one({"_id": "lease:gc"})
+
+    assert status == 75 and lines == []
+    assert f"a garbage collection is already running (held by {owner})" in stderr
+    assert lease["token"] == "elsewhere" and lease["owner"] == owner
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """Online garbage collection (grace period) and the recount that recomputes usage from the links."""
+import datetime
 import secrets
 
 from tests.support.api_client import create_user, ok, refused
 from tests.support.manifests import (
     OCI_LAYER_TAR, delete, encode, image_manifest, pull, push, push_blob, push_image, sha256,
 )
-from tests.support.quota_support import new_project, recount, run_gc
+from tests.support.quota_support import gc_lease, gc_lease_held_elsewhere, new_project, recount, run_gc
 
 
 def head(client, repo, digest):
@@ -115,6 +116,33 @@ def test_a_blob_collected_by_gc_can_be_pushed_again(gc_api, gc_client, gc_store)
     assert pulled.status_code == 200 and pulled.content == data
     assert gc_store.used(project["id"]) == 2500
     assert recount(gc_api, project["id"])["drift"] == 0
+
+
+def test_gc_asked_for_while_another_collection_holds_the_lease_is_a_conflict_and_collects_nothing(
+        gc_api, gc_client, gc_store):
+    project = new_project(gc_api, "gcbusy")
+    repo = f"{project['name']}/a"
+    data = secrets.token_bytes(2000)
+    push_blob(gc_client, repo, data)
+
+    with gc_lease_held_elsewhere(gc_store["meta"]) as owner:
+        message = refused(gc_api.post("/api/v1/system/gc"), 20002)
+
+    assert message == (f"a garbage collection is already running (held by {owner}); "
+                       "try again when it has finished")
+    assert head(gc_client, repo, sha256(data)) == 200
+    assert gc_store.used(project["id"]) == 2000
+
+
+def test_gc_asked_for_runs_under_the_lease_records_when_it_finished_and_hands_the_lease_back(gc_api, gc_store):
+    assert gc_lease(gc_store["meta"])["done_at"] < (before := datetime.datetime.now(datetime.UTC))
+
+    run_gc(gc_api)
+
+    lease = gc_store["meta"].find_one({"_id": "lease:gc"})
+    assert lease["owner"] is None and lease["until"] < before
+    assert lease["done_at"] >= before
+    assert set(ok(gc_api.post("/api/v1/system/gc"))) == {"unlinked", "deleted_blobs", "freed_bytes"}  # free again
 
 
 def test_gc_needs_an_administrator(gc_api):

@@ -19,7 +19,7 @@ from bson import ObjectId
 
 from storage.meta import Meta, ScheduledLease
 from storage.mongo import create_client
-from tests.support.api_client import Api, ok
+from tests.support.api_client import Api, ok, refused
 from tests.support.clients import wait_until
 from tests.support.manifests import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, encode, image_manifest, sha256
 from tests.support.processes import RegistryServer
@@ -152,6 +152,27 @@ def test_a_collection_whose_node_is_stopped_is_handed_back_at_once(isolated_mong
         took = time.monotonic() - stopped_at
 
     assert taken and took < 15, took
+
+
+def test_a_collection_asked_for_while_the_scheduled_one_runs_on_another_node_is_refused_until_it_ends(
+        isolated_mongo, tmp_path):
+    with Cluster(isolated_mongo, tmp_path, 2, GC_ENV) as cluster:
+        apis = {node.url: Api(node.url).session("admin", node.admin_password) for node in cluster.nodes}
+        seed_garbage(cluster.db, 600)
+        make_gc_due(cluster.db)
+        holder = wait_until(lambda: (cluster.db.meta.find_one({"_id": "lease:gc"}) or {}).get("owner"), 10, interval=0.02)
+        [other] = cluster.others(cluster.holding(holder))
+        busy = apis[other.url].post("/api/v1/system/gc")
+        running = cluster.db.blobs.count_documents({}) > 0
+        ended = wait_until(lambda: cluster.db.meta.find_one({"_id": "lease:gc"})["owner"] is None, 120)
+        after = apis[other.url].post("/api/v1/system/gc")
+        runs = [gc_runs(node) for node in cluster.nodes]
+
+    assert running, "the collection ended before the second was asked for: seed more"
+    assert refused(busy, 20002) == (f"a garbage collection is already running (held by {holder}); "
+                                    "try again when it has finished")
+    assert ended and ok(after) == {"unlinked": 0, "deleted_blobs": 0, "freed_bytes": 0}
+    assert sorted(runs) == [1, 1], runs  # the scheduled one on its node, the one asked for after it on the other
 
 
 async def test_a_take_cut_short_by_a_stop_leaves_the_lease_unheld(mongo):

@@ -439,3 +439,38 @@ def test_a_push_refused_early_from_its_content_length_emits_quota_exceeded(admin
     assert response.status_code == 403
     exceeded = events(store, project["id"], "QUOTA_EXCEEDED")
     assert len(exceeded) == 1 and exceeded[0]["data"]["storage_quota"] == 10000
+
+
+def image_body(admin, repo, layer_size):
+    """Push a config and a layer of ``layer_size`` random bytes into ``repo``; the manifest referencing them."""
+    config = push_blob(admin, repo, b'{"architecture":"amd64","os":"linux"}')
+    return encode(image_manifest(config, [push_blob(admin, repo, secrets.token_bytes(layer_size))]))
+
+
+def test_a_manifest_crossing_eighty_percent_emits_one_quota_warning(admin, admin_api, store):
+    project = quota_project(admin_api, -1)
+    repo = f"{project['name']}/a"
+    body = image_body(admin, repo, 1000)
+    used = store.used(project["id"])
+    set_quota(admin_api, project["id"], (used + len(body)) * 5 // 4)  # 80 % of it falls within the manifest
+    assert events(store, project["id"], "QUOTA_WARNING") == []
+
+    assert admin.put_manifest(repo, "v1", body).status_code == 201
+
+    warnings = events(store, project["id"], "QUOTA_WARNING")
+    assert len(warnings) == 1 and warnings[0]["data"]["storage_used"] == used + len(body)
+
+
+def test_a_manifest_refused_over_the_quota_emits_quota_exceeded(admin, admin_api, store):
+    project = quota_project(admin_api, -1)
+    repo = f"{project['name']}/a"
+    body = image_body(admin, repo, 1000)
+    used = store.used(project["id"])
+    set_quota(admin_api, project["id"], used + len(body) - 1)
+
+    assert "exceeds the limit" in quota_message(admin.put_manifest(repo, "v1", body))
+
+    exceeded = events(store, project["id"], "QUOTA_EXCEEDED")
+    assert len(exceeded) == 1
+    assert exceeded[0]["data"]["refused_bytes"] == len(body) and exceeded[0]["data"]["digest"] == sha256(body)
+    assert store.used(project["id"]) == used and sha256(body) not in store.counted(project["id"])

@@ -7,4 +7,4 @@ class GarbageCollectHandler(ApiHandler):
     audited = {"POST": "system.gc"}
 
     async def post(self):
-        self.write_data(await self.services.gc.run_once())
+        self.write_data(await self.services.gc.run_now())

@@ -4,9 +4,13 @@ Projects are created through /api/v1 with unique names; usage is read both throu
 MongoDB; ``recount`` is the admin API that recomputes usage. Images and blobs are pushed with the /v2/ helpers
 of tests.support.manifests.
 """
+import contextlib
+import datetime
+
 import pymongo
 
 from tests.support.api_client import ok, unique_name
+from tests.support.clients import wait_until
 
 MiB = 1024 * 1024
 GC_NOW_ENV = {"CYP_GC_GRACE_SECONDS": "0", "CYP_GC_INTERVAL_SECONDS": "3600"}
@@ -35,6 +39,27 @@ def set_quota(api, key, quota):
 
 def run_gc(api):
     return ok(api.post("/api/v1/system/gc"))
+
+
+def gc_lease(meta):
+    """The cluster's collection lease (``lease:gc`` in the ``meta`` collection), once a node has looked at it (its
+    first look records a collection done then, so the first scheduled one is an interval later)."""
+    return wait_until(lambda: meta.find_one({"_id": "lease:gc"}), 10)
+
+
+@contextlib.contextmanager
+def gc_lease_held_elsewhere(meta, owner="other-node:4242:abcdef"):
+    """The cluster's collection lease (``lease:gc`` in the ``meta`` collection) held by another node's running
+    collection for the block's duration; handed back after it. Answers the owner."""
+    now = datetime.datetime.now(datetime.UTC)
+    meta.update_one({"_id": "lease:gc"}, {"$set": {"token": "elsewhere", "owner": owner,
+                                                   "until": now + datetime.timedelta(seconds=60)},
+                                          "$setOnInsert": {"done_at": now}}, upsert=True)
+    try:
+        yield owner
+    finally:
+        meta.update_one({"_id": "lease:gc", "token": "elsewhere"}, {"$set": {
+            "owner": None, "until": datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)}})
 
 
 class Db:
