@@ -26,6 +26,11 @@ NGINX = "/usr/sbin/nginx"
 UPSTREAM = "cyp_registry"
 # Below the nodes' shutdown_idle_seconds (default 5).
 UPSTREAM_KEEPALIVE_SECONDS = 3
+# What a client gets when the node streaming its upload dies: the upload cannot go on as sent, and clients start
+# it again on a registry error of this kind (docker and skopeo end a push on a bare 502, and skopeo 1.9 on a
+# connection closed while it writes).
+UPLOAD_LOST = ('{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"the node receiving this upload was lost; '
+               'start the upload again","detail":{}}]}')
 
 
 def user_directive():
@@ -91,11 +96,20 @@ def balancer_blocks(listen, nodes, host_header="$http_host", client_address="$re
         proxy_send_timeout 900s;
         proxy_read_timeout 900s;
         proxy_next_upstream error timeout;
-        location ~ ^/v2/.+/blobs/ {{
+        location ~ ^/v2/.+/blobs/uploads/ {{
             proxy_pass http://{UPSTREAM};
             proxy_request_buffering off;
             proxy_buffering off;
+            error_page 502 504 = @upload_lost;
+        }}
+        location ~ ^/v2/.+/blobs/ {{
+            proxy_pass http://{UPSTREAM};
+            proxy_buffering off;
             error_page 502 504 = @node_lost;
+        }}
+        location @upload_lost {{
+            default_type application/json;
+            return 400 '{UPLOAD_LOST}';
         }}
         location @node_lost {{
             return 444;

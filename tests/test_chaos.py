@@ -2,8 +2,7 @@
 pending webhook deliveries, and concurrent pushes into a nearly full project; the work completes on the other
 nodes and nothing is lost or miscounted. Each test starts the killed node again for the next one.
 
-The issue asks for a 500 MiB push; 200 MiB (the size test_client_skopeo pushes) keeps the module within CI's
-budget on a two-core machine and still takes the node down with a few hundred MiB unsent.
+The large push is the 500 MiB the issue names: the node dies with hundreds of MiB still unsent.
 """
 import datetime
 import hashlib
@@ -29,9 +28,7 @@ from tests.support.webhook_receiver import Receiver
 
 require_tool("skopeo")
 
-BIG_LAYER = 200 * MiB
-# How skopeo 1.9 reports a write to a connection the balancer dropped: errors its retry list leaves out.
-UNRETRIED_WRITE_ERRORS = ("write: broken pipe", "use of closed network connection")
+BIG_LAYER = 500 * MiB
 UPLOADING = re.compile(r"^cyp_uploads_in_progress\S* ([0-9.]+)$", re.MULTILINE)
 
 
@@ -114,12 +111,6 @@ def test_a_node_killed_during_a_large_skopeo_push_is_survived_by_the_clients_ret
         outcome["result"] = skopeo.run("copy", "--retry-times", "3", "--preserve-digests", "--dest-tls-verify=false",
                                        "--dest-creds", f"admin:{cluster.admin_password}", f"oci:{layout}:v1",
                                        f"docker://{cluster.host}/chaospush/app:v1", check=False)
-        if outcome["result"].returncode and any(error in outcome["result"].stderr for error in UNRETRIED_WRITE_ERRORS):
-            # The connection nginx drops reaches skopeo as a reset (retried by itself) or, when nginx had read
-            # everything sent so far, as a broken pipe or a closed connection, which skopeo 1.9's retry list leaves
-            # out: then the command is run again, as whoever runs it would.
-            outcome["first"] = outcome["result"]
-            push()
 
     pushing = threading.Thread(target=push)
     pushing.start()
@@ -141,7 +132,7 @@ def test_a_node_killed_during_a_large_skopeo_push_is_survived_by_the_clients_ret
     assert killed_while_pushing
     result = outcome["result"]
     assert result.returncode == 0, result.stderr
-    assert "first" not in outcome or "chaospush/app/blobs/uploads/" in outcome["first"].stderr
+    assert "start the upload again" in result.stderr  # the balancer's answer for the lost node, which skopeo retried
     assert got.status_code == 200 and got.headers["Docker-Content-Digest"] == descriptor["digest"]
     assert streamed_digest(reader, "chaospush/app", layer) == layer
 

@@ -12,8 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pymongo
+import pytest
 import requests
 from bson import ObjectId
 
@@ -283,13 +285,15 @@ def push_small_image(client, repo, tag):
 # -- garbage collection beside pushes of the same blobs -----------------------------------------------
 
 GRACE_SECONDS = 2
-# Rounds of eight requests each, beside a collector running every COLLECTION_PAUSE: about 40 s here.
-ROUNDS = 100
+# Rounds of eight requests each from PUSHERS clients at once, beside a collector running every COLLECTION_PAUSE.
+ROUNDS = 500
+PUSHERS = 4
 COLLECTION_PAUSE = 0.1
-# Each round pushes into the next of these repositories, so a repository is pushed again some seconds later: its
-# links are then older than the grace period, unreferenced, and being collected while the push relies on them.
-# Enough of them that a round trip through all outlasts the grace period on a quiet machine too (about 0.1 s a
-# round there; with 8, every link was always younger than the grace and the collector freed nothing).
+# Each round pushes into the next of these repositories (each pusher its own share of them), so a repository is
+# pushed again some seconds later: its links are then older than the grace period, unreferenced, and being
+# collected while the push relies on them. Enough of them that a pusher's round trip through its share outlasts
+# the grace period on a quiet machine too (with 8 repositories and one pusher, every link was always younger than
+# the grace and the collector freed nothing); more make each collection, which visits every one, slower.
 REPOSITORIES = 32
 
 
@@ -317,8 +321,9 @@ class Collecting:
         self.thread.join(60)
 
 
+@pytest.mark.timeout(900)
 def test_collections_on_one_node_while_another_pushes_the_same_blobs_lose_nothing(isolated_mongo, tmp_path):
-    """Each round pushes the same image again into one of REPOSITORIES of a project (skipping the blobs the
+    """Each round (PUSHERS at a time) pushes the same image again into one of REPOSITORIES of a project (skipping the blobs the
     registry says that repository has, as clients do), reads every blob back on both nodes, then deletes the
     manifest, so that its blob links are garbage for the collector running all along on the other node
     (GRACE_SECONDS)."""
@@ -327,20 +332,25 @@ def test_collections_on_one_node_while_another_pushes_the_same_blobs_lose_nothin
     blobs = {sha256(config): config, sha256(layer): layer}
     body = encode(image_manifest({"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
                                  [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)}]))
-    failures = []
     with Cluster(isolated_mongo, tmp_path, 2, env) as cluster:
         pusher_node, collector_node = cluster.nodes
         api = Api(pusher_node.url).session("admin", pusher_node.admin_password)
         ok(api.post("/api/v1/projects", json={"name": "race"}))
-        pusher = cached_client(pusher_node.url, "admin", pusher_node.admin_password)
-        reader = cached_client(collector_node.url, "admin", pusher_node.admin_password)
+
+        def push_rounds(first):
+            pusher = cached_client(pusher_node.url, "admin", pusher_node.admin_password)
+            reader = cached_client(collector_node.url, "admin", pusher_node.admin_password)
+            return [failure for round_number in range(first, ROUNDS, PUSHERS) for failure in push_read_delete(
+                pusher, reader, f"race/app{round_number % REPOSITORIES}", blobs, body, round_number)]
+
         with Collecting(collector_node) as collecting:
             started = time.monotonic()
-            for round_number in range(ROUNDS):
-                repo = f"race/app{round_number % REPOSITORIES}"
-                failures += push_read_delete(pusher, reader, repo, blobs, body, round_number)
+            with ThreadPoolExecutor(PUSHERS) as pool:
+                failures = [failure for found in pool.map(push_rounds, range(PUSHERS)) for failure in found]
             took = time.monotonic() - started
-        final = push_read_delete(pusher, reader, "race/final", blobs, body, "final", delete=False)
+        final = push_read_delete(cached_client(pusher_node.url, "admin", pusher_node.admin_password),
+                                 cached_client(collector_node.url, "admin", pusher_node.admin_password),
+                                 "race/final", blobs, body, "final", delete=False)
 
     assert not failures + final, failures[:10] + final
     assert collecting.runs >= ROUNDS / 10 and collecting.freed_links > 0, (collecting.runs, collecting.freed_links)
