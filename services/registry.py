@@ -247,7 +247,9 @@ class RegistryService:
         async def store(session):
             created = stored is None and await self.collections.manifests.put(
                 name, project["_id"], parsed, content, sparse, session=session)
-            if stored is not None and tags and not await self.collections.manifests.hold(name, parsed.digest, session):
+            # Tagging a manifest this transaction did not create writes it too, so a delete running at the same time
+            # conflicts instead of leaving the tag behind: also when another PUT stored it since it was looked at.
+            if not created and tags and not await self.collections.manifests.hold(name, parsed.digest, session):
                 raise ManifestVanished()
             for tag in tags:
                 await self.collections.manifests.set_tag(name, tag, parsed, len(content), session=session)
