@@ -90,9 +90,9 @@ class RegistryService:
         await self.quota.precheck(project["_id"], size, digest)
 
     async def charge(self, name, digest, size, holder=None):
-        """Take the quota reference a new link or manifest of ``digest`` in ``name`` holds, before
-        anything of it becomes visible (the first reference in the project charges the bytes).
-        ``holder``: the upload taking it, noted until ``held`` (see Accounting.add_reference)."""
+        """Take the quota reference a new link of ``digest`` in ``name`` holds, before it becomes visible (the
+        first reference in the project charges the bytes; a manifest takes its own in its transaction:
+        ``_take_reference``). ``holder``: the upload taking it, noted until ``held`` (see Accounting.add_reference)."""
         project = await self.project_of(name)
         await self.quota.charge(project["_id"], digest, size, holder)
         return project
