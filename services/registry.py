@@ -241,12 +241,12 @@ class RegistryService:
         if missing:
             raise ManifestBlobUnknown(missing=missing)
         project = await self.project_of(name)
-        if stored is None:
-            await self.collections.repositories.ensure(name, project["_id"])
 
         async def store(session):
             created = stored is None and await self.collections.manifests.put(
                 name, project["_id"], parsed, content, sparse, session=session)
+            if created:  # in the transaction: a manifest refused over the quota leaves no repository behind
+                await self.collections.repositories.ensure(name, project["_id"], session)
             # Tagging a manifest this transaction did not create writes it too, so a delete running at the same time
             # conflicts instead of leaving the tag behind: also when another PUT stored it since it was looked at.
             if not created and tags and not await self.collections.manifests.hold(name, parsed.digest, session):

@@ -312,7 +312,7 @@ def test_a_tag_set_by_a_put_racing_a_delete_never_outlives_its_manifest(cluster_
     """Through two nodes, a new manifest PUT with tag ``a`` (then DELETEd by digest at once) and with tag ``b``:
     the PUT that finds it stored by the other one meanwhile sets its tag in a transaction that conflicts with the
     delete, so after every round either the manifest is stored or neither tag names it."""
-    project, repos, clients, headers = two_repositories
+    _, repos, clients, headers = two_repositories
     repo = repos[0]
     config, layer = b'{"os":"linux"}', secrets.token_bytes(4096)
     for blob in (config, layer):
