@@ -1,7 +1,11 @@
-"""Per-project quota actors: each serializes its project's charges on this node and caches its usage.
+"""Per-project quota actors: each serializes its project's blob charges and releases on this node and caches
+its usage.
 
 The authoritative numbers are in MongoDB (storage/accounting.py); the actor adds ordering within
-one node, the cached usage for early refusals, and the QUOTA_WARNING / QUOTA_EXCEEDED events.
+one node, the cached usage for early refusals, and the QUOTA_WARNING / QUOTA_EXCEEDED events of what it
+charges and refuses. A manifest's charge is taken in the manifest's own transaction instead
+(services/registry.py), which emits its events there; the cache does not see it, so it may be low: an early
+refusal is then missed, never wrongly made (the atomic charge still decides).
 """
 import threading
 import time
@@ -57,7 +61,7 @@ class QuotaActor(BridgedActor):
         raise QuotaExceeded(project, size)
 
     def charge(self, digest, size, holder=None):
-        """Take one reference to ``digest`` for a new link or manifest; charges its bytes on the first.
+        """Take one reference to ``digest`` for a new link; charges its bytes on the first.
 
         True when this call charged the bytes. A claim another request is still settling is waited
         for, so the bytes are never assumed counted before they are.

@@ -90,9 +90,9 @@ class RegistryService:
         await self.quota.precheck(project["_id"], size, digest)
 
     async def charge(self, name, digest, size, holder=None):
-        """Take the quota reference a new link or manifest of ``digest`` in ``name`` holds, before
-        anything of it becomes visible (the first reference in the project charges the bytes).
-        ``holder``: the upload taking it, noted until ``held`` (see Accounting.add_reference)."""
+        """Take the quota reference a new link of ``digest`` in ``name`` holds, before it becomes visible (the
+        first reference in the project charges the bytes; a manifest takes its own in its transaction:
+        ``_take_reference``). ``holder``: the upload taking it, noted until ``held`` (see Accounting.add_reference)."""
         project = await self.project_of(name)
         await self.quota.charge(project["_id"], digest, size, holder)
         return project
@@ -241,13 +241,15 @@ class RegistryService:
         if missing:
             raise ManifestBlobUnknown(missing=missing)
         project = await self.project_of(name)
-        if stored is None:
-            await self.collections.repositories.ensure(name, project["_id"])
 
         async def store(session):
             created = stored is None and await self.collections.manifests.put(
                 name, project["_id"], parsed, content, sparse, session=session)
-            if stored is not None and tags and not await self.collections.manifests.hold(name, parsed.digest, session):
+            if created:  # in the transaction: a manifest refused over the quota leaves no repository behind
+                await self.collections.repositories.ensure(name, project["_id"], session)
+            # Tagging a manifest this transaction did not create writes it too, so a delete running at the same time
+            # conflicts instead of leaving the tag behind: also when another PUT stored it since it was looked at.
+            if not created and tags and not await self.collections.manifests.hold(name, parsed.digest, session):
                 raise ManifestVanished()
             for tag in tags:
                 await self.collections.manifests.set_tag(name, tag, parsed, len(content), session=session)

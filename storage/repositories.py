@@ -13,9 +13,10 @@ class Repositories:
     async def ensure_indexes(self):
         await self.collection.create_index("project_id")
 
-    async def ensure(self, name, project_id):
+    async def ensure(self, name, project_id, session=None):
         await self.collection.update_one(
-            {"_id": name}, {"$setOnInsert": {"project_id": project_id, "created_at": utcnow()}}, upsert=True)
+            {"_id": name}, {"$setOnInsert": {"project_id": project_id, "created_at": utcnow()}}, upsert=True,
+            session=session)
 
     async def exists(self, name):
         return await self.collection.find_one({"_id": name}, {"_id": 1}) is not None

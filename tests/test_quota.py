@@ -7,7 +7,8 @@ import pytest
 
 from tests.support.api_client import ok
 from tests.support.manifests import (
-    OCI_MANIFEST, assert_registry_error, delete, encode, image_manifest, pull, push, push_blob, push_image, sha256,
+    OCI_INDEX, OCI_MANIFEST, assert_registry_error, delete, encode, image_manifest, index_manifest, pull, push,
+    push_blob, push_image, sha256,
 )
 from tests.support.quota_support import MiB, new_project, recount, set_quota
 
@@ -474,3 +475,14 @@ def test_a_manifest_refused_over_the_quota_emits_quota_exceeded(admin, admin_api
     assert len(exceeded) == 1
     assert exceeded[0]["data"]["refused_bytes"] == len(body) and exceeded[0]["data"]["digest"] == sha256(body)
     assert store.used(project["id"]) == used and sha256(body) not in store.counted(project["id"])
+
+
+def test_a_manifest_refused_over_the_quota_leaves_no_repository_behind(admin, admin_api, store):
+    project = quota_project(admin_api, 10)
+    repo = f"{project['name']}/empty"
+    body = encode(index_manifest([]))  # references nothing, so nothing else made the repository
+
+    assert "exceeds the limit" in quota_message(admin.put_manifest(repo, "v1", body, OCI_INDEX))
+
+    assert_registry_error(admin.request("GET", f"/v2/{repo}/tags/list", pull(repo)), 404, "NAME_UNKNOWN")
+    assert store["repositories"].find_one({"_id": repo}) is None

@@ -306,3 +306,48 @@ def test_a_manifest_pushed_to_one_repository_while_deleted_from_another_stays_co
 
     assert failure is None, f"after {episodes} rounds storage_used and recount are {failure}; expected {expected}"
     assert episodes > 10
+
+
+def test_a_tag_set_by_a_put_racing_a_delete_never_outlives_its_manifest(cluster_api, two_repositories):
+    """Through two nodes, a new manifest PUT with tag ``a`` (then DELETEd by digest at once) and with tag ``b``:
+    the PUT that finds it stored by the other one meanwhile sets its tag in a transaction that conflicts with the
+    delete, so after every round either the manifest is stored or neither tag names it."""
+    _, repos, clients, headers = two_repositories
+    repo = repos[0]
+    config, layer = b'{"os":"linux"}', secrets.token_bytes(4096)
+    for blob in (config, layer):
+        assert clients[0].push_blob(repo, blob).status_code == 201
+    blobs = ({"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
+             [{"mediaType": OCI_LAYER_TAR, "digest": sha256(layer), "size": len(layer)}])
+
+    def put(index, body, tag):
+        response = clients[index].request("PUT", f"/v2/{repo}/manifests/{tag}", data=body,
+                                          headers={**headers[index], "Content-Type": OCI_MANIFEST})
+        assert response.status_code == 201, response.text
+
+    def put_then_delete(body):
+        put(0, body, "a")
+        response = clients[0].request("DELETE", f"/v2/{repo}/manifests/{sha256(body)}", headers=headers[0])
+        assert response.status_code == 202, response.text
+
+    def put_later(body):
+        time.sleep(random.random() * 0.02)
+        put(1, body, "b")
+
+    def status(reference):
+        return clients[0].request("HEAD", f"/v2/{repo}/manifests/{reference}", headers=headers[0]).status_code
+
+    deadline, rounds, dangling = time.monotonic() + 10, 0, []
+    with ThreadPoolExecutor(2) as pool:
+        while time.monotonic() < deadline and not dangling:
+            body = encode(image_manifest(*blobs, annotations={"round": str(rounds)}))
+            for running in [pool.submit(put_then_delete, body), pool.submit(put_later, body)]:
+                running.result()
+            rounds += 1
+            if status(sha256(body)) == 404:
+                dangling = [tag for tag in ("a", "b") if status(tag) == 200]
+            for tag in ("a", "b"):
+                clients[0].request("DELETE", f"/v2/{repo}/manifests/{tag}", headers=headers[0])
+
+    assert dangling == [], f"round {rounds}: tags {dangling} name a deleted manifest"
+    assert rounds > 10
