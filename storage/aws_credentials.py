@@ -101,9 +101,12 @@ async def _from_instance_role(environ):
     document = await call("GET", f"/latest/meta-data/iam/security-credentials/{role}", headers)
     if document is None:
         return None
-    keys = json.loads(document)
-    expires_at = datetime.fromisoformat(keys["Expiration"].replace("Z", "+00:00")).timestamp()
-    return Credentials(keys["AccessKeyId"], keys["SecretAccessKey"], keys.get("Token", ""), expires_at)
+    try:
+        keys = json.loads(document)
+        expires_at = datetime.fromisoformat(keys["Expiration"].replace("Z", "+00:00")).timestamp()
+        return Credentials(keys["AccessKeyId"], keys["SecretAccessKey"], keys.get("Token", ""), expires_at)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CredentialsUnavailable(f"S3: the instance role's credentials cannot be read: {exc!r}") from exc
 
 
 class CredentialChain:

@@ -21,7 +21,7 @@ from tornado.iostream import StreamClosedError
 from tornado.tcpclient import TCPClient
 
 from storage import sigv4
-from storage.aws_credentials import CredentialChain, CredentialsUnavailable
+from storage.aws_credentials import CredentialChain
 
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 60
@@ -76,7 +76,8 @@ class _Response(httputil.HTTPMessageDelegate):
 
     async def body(self):
         while True:
-            piece = await asyncio.wait_for(self.pieces.get(), READ_TIMEOUT)
+            async with asyncio.timeout(READ_TIMEOUT):
+                piece = await self.pieces.get()
             self.pieces.task_done()
             if piece is self._END:
                 return
@@ -121,11 +122,11 @@ class S3Client:
             url = urlsplit(endpoint_url)
             self.scheme, self.host, self.prefix = url.scheme, url.netloc, f"{url.path.rstrip('/')}/{bucket}"
             self._address = (url.hostname, url.port or (443 if url.scheme == "https" else 80))
-        elif "." in bucket:  # a dotted name does not match the wildcard certificate of virtual hosts
-            self.scheme, self.host, self.prefix = "https", f"s3.{self.region}.amazonaws.com", f"/{bucket}"
         else:
-            self.scheme, self.host, self.prefix = "https", f"{bucket}.s3.{self.region}.amazonaws.com", ""
-        if not endpoint_url:
+            # A dotted bucket name does not match the wildcard certificate of virtual hosts: path style.
+            self.scheme = "https"
+            self.host, self.prefix = (f"s3.{self.region}.amazonaws.com", f"/{bucket}") if "." in bucket \
+                else (f"{bucket}.s3.{self.region}.amazonaws.com", "")
             self._address = (self.host, 443)
         self._ssl = ssl.create_default_context() if self.scheme == "https" else None
         self._tcp = TCPClient()
@@ -138,8 +139,9 @@ class S3Client:
             return sigv4.EMPTY_SHA256
         if self.scheme == "https":
             return sigv4.UNSIGNED_PAYLOAD  # TLS protects the bytes; hashing them would cost a pass over each part
-        with body.getbuffer() as view:  # in a thread: hashlib lets go of the GIL for large buffers
-            return await asyncio.to_thread(lambda: hashlib.sha256(view).hexdigest())
+        # In a thread: hashlib lets go of the GIL for large buffers. The view is released when the thread
+        # is done with it, even if this request is cancelled meanwhile.
+        return await asyncio.to_thread(_sha256_hex, body.getbuffer())
 
     async def _open(self, method, key, query, headers, body):
         """Send the request; the exchange, whose response head is on its way."""
@@ -158,9 +160,7 @@ class S3Client:
         target = path + (f"?{sigv4.canonical_query(query)}" if query else "")
 
         host, port = self._address
-        stream = await asyncio.wait_for(
-            self._tcp.connect(host, port, ssl_options=self._ssl),
-            CONNECT_TIMEOUT)
+        stream = await asyncio.wait_for(self._tcp.connect(host, port, ssl_options=self._ssl), CONNECT_TIMEOUT)
         stream.set_nodelay(True)
         connection = HTTP1Connection(stream, True, HTTP1ConnectionParameters(
             no_keep_alive=True, max_body_size=1 << 62, chunk_size=RECEIVE_PIECE, header_timeout=READ_TIMEOUT))
@@ -182,7 +182,8 @@ class S3Client:
             if body is not None:
                 body.seek(0)
                 while piece := body.read(SEND_PIECE):
-                    await asyncio.wait_for(connection.write(piece), READ_TIMEOUT)
+                    async with asyncio.timeout(READ_TIMEOUT):
+                        await connection.write(piece)
             connection.finish()
         except BaseException:
             exchange.close()
@@ -199,8 +200,6 @@ class S3Client:
             except BaseException:
                 exchange.close()
                 raise
-        except CredentialsUnavailable as exc:
-            raise S3RequestError(str(exc)) from exc
         except (OSError, StreamClosedError, asyncio.TimeoutError, httputil.HTTPInputError) as exc:
             raise _transport_error(exc) from exc
         if status < 300:
@@ -222,7 +221,8 @@ class S3Client:
         return b"".join(pieces)
 
     async def _retrying(self, method, key, query=(), headers=None, body=None):
-        """The exchange of the first try that succeeds; transport errors and S3's "try again" are retried."""
+        """The exchange of the first try that succeeds; transport errors and S3's "try again" are retried
+        (missing credentials are not: CredentialsUnavailable goes to the caller at once)."""
         for attempt in range(ATTEMPTS):
             try:
                 return await self._attempt(method, key, list(query), headers or {}, body)
@@ -308,6 +308,10 @@ class S3Client:
         path = self._path(key)
         query = sigv4.presigned_query("GET", path, [], self.host, credentials, amz_date, self.region, expires)
         return f"{self.scheme}://{self.host}{path}?{query}"
+
+
+def _sha256_hex(view):
+    return hashlib.sha256(view).hexdigest()
 
 
 def _xml_text(text):

@@ -13,6 +13,7 @@ import uuid
 from bson import Binary
 
 from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raises_unavailable, unavailable_on
+from storage.aws_credentials import CredentialsUnavailable
 from storage.s3_client import S3Client, S3Error, S3RequestError
 
 # Every part but the last must be at least 5 MiB; 8 MiB parts allow blobs up to 78 GiB.
@@ -20,7 +21,8 @@ PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10_000
 PRESIGNED_SECONDS = 300
 
-_storage_errors = raises_unavailable("S3", S3RequestError)
+_ERRORS = (S3RequestError, CredentialsUnavailable)
+_storage_errors = raises_unavailable("S3", *_ERRORS)
 
 
 class S3Writer(UploadWriter):
@@ -148,7 +150,7 @@ class S3BlobStore(BlobStore):
         if length <= 0:
             return
         remaining = length
-        with unavailable_on("S3", S3RequestError):
+        with unavailable_on("S3", *_ERRORS):
             pieces = self.client.get_object(ref["key"], start, start + length - 1)
             try:
                 async for piece in pieces:
