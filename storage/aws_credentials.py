@@ -4,7 +4,9 @@
 2. the environment: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``;
 3. the shared files of the profile ``AWS_PROFILE`` (or ``default``): ``AWS_SHARED_CREDENTIALS_FILE``
    (``~/.aws/credentials``), then static keys in ``AWS_CONFIG_FILE`` (``~/.aws/config``);
-4. the instance role, from the EC2 instance metadata service (IMDSv2), refreshed before it expires.
+4. a container role: ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` (ECS) or ``_FULL_URI``, with
+   ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` when set;
+5. the instance role, from the EC2 instance metadata service (IMDSv2).
 
 Static keys are read once; a role's keys are fetched again five minutes before they expire.
 """
@@ -18,8 +20,9 @@ from datetime import datetime
 from pathlib import Path
 
 IMDS_ENDPOINT = "http://169.254.169.254"
-IMDS_TIMEOUT = 1.0
-IMDS_ATTEMPTS = 2
+ECS_ENDPOINT = "http://169.254.170.2"
+METADATA_TIMEOUT = 1.0
+METADATA_ATTEMPTS = 2
 # A role's keys are replaced this long before they expire, so a request never carries expired ones.
 REFRESH_BEFORE = 300
 
@@ -67,46 +70,61 @@ def _from_shared_files(environ):
     return None
 
 
-async def _from_instance_role(environ):
-    """The role's keys from IMDSv2 (a session token first, then the role name, then its keys), or None."""
-    if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
-        return None
-    from tornado.httpclient import AsyncHTTPClient, HTTPRequest  # only on instances without other keys
+async def _fetch(method, url, headers=None):
+    """The body of a 200 answer from a metadata endpoint, or None (refused, absent, unreachable)."""
+    from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest  # only when these sources are used
 
-    base = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", IMDS_ENDPOINT).rstrip("/")
-    client = AsyncHTTPClient()
+    for attempt in range(METADATA_ATTEMPTS):
+        try:
+            response = await AsyncHTTPClient().fetch(HTTPRequest(
+                url, method=method, headers=headers, body=b"" if method == "PUT" else None,
+                connect_timeout=METADATA_TIMEOUT, request_timeout=METADATA_TIMEOUT), raise_error=False)
+        except (OSError, HTTPClientError):  # no such service here, or it did not answer in time
+            continue
+        if response.code == 200:
+            return response.body.decode()
+        if response.code < 500:
+            return None
+    return None
 
-    async def call(method, path, headers):
-        for attempt in range(IMDS_ATTEMPTS):
-            try:
-                response = await client.fetch(HTTPRequest(
-                    f"{base}{path}", method=method, headers=headers, body=b"" if method == "PUT" else None,
-                    connect_timeout=IMDS_TIMEOUT, request_timeout=IMDS_TIMEOUT), raise_error=False)
-            except OSError:
-                response = None
-            if response is not None and response.code == 200:
-                return response.body.decode()
-            if response is not None and response.code == 404 or attempt == IMDS_ATTEMPTS - 1:
-                return None
-        return None
 
-    token = await call("PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
-    if token is None:
-        return None
-    headers = {"X-aws-ec2-metadata-token": token}
-    roles = await call("GET", "/latest/meta-data/iam/security-credentials/", headers)
-    role = (roles or "").split("\n")[0].strip()
-    if not role:
-        return None
-    document = await call("GET", f"/latest/meta-data/iam/security-credentials/{role}", headers)
-    if document is None:
-        return None
+def _role_keys(document, source):
+    """Credentials from the JSON document both the container and the instance endpoints answer with."""
     try:
         keys = json.loads(document)
         expires_at = datetime.fromisoformat(keys["Expiration"].replace("Z", "+00:00")).timestamp()
         return Credentials(keys["AccessKeyId"], keys["SecretAccessKey"], keys.get("Token", ""), expires_at)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CredentialsUnavailable(f"S3: the instance role's credentials cannot be read: {exc!r}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CredentialsUnavailable(f"S3: the {source} credentials cannot be read: {exc!r}") from exc
+
+
+async def _from_container_role(environ):
+    """An ECS task role (or any container credentials endpoint), or None when none is named."""
+    relative, full = environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"), \
+        environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    if not relative and not full:
+        return None
+    token = environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+    document = await _fetch("GET", f"{ECS_ENDPOINT}{relative}" if relative else full,
+                            {"Authorization": token} if token else None)
+    return None if document is None else _role_keys(document, "container role's")
+
+
+async def _from_instance_role(environ):
+    """The role's keys from IMDSv2 (a session token first, then the role name, then its keys), or None."""
+    if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+        return None
+    base = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", IMDS_ENDPOINT).rstrip("/")
+    token = await _fetch("PUT", f"{base}/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
+    if token is None:
+        return None
+    headers = {"X-aws-ec2-metadata-token": token}
+    roles = await _fetch("GET", f"{base}/latest/meta-data/iam/security-credentials/", headers)
+    role = (roles or "").split("\n")[0].strip()
+    if not role:
+        return None
+    document = await _fetch("GET", f"{base}/latest/meta-data/iam/security-credentials/{role}", headers)
+    return None if document is None else _role_keys(document, "instance role's")
 
 
 class CredentialChain:
@@ -128,8 +146,8 @@ class CredentialChain:
 
     async def _resolve(self):
         found = _from_environment(self._environ) or _from_shared_files(self._environ) \
-            or await _from_instance_role(self._environ)
+            or await _from_container_role(self._environ) or await _from_instance_role(self._environ)
         if found is None:
             raise CredentialsUnavailable(
-                "S3: no credentials (configuration, environment, shared credentials file or instance role)")
+                "S3: no credentials (configuration, environment, shared files, container or instance role)")
         return found

@@ -1,6 +1,7 @@
 """Where the S3 backend finds its keys when the configuration has none: the environment, the shared
-files, the instance role. The instance metadata service (IMDSv2) is served on loopback by a small Tornado
-app speaking its protocol, since no EC2 instance is at hand."""
+files, a container role, the instance role. The container credentials endpoint and the instance metadata
+service (IMDSv2) are served on loopback by a small Tornado app speaking their protocols, since no ECS task
+or EC2 instance is at hand."""
 import json
 import time
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ from tornado.netutil import bind_sockets
 from storage.aws_credentials import REFRESH_BEFORE, CredentialChain, Credentials, CredentialsUnavailable
 from storage.blobstore import StorageUnavailable
 from storage.s3_store import S3BlobStore
+from tests.support.processes import free_port
 
 NO_IMDS = {"AWS_EC2_METADATA_DISABLED": "true"}
 
@@ -65,7 +67,8 @@ async def test_no_source_refuses_and_the_store_is_unavailable(tmp_path):
 
 
 class InstanceMetadata:
-    """IMDSv2 on loopback: a session token by PUT, then the role and its keys for requests carrying it."""
+    """IMDSv2 on loopback: a session token by PUT, then the role and its keys for requests carrying it;
+    and a container credentials endpoint for requests carrying its authorization token."""
 
     def __init__(self, lifetime):
         self.lifetime = lifetime
@@ -84,17 +87,27 @@ class InstanceMetadata:
                 if not role:
                     self.write("registry-role")
                     return
-                metadata.issued += 1
-                expires = datetime.fromtimestamp(time.time() + metadata.lifetime, timezone.utc)
-                self.write(json.dumps({"AccessKeyId": f"role-{metadata.issued}", "SecretAccessKey": "role-secret",
-                                       "Token": "role-token", "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+                self.write(metadata.keys())
+
+        class Container(tornado.web.RequestHandler):
+            def get(self):
+                if self.request.headers.get("Authorization") != "container-token":
+                    raise tornado.web.HTTPError(401)
+                self.write(metadata.keys())
 
         app = tornado.web.Application([(r"/latest/api/token", Token),
-                                       (r"/latest/meta-data/iam/security-credentials/(.*)", Role)])
+                                       (r"/latest/meta-data/iam/security-credentials/(.*)", Role),
+                                       (r"/container/credentials", Container)])
         sockets = bind_sockets(0, "127.0.0.1")
         self.server = HTTPServer(app)
         self.server.add_sockets(sockets)
         self.endpoint = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+
+    def keys(self):
+        self.issued += 1
+        expires = datetime.fromtimestamp(time.time() + self.lifetime, timezone.utc)
+        return json.dumps({"AccessKeyId": f"role-{self.issued}", "SecretAccessKey": "role-secret",
+                           "Token": "role-token", "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
 
 @pytest.fixture
@@ -126,3 +139,31 @@ async def test_role_keys_about_to_expire_are_fetched_again(tmp_path, instance_me
 
     assert (await chain.get()).access_key_id == "role-1"
     assert (await chain.get()).access_key_id == "role-2"
+
+
+async def test_a_container_role_with_its_authorization_token(tmp_path, instance_metadata):
+    metadata = instance_metadata(lifetime=3600)
+    chain = CredentialChain(environ={**_empty_files(tmp_path), **NO_IMDS,
+                                     "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{metadata.endpoint}/container/credentials",
+                                     "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container-token"})
+
+    keys = await chain.get()
+
+    assert (keys.access_key_id, keys.secret_access_key, keys.session_token) == ("role-1", "role-secret", "role-token")
+
+
+async def test_a_container_endpoint_that_refuses_leaves_no_credentials(tmp_path, instance_metadata):
+    metadata = instance_metadata(lifetime=3600)
+    chain = CredentialChain(environ={**_empty_files(tmp_path), **NO_IMDS,
+                                     "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{metadata.endpoint}/container/credentials"})
+
+    with pytest.raises(CredentialsUnavailable):
+        await chain.get()
+
+
+async def test_no_instance_metadata_service_leaves_no_credentials(tmp_path):
+    chain = CredentialChain(environ={**_empty_files(tmp_path),
+                                     "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
+
+    with pytest.raises(CredentialsUnavailable):
+        await chain.get()
