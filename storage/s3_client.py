@@ -27,7 +27,7 @@ CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 60
 ATTEMPTS = 3
 SEND_PIECE = 256 * 1024
-RECEIVE_PIECE = 1024 * 1024
+RECEIVE_PIECE = 256 * 1024
 # Error and listing answers are read whole; nothing S3 sends back besides an object is near this.
 MAX_DOCUMENT = 16 * 1024 * 1024
 RETRIED_STATUSES = {500, 502, 503, 504}
@@ -162,6 +162,8 @@ class S3Client:
         host, port = self._address
         stream = await asyncio.wait_for(self._tcp.connect(host, port, ssl_options=self._ssl), CONNECT_TIMEOUT)
         stream.set_nodelay(True)
+        # Tornado reads 64 KiB per call by default: a GiB pull would be 16k pieces, each a turn of the loop.
+        stream.read_chunk_size = RECEIVE_PIECE
         connection = HTTP1Connection(stream, True, HTTP1ConnectionParameters(
             no_keep_alive=True, max_body_size=1 << 62, chunk_size=RECEIVE_PIECE, header_timeout=READ_TIMEOUT))
         response = _Response()
