@@ -14,6 +14,7 @@ import ssl
 import time
 import xml.etree.ElementTree as ElementTree
 from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
 
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
@@ -274,7 +275,7 @@ class S3Client:
 
     async def complete_multipart_upload(self, key, upload_id, parts):
         """``parts``: (number, ETag) pairs in order."""
-        listed = "".join(f"<Part><PartNumber>{number}</PartNumber><ETag>{_xml_text(etag)}</ETag></Part>"
+        listed = "".join(f"<Part><PartNumber>{number}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
                          for number, etag in parts)
         _, document = await self._call("POST", key, [("uploadId", upload_id)], body=io.BytesIO(
             f"<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>".encode()))
@@ -316,7 +317,3 @@ class S3Client:
 
 def _sha256_hex(view):
     return hashlib.sha256(view).hexdigest()
-
-
-def _xml_text(text):
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")

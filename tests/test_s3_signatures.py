@@ -34,8 +34,8 @@ def authenticating_moto(tmp_path_factory):
         moto.stop()
 
 
-def store_on(moto, access_key_id, secret_access_key):
-    return S3BlobStore(f"signed-{secrets.token_hex(4)}", region=REGION, endpoint_url=moto.endpoint_url,
+def store_on(moto, access_key_id, secret_access_key, region=REGION):
+    return S3BlobStore(f"signed-{secrets.token_hex(4)}", region=region, endpoint_url=moto.endpoint_url,
                        access_key_id=access_key_id, secret_access_key=secret_access_key)
 
 
@@ -64,3 +64,15 @@ async def test_a_wrong_secret_is_refused_as_storage_unavailable(authenticating_m
 
     with pytest.raises(StorageUnavailable, match="SignatureDoesNotMatch|403"):
         await store_on(moto, access_key_id, "not-the-secret").ensure_ready()
+
+
+async def test_a_bucket_outside_us_east_1_is_created_in_its_region(authenticating_moto):
+    moto, access_key_id, secret_access_key = authenticating_moto
+    store = store_on(moto, access_key_id, secret_access_key, region="eu-west-1")
+
+    await store.ensure_ready()
+    await store.ping()
+
+    boto = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name="eu-west-1",
+                        aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key)
+    assert boto.get_bucket_location(Bucket=store.bucket)["LocationConstraint"] == "eu-west-1"
