@@ -92,7 +92,7 @@ def _role_keys(document, source):
     """Credentials from the JSON document both the container and the instance endpoints answer with."""
     try:
         keys = json.loads(document)
-        expires_at = datetime.fromisoformat(keys["Expiration"].replace("Z", "+00:00")).timestamp()
+        expires_at = datetime.fromisoformat(keys["Expiration"]).timestamp()
         return Credentials(keys["AccessKeyId"], keys["SecretAccessKey"], keys.get("Token", ""), expires_at)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CredentialsUnavailable(f"S3: the {source} credentials cannot be read: {exc!r}") from exc

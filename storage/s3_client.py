@@ -12,8 +12,8 @@ import io
 import random
 import ssl
 import time
-import xml.etree.ElementTree as ElementTree
 from urllib.parse import urlsplit
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from tornado import httputil
@@ -205,7 +205,7 @@ class S3Client:
             except BaseException:
                 exchange.close()
                 raise
-        except (OSError, StreamClosedError, asyncio.TimeoutError, httputil.HTTPInputError) as exc:
+        except (TimeoutError, OSError, StreamClosedError, httputil.HTTPInputError) as exc:
             raise _transport_error(exc) from exc
         if status < 300:
             return exchange, response_headers
@@ -243,7 +243,7 @@ class S3Client:
         exchange, response_headers = await self._retrying(method, key, query, headers, body)
         try:
             return response_headers, await self._read_document(exchange)
-        except (asyncio.TimeoutError, StreamClosedError) as exc:
+        except (TimeoutError, StreamClosedError) as exc:
             raise _transport_error(exc) from exc
         finally:
             exchange.close()
@@ -299,7 +299,7 @@ class S3Client:
         try:
             async for piece in exchange.response.body():
                 yield piece
-        except (asyncio.TimeoutError, StreamClosedError) as exc:
+        except (TimeoutError, StreamClosedError) as exc:
             raise _transport_error(exc) from exc
         finally:
             exchange.close()  # a body not read to the end leaves the connection unusable anyway

@@ -12,8 +12,8 @@ import uuid
 
 from bson import Binary
 
-from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raises_unavailable, unavailable_on
 from storage.aws_credentials import CredentialsUnavailable
+from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raises_unavailable, unavailable_on
 from storage.s3_client import S3Client, S3Error, S3RequestError
 
 # Every part but the last must be at least 5 MiB; 8 MiB parts allow blobs up to 78 GiB.

@@ -4,7 +4,7 @@ service (IMDSv2) are served on loopback by a small Tornado app speaking their pr
 or EC2 instance is at hand."""
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import tornado.web
@@ -105,7 +105,7 @@ class InstanceMetadata:
 
     def keys(self):
         self.issued += 1
-        expires = datetime.fromtimestamp(time.time() + self.lifetime, timezone.utc)
+        expires = datetime.fromtimestamp(time.time() + self.lifetime, UTC)
         return json.dumps({"AccessKeyId": f"role-{self.issued}", "SecretAccessKey": "role-secret",
                            "Token": "role-token", "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
