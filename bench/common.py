@@ -69,9 +69,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 S3_REGION = "us-east-1"
 S3_ACCESS_KEY_ID = "bench"
 S3_SECRET_ACCESS_KEY = "bench-secret"
-# A raw client is configured like storage/s3_store.py's, so both speak to moto
-# alike (path-style addressing, checksums only where required); the timeouts
-# bound each request.
+# A raw client speaks to moto as storage/s3_client.py does (path-style
+# addressing, no checksums beyond SigV4's payload hash); the timeouts bound
+# each request.
 S3_CLIENT_CONFIG = BotoConfig(
     s3={"addressing_style": "path"}, signature_version="s3v4",
     retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=300,

@@ -5,8 +5,7 @@ from pathlib import Path
 def create_blob_store(config, db):
     """A store for ``config["storage_backend"]``; its ``ensure_ready()`` is still to be awaited.
 
-    Backends are imported only when chosen: the S3 client libraries alone add some 20 MB to a
-    process that never uses them.
+    Backends are imported only when chosen: a process carries only its own backend's code.
     """
     backend = config["storage_backend"]
     if backend == "s3":

@@ -1,4 +1,4 @@
-"""S3 blob store (aiobotocore) whose streamed multipart uploads resume on any node.
+"""S3 blob store (on the client in storage/s3_client.py) whose streamed multipart uploads resume on any node.
 
 An upload is one multipart upload to a key of its own, ``blobs/uploads/<uuid>``, and the
 committed blob stays at that key (its ref names it): copying a multi-GB object to a
@@ -7,30 +7,22 @@ UploadId, the parts sent so far and the tail shorter than a part, so the next re
 node, continues where the last one checkpointed.
 """
 import asyncio
-import contextlib
 import io
 import uuid
 
-import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError
 from bson import Binary
 
+from storage.aws_credentials import CredentialsUnavailable
 from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raises_unavailable, unavailable_on
+from storage.s3_client import S3Client, S3Error, S3RequestError
 
 # Every part but the last must be at least 5 MiB; 8 MiB parts allow blobs up to 78 GiB.
 PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10_000
-READ_PIECE = 1024 * 1024
 PRESIGNED_SECONDS = 300
 
-_ERRORS = (BotoCoreError, ClientError, aiohttp.ClientError, asyncio.TimeoutError)
+_ERRORS = (S3RequestError, CredentialsUnavailable)
 _storage_errors = raises_unavailable("S3", *_ERRORS)
-
-
-def _error_code(exc):
-    return exc.response.get("Error", {}).get("Code")
 
 
 class S3Writer(UploadWriter):
@@ -87,14 +79,13 @@ class S3Writer(UploadWriter):
         await self._drain()
         if self.upload_id is None:
             # Smaller than one part: a single PUT.
-            await self.store.client.put_object(Bucket=self.store.bucket, Key=self.key, Body=self.part.getvalue())
+            await self.store.client.put_object(self.key, self.part)
         else:
             if self.part.tell():
                 await self._send_part()  # the last part may be short
                 await self._drain()
             await self.store.client.complete_multipart_upload(
-                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts})
+                self.key, self.upload_id, [(part["PartNumber"], part["ETag"]) for part in self.parts])
         return {"key": self.key}
 
 
@@ -103,42 +94,25 @@ class S3BlobStore(BlobStore):
 
     def __init__(self, bucket, region="", endpoint_url="", access_key_id="", secret_access_key="", redirect=False):
         self.bucket = bucket
-        self.region = region or None
         self.redirect = redirect
-        self._session = get_session()
-        self._client_args = {
-            # Empty credentials fall back to boto's own chain (environment, profile, instance role).
-            "aws_access_key_id": access_key_id or None, "aws_secret_access_key": secret_access_key or None,
-            "region_name": self.region, "endpoint_url": endpoint_url or None, "config": AioConfig(
-            # S3-compatible servers behind a custom endpoint rarely serve virtual-host bucket names.
-            s3={"addressing_style": "path"} if endpoint_url else {},
-            retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60,
-            max_pool_connections=64, signature_version="s3v4",
-            # The newer default checksums are not understood by every S3-compatible server.
-            request_checksum_calculation="when_required", response_checksum_validation="when_required")}
-        self._exit_stack = contextlib.AsyncExitStack()
-        self.client = None
+        # Empty keys fall back to the AWS credential chain (environment, shared files, instance role).
+        self.client = S3Client(bucket, region=region, endpoint_url=endpoint_url, access_key_id=access_key_id,
+                               secret_access_key=secret_access_key)
 
     @_storage_errors
     async def ensure_ready(self):
-        """Open the client on the running loop and create the bucket when it is missing."""
-        self.client = await self._exit_stack.enter_async_context(self._session.create_client("s3", **self._client_args))
+        """Create the bucket when it is missing."""
         try:
-            await self.client.head_bucket(Bucket=self.bucket)
+            await self.client.head_bucket()
             return
-        except ClientError as exc:
-            if _error_code(exc) not in ("404", "NoSuchBucket"):
+        except S3Error as exc:
+            if exc.code not in ("404", "NoSuchBucket"):
                 raise
-        location = {"CreateBucketConfiguration": {"LocationConstraint": self.region}} \
-            if self.region and self.region != "us-east-1" else {}
         try:
-            await self.client.create_bucket(Bucket=self.bucket, **location)
-        except ClientError as exc:
-            if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):  # another node won
+            await self.client.create_bucket()
+        except S3Error as exc:
+            if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):  # another node won
                 raise
-
-    async def close(self):
-        await self._exit_stack.aclose()
 
     def new_upload_state(self):
         return {"key": f"blobs/uploads/{uuid.uuid4().hex}", "upload_id": None, "parts": [], "tail": Binary(b"")}
@@ -149,20 +123,17 @@ class S3BlobStore(BlobStore):
         return S3Writer(self, state)
 
     async def _multipart_uploads(self, key):
-        listed = await self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
-        return [upload["UploadId"] for upload in listed.get("Uploads", []) if upload["Key"] == key]
+        return [upload_id for listed, upload_id in await self.client.list_multipart_uploads(key) if listed == key]
 
     async def start_multipart(self, key):
         """The key's multipart upload: one a request that died before its checkpoint began, or a new one."""
         existing = await self._multipart_uploads(key)
         if existing:
             return existing[0]
-        return (await self.client.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
+        return await self.client.create_multipart_upload(key)
 
     async def upload_part(self, key, upload_id, number, body):
-        response = await self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                                 PartNumber=number, Body=body)
-        return {"PartNumber": number, "ETag": response["ETag"]}
+        return {"PartNumber": number, "ETag": await self.client.upload_part(key, upload_id, number, body)}
 
     @_storage_errors
     async def abort(self, state):
@@ -170,9 +141,9 @@ class S3BlobStore(BlobStore):
         # started the multipart upload, and an abort that already happened finds nothing to do.
         for upload_id in await self._multipart_uploads(state["key"]):
             try:
-                await self.client.abort_multipart_upload(Bucket=self.bucket, Key=state["key"], UploadId=upload_id)
-            except ClientError as exc:
-                if _error_code(exc) != "NoSuchUpload":
+                await self.client.abort_multipart_upload(state["key"], upload_id)
+            except S3Error as exc:
+                if exc.code != "NoSuchUpload":
                     raise
 
     async def read(self, ref, start, length):
@@ -180,13 +151,13 @@ class S3BlobStore(BlobStore):
             return
         remaining = length
         with unavailable_on("S3", *_ERRORS):
-            response = await self.client.get_object(Bucket=self.bucket, Key=ref["key"],
-                                                    Range=f"bytes={start}-{start + length - 1}")
-            body = response["Body"]
-            async with body:  # gives the connection back, or closes it when the body was not read to the end
-                async for piece in body.iter_chunks(READ_PIECE):
+            pieces = self.client.get_object(ref["key"], start, start + length - 1)
+            try:
+                async for piece in pieces:
                     remaining -= len(piece)
                     yield piece
+            finally:
+                await pieces.aclose()  # drops the connection when the body was not read to the end
         if remaining:
             raise StorageUnavailable(f"S3: blob {ref['key']} is {remaining} bytes short")
 
@@ -194,13 +165,12 @@ class S3BlobStore(BlobStore):
     async def redirect_url(self, ref, digest):
         if not self.redirect:
             return None
-        return await self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": ref["key"]}, ExpiresIn=PRESIGNED_SECONDS)
+        return await self.client.presigned_get(ref["key"], PRESIGNED_SECONDS)
 
     @_storage_errors
     async def delete(self, ref):
-        await self.client.delete_object(Bucket=self.bucket, Key=ref["key"])
+        await self.client.delete_object(ref["key"])
 
     @_storage_errors
     async def ping(self):
-        await self.client.head_bucket(Bucket=self.bucket)
+        await self.client.head_bucket()

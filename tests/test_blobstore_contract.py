@@ -3,9 +3,11 @@
 Sizes are given in the backend's ``unit``, the amount it sends to storage at once (a GridFS batch of
 chunks, an S3 part, a filesystem write), so every backend sees writes and reads across its boundaries.
 """
+import asyncio
 import random
 import secrets
 
+import boto3
 import pytest
 from pymongo import AsyncMongoClient
 
@@ -14,6 +16,7 @@ from storage.filesystem_store import IO_PIECE, FilesystemBlobStore
 from storage.gridfs_store import CHUNKS_PER_WRITE_MIB, GridFSBlobStore
 from storage.s3_store import PART_SIZE, S3BlobStore
 from tests.support.manifests import sha256
+from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
 
 # Small GridFS chunks: many chunk boundaries inside one batch.
 GRIDFS_CHUNK = 256 * 1024
@@ -48,12 +51,20 @@ class GridFSBackend(Backend):
 
 
 class S3Backend(Backend):
+    """Looks at the bucket with boto3, a client independent of the store's own."""
+
+    def __init__(self, store, unit, moto):
+        super().__init__(store, unit)
+        self.boto = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name=REGION,
+                                 aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY)
+
     async def upload_leftovers(self, state):
-        listed = await self.store.client.list_multipart_uploads(Bucket=self.store.bucket, Prefix=state["key"])
+        listed = await asyncio.to_thread(self.boto.list_multipart_uploads, Bucket=self.store.bucket,
+                                         Prefix=state["key"])
         return len(listed.get("Uploads", []))
 
     async def blob_exists(self, ref):
-        listed = await self.store.client.list_objects_v2(Bucket=self.store.bucket, Prefix=ref["key"])
+        listed = await asyncio.to_thread(self.boto.list_objects_v2, Bucket=self.store.bucket, Prefix=ref["key"])
         return listed.get("KeyCount", 0) > 0
 
 
@@ -78,7 +89,7 @@ async def backend(request, tmp_path):
     if request.param == "s3":
         moto = request.getfixturevalue("moto")
         store = S3BlobStore(**moto.store_settings(f"contract-{secrets.token_hex(4)}"))
-        backend = S3Backend(store, PART_SIZE)
+        backend = S3Backend(store, PART_SIZE, moto)
     else:
         backend = FilesystemBackend(FilesystemBlobStore(tmp_path / "blobs"), IO_PIECE)
     await backend.store.ensure_ready()

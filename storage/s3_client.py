@@ -1,0 +1,319 @@
+"""A small S3 client: SigV4-signed requests over Tornado's HTTP/1.1 connection, bodies streamed both ways.
+
+It replaces the AWS SDK, whose import and S3 service model cost a process some 28 MB; this needs the
+HTTP code Tornado already has. Request bodies are sent in pieces of the stream given, and response
+bodies reach the caller piece by piece with backpressure: the socket is read only as fast as the
+caller takes the pieces, so no body is ever held whole. One connection per request (as Tornado's own
+client does).
+"""
+import asyncio
+import hashlib
+import io
+import random
+import ssl
+import time
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+from tornado import httputil
+from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
+from tornado.iostream import StreamClosedError
+from tornado.tcpclient import TCPClient
+
+from storage import sigv4
+from storage.aws_credentials import CredentialChain
+
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 60
+ATTEMPTS = 3
+SEND_PIECE = 256 * 1024
+RECEIVE_PIECE = 256 * 1024
+# Error and listing answers are read whole; nothing S3 sends back besides an object is near this.
+MAX_DOCUMENT = 16 * 1024 * 1024
+RETRIED_STATUSES = {500, 502, 503, 504}
+RETRIED_CODES = {"SlowDown", "RequestTimeout", "InternalError"}
+NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+class S3RequestError(Exception):
+    """A request did not succeed: S3 could not be reached, or answered with an error."""
+
+
+class S3Error(S3RequestError):
+    def __init__(self, status, code, message=""):
+        super().__init__(f"{status} {code}: {message}" if message else f"{status} {code}")
+        self.status = status
+        self.code = code
+
+
+class _Response(httputil.HTTPMessageDelegate):
+    """What one HTTP/1.1 connection receives: the head at once, then body pieces on demand."""
+
+    _END = object()
+
+    def __init__(self):
+        self.head = asyncio.get_running_loop().create_future()
+        self.pieces = asyncio.Queue()
+        self.finished = False
+
+    def headers_received(self, start_line, headers):
+        self.head.set_result((start_line.code, headers))
+
+    def data_received(self, chunk):
+        # Tornado awaits this before reading on: the caller has to take the piece first.
+        self.pieces.put_nowait(chunk)
+        return self.pieces.join()
+
+    def finish(self):
+        self.finished = True
+
+    def ended(self, error):
+        """The connection is done with this response; ``error`` when it broke off."""
+        if not self.head.done():
+            self.head.set_exception(error or S3RequestError("S3: the connection closed before an answer"))
+        self.pieces.put_nowait(self._END if self.finished else
+                               (error or S3RequestError("S3: the connection closed in the middle of a body")))
+
+    async def body(self):
+        while True:
+            async with asyncio.timeout(READ_TIMEOUT):
+                piece = await self.pieces.get()
+            self.pieces.task_done()
+            if piece is self._END:
+                return
+            if isinstance(piece, Exception):
+                raise piece
+            yield piece
+
+
+class _Exchange:
+    """One request on a connection of its own; ``close()`` drops the connection whatever its state."""
+
+    def __init__(self, stream, connection, response, receiving):
+        self.stream, self.connection, self.response, self.receiving = stream, connection, response, receiving
+
+    def close(self):
+        self.stream.close()
+        self.receiving.cancel()
+
+
+def _transport_error(exc):
+    return S3RequestError(f"S3: {type(exc).__name__}: {exc}")
+
+
+def _parse_error(status, document):
+    try:
+        root = ElementTree.fromstring(document) if document else None
+    except ElementTree.ParseError:
+        root = None
+    code = root.findtext("Code") if root is not None else None
+    message = root.findtext("Message") if root is not None else None
+    return S3Error(status, code or str(status), message or "")
+
+
+class S3Client:
+    def __init__(self, bucket, region="us-east-1", endpoint_url="", access_key_id="", secret_access_key="",
+                 credentials=None):
+        self.bucket = bucket
+        self.region = region or "us-east-1"
+        self.credentials = credentials or CredentialChain(access_key_id, secret_access_key)
+        if endpoint_url:
+            # S3-compatible servers behind a custom endpoint rarely serve virtual-host bucket names.
+            url = urlsplit(endpoint_url)
+            self.scheme, self.host, self.prefix = url.scheme, url.netloc, f"{url.path.rstrip('/')}/{bucket}"
+            self._address = (url.hostname, url.port or (443 if url.scheme == "https" else 80))
+        else:
+            # A dotted bucket name does not match the wildcard certificate of virtual hosts: path style.
+            self.scheme = "https"
+            self.host, self.prefix = (f"s3.{self.region}.amazonaws.com", f"/{bucket}") if "." in bucket \
+                else (f"{bucket}.s3.{self.region}.amazonaws.com", "")
+            self._address = (self.host, 443)
+        self._ssl = ssl.create_default_context() if self.scheme == "https" else None
+        self._tcp = TCPClient()
+
+    def _path(self, key):
+        return sigv4.uri_encode(f"{self.prefix}/{key}", safe="/-_.~")
+
+    async def _payload_hash(self, body):
+        if body is None:
+            return sigv4.EMPTY_SHA256
+        if self.scheme == "https":
+            return sigv4.UNSIGNED_PAYLOAD  # TLS protects the bytes; hashing them would cost a pass over each part
+        # In a thread: hashlib lets go of the GIL for large buffers. The view is released when the thread
+        # is done with it, even if this request is cancelled meanwhile.
+        return await asyncio.to_thread(_sha256_hex, body.getbuffer())
+
+    async def _open(self, method, key, query, headers, body):
+        """Send the request; the exchange, whose response head is on its way."""
+        credentials = await self.credentials.get()
+        payload_hash = await self._payload_hash(body)
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = self._path(key)
+        signed = {"host": self.host, "x-amz-date": amz_date, "x-amz-content-sha256": payload_hash,
+                  **{name.lower(): value for name, value in headers.items()}}
+        if credentials.session_token:
+            signed["x-amz-security-token"] = credentials.session_token
+        signed["authorization"] = sigv4.authorization(method, path, query, signed, payload_hash, credentials,
+                                                      amz_date, self.region)
+        if body is not None or method in ("PUT", "POST"):
+            signed["content-length"] = str(body.seek(0, io.SEEK_END) if body is not None else 0)
+        target = path + (f"?{sigv4.canonical_query(query)}" if query else "")
+
+        host, port = self._address
+        stream = await asyncio.wait_for(self._tcp.connect(host, port, ssl_options=self._ssl), CONNECT_TIMEOUT)
+        stream.set_nodelay(True)
+        # Tornado reads 64 KiB per call by default: a GiB pull would be 16k pieces, each a turn of the loop.
+        stream.read_chunk_size = RECEIVE_PIECE
+        connection = HTTP1Connection(stream, True, HTTP1ConnectionParameters(
+            no_keep_alive=True, max_body_size=1 << 62, chunk_size=RECEIVE_PIECE, header_timeout=READ_TIMEOUT))
+        response = _Response()
+
+        async def receive():
+            error = None
+            try:
+                await connection.read_response(response)
+            except Exception as exc:  # the response ends either way; ended() hands the error to the reader
+                error = _transport_error(exc)
+            response.ended(error)
+
+        receiving = asyncio.ensure_future(receive())
+        exchange = _Exchange(stream, connection, response, receiving)
+        try:
+            await asyncio.wait_for(connection.write_headers(
+                httputil.RequestStartLine(method, target, "HTTP/1.1"), httputil.HTTPHeaders(signed)), READ_TIMEOUT)
+            if body is not None:
+                # Slices of the stream's own buffer: the socket gets the bytes without a copy, a piece at
+                # a time (each write is awaited until the socket took it).
+                with body.getbuffer() as view:
+                    for offset in range(0, len(view), SEND_PIECE):
+                        async with asyncio.timeout(READ_TIMEOUT):
+                            await connection.write(view[offset:offset + SEND_PIECE])
+            connection.finish()
+        except BaseException:
+            exchange.close()
+            raise
+        return exchange
+
+    async def _attempt(self, method, key, query, headers, body):
+        """One try: the exchange and its status, or the error (an S3Error carries S3's code)."""
+        try:
+            exchange = await self._open(method, key, query, headers, body)
+            try:
+                status, response_headers = await asyncio.wait_for(asyncio.shield(exchange.response.head),
+                                                                  READ_TIMEOUT)
+            except BaseException:
+                exchange.close()
+                raise
+        except (TimeoutError, OSError, StreamClosedError, httputil.HTTPInputError) as exc:
+            raise _transport_error(exc) from exc
+        if status < 300:
+            return exchange, response_headers
+        try:
+            document = await self._read_document(exchange)
+        finally:
+            exchange.close()
+        raise _parse_error(status, document)
+
+    @staticmethod
+    async def _read_document(exchange):
+        pieces, size = [], 0
+        async for piece in exchange.response.body():
+            size += len(piece)
+            if size > MAX_DOCUMENT:
+                raise S3RequestError("S3: an answer larger than expected")
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    async def _retrying(self, method, key, query=(), headers=None, body=None):
+        """The exchange of the first try that succeeds; transport errors and S3's "try again" are retried
+        (missing credentials are not: CredentialsUnavailable goes to the caller at once)."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return await self._attempt(method, key, list(query), headers or {}, body)
+            except S3RequestError as exc:
+                retried = not isinstance(exc, S3Error) or exc.status in RETRIED_STATUSES or exc.code in RETRIED_CODES
+                if not retried or attempt == ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(random.uniform(0, 0.2 * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+    async def _call(self, method, key="", query=(), headers=None, body=None):
+        """A request whose answer is small: (headers, document)."""
+        exchange, response_headers = await self._retrying(method, key, query, headers, body)
+        try:
+            return response_headers, await self._read_document(exchange)
+        except (TimeoutError, StreamClosedError) as exc:
+            raise _transport_error(exc) from exc
+        finally:
+            exchange.close()
+
+    # The operations the blob store uses.
+
+    async def head_bucket(self):
+        await self._call("HEAD")
+
+    async def create_bucket(self):
+        body = None
+        if self.region != "us-east-1":
+            body = io.BytesIO(
+                f'<CreateBucketConfiguration xmlns="{NS[1:-1]}"><LocationConstraint>{self.region}'
+                "</LocationConstraint></CreateBucketConfiguration>".encode())
+        await self._call("PUT", body=body)
+
+    async def put_object(self, key, body):
+        await self._call("PUT", key, body=body)
+
+    async def create_multipart_upload(self, key):
+        _, document = await self._call("POST", key, [("uploads", "")])
+        return ElementTree.fromstring(document).findtext(f"{NS}UploadId")
+
+    async def upload_part(self, key, upload_id, number, body):
+        """Send one part from the stream ``body``; its ETag."""
+        headers, _ = await self._call("PUT", key, [("partNumber", str(number)), ("uploadId", upload_id)], body=body)
+        return headers["ETag"]
+
+    async def complete_multipart_upload(self, key, upload_id, parts):
+        """``parts``: (number, ETag) pairs in order."""
+        listed = "".join(f"<Part><PartNumber>{number}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
+                         for number, etag in parts)
+        _, document = await self._call("POST", key, [("uploadId", upload_id)], body=io.BytesIO(
+            f"<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>".encode()))
+        # S3 may answer 200 and only then fail: the error is in the body.
+        root = ElementTree.fromstring(document)
+        if root.tag == "Error":
+            raise _parse_error(200, document)
+
+    async def abort_multipart_upload(self, key, upload_id):
+        await self._call("DELETE", key, [("uploadId", upload_id)])
+
+    async def list_multipart_uploads(self, prefix):
+        """(key, UploadId) of the multipart uploads in progress under ``prefix`` (the first thousand)."""
+        _, document = await self._call("GET", query=[("uploads", ""), ("prefix", prefix)])
+        return [(upload.findtext(f"{NS}Key"), upload.findtext(f"{NS}UploadId"))
+                for upload in ElementTree.fromstring(document).iter(f"{NS}Upload")]
+
+    async def get_object(self, key, start, end):
+        """The bytes ``start``..``end`` (inclusive) of the object, piece by piece."""
+        exchange, _ = await self._retrying("GET", key, headers={"Range": f"bytes={start}-{end}"})
+        try:
+            async for piece in exchange.response.body():
+                yield piece
+        except (TimeoutError, StreamClosedError) as exc:
+            raise _transport_error(exc) from exc
+        finally:
+            exchange.close()  # a body not read to the end leaves the connection unusable anyway
+
+    async def delete_object(self, key):
+        await self._call("DELETE", key)
+
+    async def presigned_get(self, key, expires):
+        credentials = await self.credentials.get()
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = self._path(key)
+        query = sigv4.presigned_query("GET", path, [], self.host, credentials, amz_date, self.region, expires)
+        return f"{self.scheme}://{self.host}{path}?{query}"
+
+
+def _sha256_hex(view):
+    return hashlib.sha256(view).hexdigest()

@@ -1,0 +1,78 @@
+"""The S3 backend's own signatures, checked by a moto_server that authenticates every request (it recomputes
+each SigV4 signature with the keys of an IAM user it knows): every operation the store uses, and the
+refusal of a wrong secret. moto does not authenticate presigned URLs; those are checked against AWS's
+published example in tests/unit/test_sigv4.py and followed by skopeo in tests/test_storage_backends.py."""
+import json
+import secrets
+
+import boto3
+import pytest
+import requests
+
+from storage.blobstore import StorageUnavailable
+from storage.s3_store import PART_SIZE, S3BlobStore
+from tests.support.manifests import sha256
+from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
+
+ALLOW_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+
+
+@pytest.fixture(scope="module")
+def authenticating_moto(tmp_path_factory):
+    """A moto_server of its own (authentication is server-wide) and the keys of a user allowed S3."""
+    moto = MotoServer(tmp_path_factory.mktemp("moto-auth")).start()
+    try:
+        iam = boto3.client("iam", endpoint_url=moto.endpoint_url, region_name=REGION,
+                           aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY)
+        iam.create_user(UserName="registry")
+        iam.put_user_policy(UserName="registry", PolicyName="s3", PolicyDocument=json.dumps(ALLOW_S3))
+        keys = iam.create_access_key(UserName="registry")["AccessKey"]
+        # From here on, every request must carry a valid signature of a known user.
+        requests.post(f"{moto.endpoint_url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+        yield moto, keys["AccessKeyId"], keys["SecretAccessKey"]
+    finally:
+        moto.stop()
+
+
+def store_on(moto, access_key_id, secret_access_key, region=REGION):
+    return S3BlobStore(f"signed-{secrets.token_hex(4)}", region=region, endpoint_url=moto.endpoint_url,
+                       access_key_id=access_key_id, secret_access_key=secret_access_key)
+
+
+async def test_every_operation_of_the_store_passes_signature_checks(authenticating_moto):
+    moto, access_key_id, secret_access_key = authenticating_moto
+    store = store_on(moto, access_key_id, secret_access_key)
+    data = secrets.token_bytes(PART_SIZE + 1000)
+
+    await store.ensure_ready()  # HeadBucket, CreateBucket
+    writer = await store.open_writer(store.new_upload_state())
+    await writer.write(data)  # CreateMultipartUpload, UploadPart
+    state = await writer.checkpoint()
+    ref = await writer.commit(sha256(data))  # UploadPart, CompleteMultipartUpload
+    read = b"".join([piece async for piece in store.read(ref, 10, PART_SIZE)])  # ranged GetObject
+    await store.abort(state)  # ListMultipartUploads (nothing left to abort)
+    await store.delete(ref)  # DeleteObject
+
+    assert read == data[10:10 + PART_SIZE]
+    boto = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name=REGION, aws_access_key_id=access_key_id,
+                        aws_secret_access_key=secret_access_key)
+    assert boto.list_objects_v2(Bucket=store.bucket).get("KeyCount", 0) == 0
+
+
+async def test_a_wrong_secret_is_refused_as_storage_unavailable(authenticating_moto):
+    moto, access_key_id, _ = authenticating_moto
+
+    with pytest.raises(StorageUnavailable, match="SignatureDoesNotMatch|403"):
+        await store_on(moto, access_key_id, "not-the-secret").ensure_ready()
+
+
+async def test_a_bucket_outside_us_east_1_is_created_in_its_region(authenticating_moto):
+    moto, access_key_id, secret_access_key = authenticating_moto
+    store = store_on(moto, access_key_id, secret_access_key, region="eu-west-1")
+
+    await store.ensure_ready()
+    await store.ping()
+
+    boto = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name="eu-west-1",
+                        aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key)
+    assert boto.get_bucket_location(Bucket=store.bucket)["LocationConstraint"] == "eu-west-1"
