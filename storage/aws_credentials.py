@@ -2,11 +2,13 @@
 
 1. keys given in the configuration;
 2. the environment: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``;
-3. the shared files of the profile ``AWS_PROFILE`` (or ``default``): ``AWS_SHARED_CREDENTIALS_FILE``
+3. a web identity: the token in ``AWS_WEB_IDENTITY_TOKEN_FILE`` exchanged at STS for the keys of the role
+   ``AWS_ROLE_ARN`` (EKS service accounts);
+4. the shared files of the profile ``AWS_PROFILE`` (or ``default``): ``AWS_SHARED_CREDENTIALS_FILE``
    (``~/.aws/credentials``), then static keys in ``AWS_CONFIG_FILE`` (``~/.aws/config``);
-4. a container role: ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` (ECS) or ``_FULL_URI``, with
+5. a container role: ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` (ECS) or ``_FULL_URI``, with
    ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` when set;
-5. the instance role, from the EC2 instance metadata service (IMDSv2).
+6. the instance role, from the EC2 instance metadata service (IMDSv2).
 
 Static keys are read once; a role's keys are fetched again five minutes before they expire.
 """
@@ -18,10 +20,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlencode
+from xml.etree import ElementTree
 
 IMDS_ENDPOINT = "http://169.254.169.254"
 ECS_ENDPOINT = "http://169.254.170.2"
 METADATA_TIMEOUT = 1.0
+STS_TIMEOUT = 10.0
+STS_NAMESPACE = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 METADATA_ATTEMPTS = 2
 # A role's keys are replaced this long before they expire, so a request never carries expired ones.
 REFRESH_BEFORE = 300
@@ -70,15 +76,21 @@ def _from_shared_files(environ):
     return None
 
 
-async def _fetch(method, url, headers=None):
-    """The body of a 200 answer from a metadata endpoint, or None (refused, absent, unreachable)."""
-    from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest  # only when these sources are used
+async def _fetch(method, url, headers=None, body=None, timeout=METADATA_TIMEOUT):
+    """The body of a 200 answer from a metadata endpoint (or STS), or None (refused, absent, unreachable)."""
+    from tornado.httpclient import (  # only when these sources are used
+        AsyncHTTPClient,
+        HTTPClientError,
+        HTTPRequest,
+    )
 
+    if body is None and method in ("PUT", "POST"):
+        body = b""
     for attempt in range(METADATA_ATTEMPTS):
         try:
             response = await AsyncHTTPClient().fetch(HTTPRequest(
-                url, method=method, headers=headers, body=b"" if method == "PUT" else None,
-                connect_timeout=METADATA_TIMEOUT, request_timeout=METADATA_TIMEOUT), raise_error=False)
+                url, method=method, headers=headers, body=body,
+                connect_timeout=timeout, request_timeout=timeout), raise_error=False)
         except (OSError, HTTPClientError):  # no such service here, or it did not answer in time
             continue
         if response.code == 200:
@@ -96,6 +108,36 @@ def _role_keys(document, source):
         return Credentials(keys["AccessKeyId"], keys["SecretAccessKey"], keys.get("Token", ""), expires_at)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CredentialsUnavailable(f"S3: the {source} credentials cannot be read: {exc!r}") from exc
+
+
+async def _from_web_identity(environ):
+    """The keys of the role ``AWS_ROLE_ARN`` from STS AssumeRoleWithWebIdentity (a request STS takes unsigned) with
+    the token in ``AWS_WEB_IDENTITY_TOKEN_FILE``, read again at each refresh since it rotates; None when unset."""
+    token_file, role = environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"), environ.get("AWS_ROLE_ARN")
+    if not token_file or not role:
+        return None
+    try:
+        token = Path(token_file).read_text().strip()
+    except OSError as exc:
+        raise CredentialsUnavailable(f"S3: the web identity token cannot be read: {exc}") from exc
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    endpoint = environ.get("AWS_ENDPOINT_URL_STS") or environ.get("AWS_ENDPOINT_URL") or \
+        f"https://sts.{region}.amazonaws.com"
+    form = urlencode({"Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15", "RoleArn": role,
+                      "RoleSessionName": environ.get("AWS_ROLE_SESSION_NAME") or "cyp-registry",
+                      "WebIdentityToken": token})
+    document = await _fetch("POST", endpoint, {"Content-Type": "application/x-www-form-urlencoded"}, form,
+                            STS_TIMEOUT)
+    if document is None:
+        raise CredentialsUnavailable(f"S3: STS at {endpoint} refused or did not answer AssumeRoleWithWebIdentity "
+                                     f"for {role}")
+    try:
+        keys = ElementTree.fromstring(document).find(f".//{STS_NAMESPACE}Credentials")
+        return Credentials(*(keys.findtext(f"{STS_NAMESPACE}{name}") for name in (
+            "AccessKeyId", "SecretAccessKey", "SessionToken")),
+            datetime.fromisoformat(keys.findtext(f"{STS_NAMESPACE}Expiration")).timestamp())
+    except (ElementTree.ParseError, AttributeError, TypeError, ValueError) as exc:
+        raise CredentialsUnavailable(f"S3: the STS answer for {role} cannot be read: {exc!r}") from exc
 
 
 async def _from_container_role(environ):
@@ -145,9 +187,10 @@ class CredentialChain:
         return self._credentials
 
     async def _resolve(self):
-        found = _from_environment(self._environ) or _from_shared_files(self._environ) \
-            or await _from_container_role(self._environ) or await _from_instance_role(self._environ)
+        found = _from_environment(self._environ) or await _from_web_identity(self._environ) \
+            or _from_shared_files(self._environ) or await _from_container_role(self._environ) \
+            or await _from_instance_role(self._environ)
         if found is None:
-            raise CredentialsUnavailable(
-                "S3: no credentials (configuration, environment, shared files, container or instance role)")
+            raise CredentialsUnavailable("S3: no credentials (configuration, environment, web identity, shared files, "
+                                         "container or instance role)")
         return found

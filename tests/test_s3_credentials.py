@@ -1,5 +1,5 @@
-"""Where the S3 backend finds its keys when the configuration has none: the environment, the shared
-files, a container role, the instance role. The container credentials endpoint and the instance metadata
+"""Where the S3 backend finds its keys when the configuration has none: the environment, a web identity
+(exchanged at moto_server's STS), the shared files, a container role, the instance role. The container credentials endpoint and the instance metadata
 service (IMDSv2) are served on loopback by a small Tornado app speaking their protocols, since no ECS task
 or EC2 instance is at hand."""
 import json
@@ -11,7 +11,12 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from storage.aws_credentials import REFRESH_BEFORE, CredentialChain, Credentials, CredentialsUnavailable
+from storage.aws_credentials import (
+    REFRESH_BEFORE,
+    CredentialChain,
+    Credentials,
+    CredentialsUnavailable,
+)
 from storage.blobstore import StorageUnavailable
 from storage.s3_store import S3BlobStore
 from tests.support.processes import free_port
@@ -64,6 +69,39 @@ async def test_no_source_refuses_and_the_store_is_unavailable(tmp_path):
     store.client.credentials = CredentialChain(environ=environ)
     with pytest.raises(StorageUnavailable, match="no credentials"):
         await store.ping()
+
+
+def _web_identity(tmp_path, moto):
+    (tmp_path / "token").write_text("eyJhbGciOiJSUzI1NiJ9.service-account.signature\n")
+    return {"AWS_WEB_IDENTITY_TOKEN_FILE": str(tmp_path / "token"),
+            "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/registry", "AWS_ENDPOINT_URL_STS": moto.endpoint_url,
+            **_empty_files(tmp_path), **NO_IMDS}
+
+
+async def test_a_web_identity_token_is_exchanged_at_sts_for_the_roles_temporary_keys(tmp_path, moto):
+    keys = await CredentialChain(environ=_web_identity(tmp_path, moto)).get()
+
+    assert keys.access_key_id.startswith("ASIA") and keys.secret_access_key and keys.session_token
+    assert keys.expires_at > time.time() + REFRESH_BEFORE
+
+
+async def test_a_web_identity_comes_after_the_environment_and_before_the_shared_files(tmp_path, moto):
+    (tmp_path / "credentials").write_text("[default]\naws_access_key_id = file\naws_secret_access_key = f\n")
+    environ = {**_web_identity(tmp_path, moto), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials")}
+
+    from_sts = await CredentialChain(environ=environ).get()
+    from_environment = await CredentialChain(environ={**environ, "AWS_ACCESS_KEY_ID": "env",
+                                                      "AWS_SECRET_ACCESS_KEY": "env-secret"}).get()
+
+    assert from_sts.access_key_id.startswith("ASIA")
+    assert from_environment == Credentials("env", "env-secret")
+
+
+async def test_an_unreadable_web_identity_token_is_refused_naming_it(tmp_path, moto):
+    environ = {**_web_identity(tmp_path, moto), "AWS_WEB_IDENTITY_TOKEN_FILE": str(tmp_path / "absent")}
+
+    with pytest.raises(CredentialsUnavailable, match="web identity token cannot be read"):
+        await CredentialChain(environ=environ).get()
 
 
 class InstanceMetadata:
