@@ -77,8 +77,11 @@ class _Response(httputil.HTTPMessageDelegate):
 
     async def body(self):
         while True:
-            async with asyncio.timeout(READ_TIMEOUT):
-                piece = await self.pieces.get()
+            try:
+                async with asyncio.timeout(READ_TIMEOUT):
+                    piece = await self.pieces.get()
+            except TimeoutError:
+                raise S3RequestError(f"S3: no answer bytes for {READ_TIMEOUT} s") from None
             self.pieces.task_done()
             if piece is self._END:
                 return
@@ -100,6 +103,18 @@ class _Exchange:
 
 def _transport_error(exc):
     return S3RequestError(f"S3: {type(exc).__name__}: {exc}")
+
+
+def _parse(document, *names):
+    """The root of the XML answer ``document``, whose element name has to be one of ``names`` (namespace
+    aside): anything else (a web page from a proxy on the way, say) is a failed request, not an empty answer."""
+    try:
+        root = ElementTree.fromstring(document)
+    except ElementTree.ParseError:
+        root = None
+    if root is None or root.tag.rpartition("}")[2] not in names:
+        raise S3RequestError(f"S3: not an S3 answer where {names[0]} was expected: {document[:200]!r}")
+    return root
 
 
 def _parse_error(status, document):
@@ -208,7 +223,7 @@ class S3Client:
         except (TimeoutError, OSError, StreamClosedError, httputil.HTTPInputError) as exc:
             raise _transport_error(exc) from exc
         if status < 300:
-            return exchange, response_headers
+            return exchange, status, response_headers
         try:
             document = await self._read_document(exchange)
         finally:
@@ -226,7 +241,7 @@ class S3Client:
         return b"".join(pieces)
 
     async def _retrying(self, method, key, query=(), headers=None, body=None):
-        """The exchange of the first try that succeeds; transport errors and S3's "try again" are retried
+        """(exchange, status, headers) of the first try that succeeds; transport errors and S3's "try again" are retried
         (missing credentials are not: CredentialsUnavailable goes to the caller at once)."""
         for attempt in range(ATTEMPTS):
             try:
@@ -240,11 +255,9 @@ class S3Client:
 
     async def _call(self, method, key="", query=(), headers=None, body=None):
         """A request whose answer is small: (headers, document)."""
-        exchange, response_headers = await self._retrying(method, key, query, headers, body)
+        exchange, _, response_headers = await self._retrying(method, key, query, headers, body)
         try:
             return response_headers, await self._read_document(exchange)
-        except (TimeoutError, StreamClosedError) as exc:
-            raise _transport_error(exc) from exc
         finally:
             exchange.close()
 
@@ -261,16 +274,31 @@ class S3Client:
                 "</LocationConstraint></CreateBucketConfiguration>".encode())
         await self._call("PUT", body=body)
 
+    async def object_size(self, key):
+        """The size of the object at ``key``, or None when there is none."""
+        try:
+            headers, _ = await self._call("HEAD", key)
+        except S3Error as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return int(headers["Content-Length"])
+
     async def put_object(self, key, body):
         await self._call("PUT", key, body=body)
 
     async def create_multipart_upload(self, key):
         _, document = await self._call("POST", key, [("uploads", "")])
-        return ElementTree.fromstring(document).findtext(f"{NS}UploadId")
+        upload_id = _parse(document, "InitiateMultipartUploadResult").findtext(f"{NS}UploadId")
+        if not upload_id:
+            raise S3RequestError("S3: CreateMultipartUpload answered without an UploadId")
+        return upload_id
 
     async def upload_part(self, key, upload_id, number, body):
         """Send one part from the stream ``body``; its ETag."""
         headers, _ = await self._call("PUT", key, [("partNumber", str(number)), ("uploadId", upload_id)], body=body)
+        if "ETag" not in headers:
+            raise S3RequestError(f"S3: UploadPart {number} answered without an ETag")
         return headers["ETag"]
 
     async def complete_multipart_upload(self, key, upload_id, parts):
@@ -280,8 +308,7 @@ class S3Client:
         _, document = await self._call("POST", key, [("uploadId", upload_id)], body=io.BytesIO(
             f"<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>".encode()))
         # S3 may answer 200 and only then fail: the error is in the body.
-        root = ElementTree.fromstring(document)
-        if root.tag == "Error":
+        if _parse(document, "CompleteMultipartUploadResult", "Error").tag == "Error":
             raise _parse_error(200, document)
 
     async def abort_multipart_upload(self, key, upload_id):
@@ -291,16 +318,17 @@ class S3Client:
         """(key, UploadId) of the multipart uploads in progress under ``prefix`` (the first thousand)."""
         _, document = await self._call("GET", query=[("uploads", ""), ("prefix", prefix)])
         return [(upload.findtext(f"{NS}Key"), upload.findtext(f"{NS}UploadId"))
-                for upload in ElementTree.fromstring(document).iter(f"{NS}Upload")]
+                for upload in _parse(document, "ListMultipartUploadsResult").iter(f"{NS}Upload")]
 
     async def get_object(self, key, start, end):
         """The bytes ``start``..``end`` (inclusive) of the object, piece by piece."""
-        exchange, _ = await self._retrying("GET", key, headers={"Range": f"bytes={start}-{end}"})
+        exchange, status, headers = await self._retrying("GET", key, headers={"Range": f"bytes={start}-{end}"})
         try:
+            # A server that ignores Range answers 200 with the whole object: other bytes than those asked for.
+            if status != 206 and not (start == 0 and headers.get("Content-Length") == str(end + 1)):
+                raise S3RequestError(f"S3: GET {key} ignored the range {start}-{end} (status {status})")
             async for piece in exchange.response.body():
                 yield piece
-        except (TimeoutError, StreamClosedError) as exc:
-            raise _transport_error(exc) from exc
         finally:
             exchange.close()  # a body not read to the end leaves the connection unusable anyway
 

@@ -13,7 +13,13 @@ import uuid
 from bson import Binary
 
 from storage.aws_credentials import CredentialsUnavailable
-from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raises_unavailable, unavailable_on
+from storage.blobstore import (
+    BlobStore,
+    StorageUnavailable,
+    UploadWriter,
+    raises_unavailable,
+    unavailable_on,
+)
 from storage.s3_client import S3Client, S3Error, S3RequestError
 
 # Every part but the last must be at least 5 MiB; 8 MiB parts allow blobs up to 78 GiB.
@@ -84,8 +90,14 @@ class S3Writer(UploadWriter):
             if self.part.tell():
                 await self._send_part()  # the last part may be short
                 await self._drain()
-            await self.store.client.complete_multipart_upload(
-                self.key, self.upload_id, [(part["PartNumber"], part["ETag"]) for part in self.parts])
+            try:
+                await self.store.client.complete_multipart_upload(
+                    self.key, self.upload_id, [(part["PartNumber"], part["ETag"]) for part in self.parts])
+            except S3Error as exc:
+                # A retry after S3 completed the upload but its answer was lost finds no such upload any
+                # more; the object at the upload's own key (no other upload writes there) is then this one.
+                if exc.code != "NoSuchUpload" or await self.store.client.object_size(self.key) is None:
+                    raise
         return {"key": self.key}
 
 

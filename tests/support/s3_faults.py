@@ -1,0 +1,100 @@
+"""A loopback proxy in front of moto_server that breaks chosen S3 requests the way networks and S3 do.
+
+The S3 client opens one connection per request (and asks for it to be closed), so each connection the
+proxy accepts carries exactly one request. A rule names the requests it breaks (method and a piece of
+the target) and how; every other request goes to moto_server and its answer back, unchanged.
+"""
+import asyncio
+import contextlib
+
+# What a rule can do to a request.
+LOSE_ANSWER = "lose-answer"  # moto_server gets and carries out the request; the answer never reaches the client
+STALLED_ERROR = "stalled-error"  # a 500 whose body stops after a few bytes and never ends
+NOT_XML = "not-xml"  # a 200 whose body is a web page (a captive portal, a misrouted proxy), not S3's XML
+NO_SUCH_UPLOAD = "no-such-upload"  # S3's 404 NoSuchUpload, its answer to completing an upload it already completed
+IGNORE_RANGE = "ignore-range"  # the Range header is dropped: the whole object comes back, as from a server without ranges
+
+# The answers the proxy gives itself, without asking moto_server.
+ANSWERS = {
+    NOT_XML: (b"200 OK", b"text/html", b"<html><body>Please sign in to continue</body></html>"),
+    NO_SUCH_UPLOAD: (b"404 Not Found", b"application/xml",
+                     b"<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>"),
+}
+
+
+class FaultyS3Proxy:
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.rules = []
+        self.seen = []
+        self.server = None
+        self.port = None
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self):
+        self.server.close()
+        await self.server.wait_closed()
+
+    @property
+    def endpoint_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def add(self, action, method, target_part="", times=1):
+        """Break the next ``times`` requests with ``method`` whose target contains ``target_part``."""
+        self.rules.append([action, method, target_part, times])
+
+    def _action(self, method, target):
+        for rule in self.rules:
+            action, rule_method, target_part, times = rule
+            if times and method == rule_method and target_part in target:
+                rule[3] -= 1
+                return action
+        return None
+
+    async def _serve(self, reader, writer):
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ")
+            length = next((int(line.split(":", 1)[1]) for line in lines[1:]
+                           if line.lower().startswith("content-length:")), 0)
+            body = await reader.readexactly(length)
+            action = self._action(method, target)
+            self.seen.append((method, target, action))
+            if action == STALLED_ERROR:
+                writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 200\r\n\r\n<Error><Co")
+                await writer.drain()
+                await reader.read()  # until the client gives up and closes
+                return
+            if action in ANSWERS:
+                status, content_type, document = ANSWERS[action]
+                writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+                             % (status, content_type, len(document), document))
+                await writer.drain()
+                return
+            if action == IGNORE_RANGE:
+                head = "\r\n".join(line for line in lines if not line.lower().startswith("range:")).encode("latin-1")
+            answer = await self._forward(head + body)
+            if action == LOSE_ANSWER:
+                return
+            writer.write(answer)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _forward(self, request):
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        try:
+            writer.write(request)
+            await writer.drain()
+            return await reader.read()  # the request asked for the connection to be closed after the answer
+        finally:
+            writer.close()

@@ -1,0 +1,117 @@
+"""The S3 blob store when the network or S3 misbehaves: real moto_server behind a loopback proxy that loses
+answers, stalls error bodies, answers web pages, or ignores ranges. Every failure reaches callers as
+StorageUnavailable (503), a request S3 carried out is not failed for a retry's answer, and no wrong byte
+is ever handed out."""
+import secrets
+
+import boto3
+import pytest
+
+from storage import s3_client
+from storage.blobstore import StorageUnavailable
+from storage.s3_store import PART_SIZE, S3BlobStore
+from tests.support.manifests import sha256
+from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
+from tests.support.s3_faults import (
+    IGNORE_RANGE,
+    LOSE_ANSWER,
+    NO_SUCH_UPLOAD,
+    NOT_XML,
+    STALLED_ERROR,
+    FaultyS3Proxy,
+)
+
+
+@pytest.fixture
+async def proxy(moto):
+    proxy = await FaultyS3Proxy(moto.port).start()
+    yield proxy
+    await proxy.stop()
+
+
+@pytest.fixture
+async def store(proxy):
+    store = S3BlobStore(f"faults-{secrets.token_hex(4)}", region=REGION, endpoint_url=proxy.endpoint_url,
+                        access_key_id=ACCESS_KEY_ID, secret_access_key=SECRET_ACCESS_KEY)
+    await store.ensure_ready()
+    return store
+
+
+async def store_blob(store, data):
+    writer = await store.open_writer(store.new_upload_state())
+    await writer.write(data)
+    return await writer.commit(sha256(data))
+
+
+async def read_all(store, ref, start, length):
+    return b"".join([piece async for piece in store.read(ref, start, length)])
+
+
+def completions(proxy):
+    return [action for method, target, action in proxy.seen if method == "POST" and "uploadId=" in target]
+
+
+async def test_a_multipart_commit_whose_answer_was_lost_is_retried_and_lands_once(store, proxy, moto):
+    data = secrets.token_bytes(PART_SIZE + 1000)
+    proxy.add(LOSE_ANSWER, "POST", "uploadId=")  # S3 completes the upload; the client never hears it
+
+    ref = await store_blob(store, data)
+
+    assert completions(proxy) == [LOSE_ANSWER, None]
+    assert await read_all(store, ref, 0, len(data)) == data
+    boto = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name=REGION,
+                        aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY)
+    assert boto.head_object(Bucket=store.bucket, Key=ref["key"])["ContentLength"] == len(data)
+
+
+async def test_a_commit_whose_retry_finds_the_upload_completed_succeeds(store, proxy):
+    data = secrets.token_bytes(PART_SIZE + 1000)
+    proxy.add(LOSE_ANSWER, "POST", "uploadId=")
+    proxy.add(NO_SUCH_UPLOAD, "POST", "uploadId=")  # what S3 answers once it has completed the upload
+
+    ref = await store_blob(store, data)
+
+    assert completions(proxy) == [LOSE_ANSWER, NO_SUCH_UPLOAD]
+    assert await read_all(store, ref, 0, len(data)) == data
+
+
+async def test_a_commit_of_an_upload_s3_does_not_know_is_refused(store, proxy):
+    data = secrets.token_bytes(PART_SIZE + 1000)
+    proxy.add(NO_SUCH_UPLOAD, "POST", "uploadId=")  # never completed: there is no object at the key
+
+    with pytest.raises(StorageUnavailable, match="NoSuchUpload"):
+        await store_blob(store, data)
+
+
+async def test_an_error_answer_whose_body_stalls_is_storage_unavailable(store, proxy, monkeypatch):
+    ref = await store_blob(store, b"some bytes")
+    monkeypatch.setattr(s3_client, "READ_TIMEOUT", 0.5)
+    proxy.add(STALLED_ERROR, "GET", ref["key"], times=s3_client.ATTEMPTS)
+
+    with pytest.raises(StorageUnavailable):
+        await read_all(store, ref, 0, 10)
+
+
+@pytest.mark.parametrize("method, target_part", [("POST", "?uploads"), ("GET", "?prefix=")],
+                         ids=["create-multipart-upload", "list-multipart-uploads"])
+async def test_an_answer_that_is_not_s3_xml_is_storage_unavailable(store, proxy, method, target_part):
+    proxy.add(NOT_XML, method, target_part)
+    writer = await store.open_writer(store.new_upload_state())
+
+    with pytest.raises(StorageUnavailable, match="not an S3 answer"):
+        await writer.write(secrets.token_bytes(PART_SIZE))
+        await writer.checkpoint()
+
+
+async def test_a_server_that_ignores_the_range_never_hands_out_other_bytes(store, proxy):
+    data = secrets.token_bytes(1000)
+    ref = await store_blob(store, data)
+    proxy.add(IGNORE_RANGE, "GET", ref["key"])
+
+    received = []
+    with pytest.raises(StorageUnavailable, match="ignored the range"):
+        async for piece in store.read(ref, 100, 50):
+            received.append(piece)
+
+    assert received == []
+    assert await read_all(store, ref, 100, 50) == data[100:150]
