@@ -2,7 +2,10 @@
 answers, stalls error bodies, answers web pages, or ignores ranges. Every failure reaches callers as
 StorageUnavailable (503), a request S3 carried out is not failed for a retry's answer, and no wrong byte
 is ever handed out."""
+import asyncio
+import gc
 import secrets
+import time
 
 import boto3
 import pytest
@@ -47,6 +50,13 @@ async def read_all(store, ref, start, length):
     return b"".join([piece async for piece in store.read(ref, start, length)])
 
 
+async def until(condition, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        await asyncio.sleep(0.05)
+
+
 def completions(proxy):
     return [action for method, target, action in proxy.seen if method == "POST" and "uploadId=" in target]
 
@@ -88,8 +98,9 @@ async def test_an_error_answer_whose_body_stalls_is_storage_unavailable(store, p
     monkeypatch.setattr(s3_client, "READ_TIMEOUT", 0.5)
     proxy.add(STALLED_ERROR, "GET", ref["key"], times=s3_client.ATTEMPTS)
 
-    with pytest.raises(StorageUnavailable):
+    with pytest.raises(StorageUnavailable, match="no answer bytes"):
         await read_all(store, ref, 0, 10)
+    await until(lambda: proxy.open_connections == 0)
 
 
 @pytest.mark.parametrize("method, target_part", [("POST", "?uploads"), ("GET", "?prefix=")],
@@ -115,3 +126,36 @@ async def test_a_server_that_ignores_the_range_never_hands_out_other_bytes(store
 
     assert received == []
     assert await read_all(store, ref, 100, 50) == data[100:150]
+
+
+async def test_a_part_whose_answer_was_lost_is_sent_again_whole(store, proxy):
+    data = secrets.token_bytes(PART_SIZE + 1000)
+    proxy.add(LOSE_ANSWER, "PUT", "partNumber=1&")
+
+    ref = await store_blob(store, data)
+
+    assert [action for method, target, action in proxy.seen if "partNumber=1&" in target] == [LOSE_ANSWER, None]
+    assert await read_all(store, ref, 0, len(data)) == data
+
+
+async def test_a_read_closed_half_way_closes_its_connection_to_s3(store, proxy):
+    ref = await store_blob(store, secrets.token_bytes(PART_SIZE + 1000))
+    pieces = store.read(ref, 0, PART_SIZE + 1000)
+    await anext(pieces)
+    assert proxy.open_connections == 1
+
+    await pieces.aclose()
+
+    await until(lambda: proxy.open_connections == 0)
+
+
+async def test_a_read_abandoned_half_way_without_closing_still_closes_its_connection(store, proxy):
+    ref = await store_blob(store, secrets.token_bytes(PART_SIZE + 1000))
+    pieces = store.read(ref, 0, PART_SIZE + 1000)
+    await anext(pieces)
+    assert proxy.open_connections == 1
+
+    del pieces
+    gc.collect()
+
+    await until(lambda: proxy.open_connections == 0)

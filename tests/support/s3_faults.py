@@ -27,6 +27,7 @@ class FaultyS3Proxy:
         self.upstream_port = upstream_port
         self.rules = []
         self.seen = []
+        self.open_connections = 0  # accepted and not yet closed by the client (or given up by the proxy)
         self.server = None
         self.port = None
 
@@ -56,6 +57,7 @@ class FaultyS3Proxy:
         return None
 
     async def _serve(self, reader, writer):
+        self.open_connections += 1
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
@@ -83,9 +85,11 @@ class FaultyS3Proxy:
                 return
             writer.write(answer)
             await writer.drain()
+            await reader.read()  # a client that is done closes its connection
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.open_connections -= 1
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

@@ -6,6 +6,7 @@ import pytest
 
 from storage import sigv4
 from storage.aws_credentials import Credentials
+from storage.s3_client import S3Client
 
 # The S3 guide's example account, bucket and time.
 S3_KEYS = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
@@ -75,3 +76,18 @@ def test_signing_key_derivation_example():
     key = sigv4.signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1", "iam")
 
     assert key.hex() == "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
+
+
+@pytest.mark.parametrize("key, encoded", [
+    ("library/alpine with space", "library/alpine%20with%20space"),
+    ("a+b=c&d", "a%2Bb%3Dc%26d"),
+    ("ünï/日本", "%C3%BCn%C3%AF/%E6%97%A5%E6%9C%AC"),
+    ("tilde~star*(1)!'", "tilde~star%2A%281%29%21%27"),
+])
+def test_an_object_key_is_encoded_once_with_only_unreserved_characters_and_slashes_left(key, encoded):
+    # S3 signs the path as sent, each byte outside A-Z a-z 0-9 - _ . ~ (and the slashes) percent-encoded.
+    assert S3Client("bucket", endpoint_url="http://127.0.0.1:9")._path(key) == f"/bucket/{encoded}"
+
+
+def test_query_values_are_encoded_and_sorted_the_same_in_the_signature_and_the_url():
+    assert sigv4.canonical_query([("uploads", ""), ("prefix", "a b+c/ü")]) == "prefix=a%20b%2Bc%2F%C3%BC&uploads="
