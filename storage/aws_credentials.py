@@ -10,7 +10,9 @@
    ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` when set;
 6. the instance role, from the EC2 instance metadata service (IMDSv2).
 
-Static keys are read once; a role's keys are fetched again five minutes before they expire.
+Static keys are read once; a role's keys are fetched again five minutes before they expire (if that fails,
+the keys in hand go on being used until a minute before they expire, and the source is asked again
+every REFRESH_RETRY seconds meanwhile).
 """
 import asyncio
 import configparser
@@ -31,6 +33,10 @@ STS_NAMESPACE = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 METADATA_ATTEMPTS = 2
 # A role's keys are replaced this long before they expire, so a request never carries expired ones.
 REFRESH_BEFORE = 300
+# When that replacement fails (the metadata service throttles, STS is slow), the keys in hand are used
+# while they have this long left, and the source is asked again this much later, not at every request.
+STILL_USABLE = 60
+REFRESH_RETRY = 15
 
 
 class CredentialsUnavailable(Exception):
@@ -46,6 +52,9 @@ class Credentials:
 
     def fresh(self):
         return self.expires_at is None or self.expires_at - time.time() > REFRESH_BEFORE
+
+    def usable(self):
+        return self.expires_at is None or self.expires_at - time.time() > STILL_USABLE
 
 
 def _from_environment(environ):
@@ -177,13 +186,26 @@ class CredentialChain:
         self._credentials = Credentials(access_key_id, secret_access_key) \
             if access_key_id and secret_access_key else None
         self._lock = asyncio.Lock()
+        self._retry_at = 0.0  # after a failed refresh: when to ask the sources again
+
+    def _current(self):
+        """The keys in hand when they can be used without asking the sources now."""
+        keys = self._credentials
+        if keys is not None and (keys.fresh() or (keys.usable() and time.monotonic() < self._retry_at)):
+            return keys
+        return None
 
     async def get(self):
-        if self._credentials is not None and self._credentials.fresh():
+        if self._current() is not None:
             return self._credentials
         async with self._lock:  # one refresh for every request waiting on it
-            if self._credentials is None or not self._credentials.fresh():
-                self._credentials = await self._resolve()
+            if self._current() is None:
+                try:
+                    self._credentials = await self._resolve()
+                except CredentialsUnavailable:
+                    if self._credentials is None or not self._credentials.usable():
+                        raise
+                    self._retry_at = time.monotonic() + REFRESH_RETRY
         return self._credentials
 
     async def _resolve(self):

@@ -13,6 +13,7 @@ from tornado.netutil import bind_sockets
 
 from storage.aws_credentials import (
     REFRESH_BEFORE,
+    STILL_USABLE,
     CredentialChain,
     Credentials,
     CredentialsUnavailable,
@@ -177,6 +178,27 @@ async def test_role_keys_about_to_expire_are_fetched_again(tmp_path, instance_me
 
     assert (await chain.get()).access_key_id == "role-1"
     assert (await chain.get()).access_key_id == "role-2"
+
+
+async def test_keys_still_valid_are_used_while_their_refresh_fails(tmp_path, instance_metadata):
+    metadata = instance_metadata(lifetime=REFRESH_BEFORE - 60)
+    chain = CredentialChain(environ={**_empty_files(tmp_path), "AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata.endpoint})
+    assert (await chain.get()).access_key_id == "role-1"
+    metadata.server.stop()  # the metadata service stops answering (throttled, restarting)
+
+    assert (await chain.get()).access_key_id == "role-1"
+    assert (await chain.get()).access_key_id == "role-1"
+    assert metadata.issued == 1
+
+
+async def test_keys_about_to_expire_whose_refresh_fails_are_refused(tmp_path, instance_metadata):
+    metadata = instance_metadata(lifetime=STILL_USABLE - 30)
+    chain = CredentialChain(environ={**_empty_files(tmp_path), "AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata.endpoint})
+    assert (await chain.get()).access_key_id == "role-1"
+    metadata.server.stop()
+
+    with pytest.raises(CredentialsUnavailable):
+        await chain.get()
 
 
 async def test_a_container_role_with_its_authorization_token(tmp_path, instance_metadata):
