@@ -240,12 +240,13 @@ class S3Client:
             pieces.append(piece)
         return b"".join(pieces)
 
-    async def _retrying(self, method, key, query=(), headers=None, body=None):
-        """(exchange, status, headers) of the first try that succeeds; transport errors and S3's "try again" are retried
-        (missing credentials are not: CredentialsUnavailable goes to the caller at once)."""
+    @staticmethod
+    async def _retrying(once):
+        """What the first call of ``once`` that succeeds returns; transport errors and S3's "try again" are
+        retried (missing credentials are not: CredentialsUnavailable goes to the caller at once)."""
         for attempt in range(ATTEMPTS):
             try:
-                return await self._attempt(method, key, list(query), headers or {}, body)
+                return await once()
             except S3RequestError as exc:
                 retried = not isinstance(exc, S3Error) or exc.status in RETRIED_STATUSES or exc.code in RETRIED_CODES
                 if not retried or attempt == ATTEMPTS - 1:
@@ -253,13 +254,21 @@ class S3Client:
             await asyncio.sleep(random.uniform(0, 0.2 * 2 ** attempt))
         raise AssertionError("unreachable")
 
-    async def _call(self, method, key="", query=(), headers=None, body=None):
-        """A request whose answer is small: (headers, document)."""
-        exchange, _, response_headers = await self._retrying(method, key, query, headers, body)
-        try:
-            return response_headers, await self._read_document(exchange)
-        finally:
-            exchange.close()
+    async def _call(self, method, key="", query=(), headers=None, body=None, result=None):
+        """A request whose answer is small: (headers, document). An answer that breaks off is retried too.
+        ``result``: the root element a 200 answer has, for operations where S3 may answer 200 and only then
+        fail, the error in the body (which is then raised, and retried like any other)."""
+        async def once():
+            exchange, _, response_headers = await self._attempt(method, key, list(query), headers or {}, body)
+            try:
+                document = await self._read_document(exchange)
+            finally:
+                exchange.close()
+            if result and _parse(document, result, "Error").tag == "Error":
+                raise _parse_error(200, document)
+            return response_headers, document
+
+        return await self._retrying(once)
 
     # The operations the blob store uses.
 
@@ -305,11 +314,9 @@ class S3Client:
         """``parts``: (number, ETag) pairs in order."""
         listed = "".join(f"<Part><PartNumber>{number}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
                          for number, etag in parts)
-        _, document = await self._call("POST", key, [("uploadId", upload_id)], body=io.BytesIO(
-            f"<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>".encode()))
-        # S3 may answer 200 and only then fail: the error is in the body.
-        if _parse(document, "CompleteMultipartUploadResult", "Error").tag == "Error":
-            raise _parse_error(200, document)
+        await self._call("POST", key, [("uploadId", upload_id)], body=io.BytesIO(
+            f"<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>".encode()),
+            result="CompleteMultipartUploadResult")
 
     async def abort_multipart_upload(self, key, upload_id):
         await self._call("DELETE", key, [("uploadId", upload_id)])
@@ -322,7 +329,8 @@ class S3Client:
 
     async def get_object(self, key, start, end):
         """The bytes ``start``..``end`` (inclusive) of the object, piece by piece."""
-        exchange, status, headers = await self._retrying("GET", key, headers={"Range": f"bytes={start}-{end}"})
+        exchange, status, headers = await self._retrying(
+            lambda: self._attempt("GET", key, [], {"Range": f"bytes={start}-{end}"}, None))
         try:
             # A server that ignores Range answers 200 with the whole object: other bytes than those asked for.
             if status != 206 and not (start == 0 and headers.get("Content-Length") == str(end + 1)):

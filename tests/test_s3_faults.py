@@ -16,7 +16,9 @@ from storage.s3_store import PART_SIZE, S3BlobStore
 from tests.support.manifests import sha256
 from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
 from tests.support.s3_faults import (
+    CUT_ANSWER,
     IGNORE_RANGE,
+    INTERNAL_ERROR_IN_200,
     LOSE_ANSWER,
     NO_SUCH_UPLOAD,
     NOT_XML,
@@ -85,12 +87,37 @@ async def test_a_commit_whose_retry_finds_the_upload_completed_succeeds(store, p
     assert await read_all(store, ref, 0, len(data)) == data
 
 
+async def test_a_commit_answered_200_with_an_internal_error_is_retried(store, proxy):
+    data = secrets.token_bytes(PART_SIZE + 1000)
+    proxy.add(INTERNAL_ERROR_IN_200, "POST", "uploadId=")
+
+    ref = await store_blob(store, data)
+
+    assert completions(proxy) == [INTERNAL_ERROR_IN_200, None]
+    assert await read_all(store, ref, 0, len(data)) == data
+
+
 async def test_a_commit_of_an_upload_s3_does_not_know_is_refused(store, proxy):
     data = secrets.token_bytes(PART_SIZE + 1000)
     proxy.add(NO_SUCH_UPLOAD, "POST", "uploadId=")  # never completed: there is no object at the key
 
     with pytest.raises(StorageUnavailable, match="NoSuchUpload"):
         await store_blob(store, data)
+
+
+async def test_a_listing_whose_answer_breaks_off_is_asked_again(store, proxy, moto):
+    writer = await store.open_writer(store.new_upload_state())
+    await writer.write(secrets.token_bytes(PART_SIZE))
+    state = await writer.checkpoint()
+    proxy.seen.clear()
+    proxy.add(CUT_ANSWER, "GET", "?prefix=")
+
+    await store.abort(state)
+
+    assert [action for method, target, action in proxy.seen if "?prefix=" in target] == [CUT_ANSWER, None]
+    boto = boto3.client("s3", endpoint_url=moto.endpoint_url, region_name=REGION,
+                        aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY)
+    assert boto.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
 
 
 async def test_an_error_answer_whose_body_stalls_is_storage_unavailable(store, proxy, monkeypatch):

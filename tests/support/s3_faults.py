@@ -12,6 +12,8 @@ LOSE_ANSWER = "lose-answer"  # moto_server gets and carries out the request; the
 STALLED_ERROR = "stalled-error"  # a 500 whose body stops after a few bytes and never ends
 NOT_XML = "not-xml"  # a 200 whose body is a web page (a captive portal, a misrouted proxy), not S3's XML
 NO_SUCH_UPLOAD = "no-such-upload"  # S3's 404 NoSuchUpload, its answer to completing an upload it already completed
+INTERNAL_ERROR_IN_200 = "internal-error-in-200"  # S3's 200 whose body is an InternalError (CompleteMultipartUpload)
+CUT_ANSWER = "cut-answer"  # moto_server's answer breaks off half-way (the connection drops)
 IGNORE_RANGE = "ignore-range"  # the Range header is dropped: the whole object comes back, as from a server without ranges
 
 # The answers the proxy gives itself, without asking moto_server.
@@ -19,6 +21,9 @@ ANSWERS = {
     NOT_XML: (b"200 OK", b"text/html", b"<html><body>Please sign in to continue</body></html>"),
     NO_SUCH_UPLOAD: (b"404 Not Found", b"application/xml",
                      b"<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>"),
+    INTERNAL_ERROR_IN_200: (b"200 OK", b"application/xml",
+                            (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+                             b"<Message>We encountered an internal error. Please try again.</Message></Error>")),
 }
 
 
@@ -83,8 +88,12 @@ class FaultyS3Proxy:
             answer = await self._forward(head + body)
             if action == LOSE_ANSWER:
                 return
+            if action == CUT_ANSWER:
+                answer = answer[:len(answer) - 20]
             writer.write(answer)
             await writer.drain()
+            if action == CUT_ANSWER:
+                return
             await reader.read()  # a client that is done closes its connection
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
