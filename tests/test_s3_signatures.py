@@ -1,7 +1,8 @@
 """The S3 backend's own signatures, checked by a moto_server that authenticates every request (it recomputes
 each SigV4 signature with the keys of an IAM user it knows): every operation the store uses, and the
 refusal of a wrong secret. moto does not authenticate presigned URLs; those are checked against AWS's
-published example in tests/unit/test_sigv4.py and followed by skopeo in tests/test_storage_backends.py."""
+published example in tests/unit/test_sigv4.py and followed by skopeo in tests/test_storage_backends.py. Temporary keys
+are an assumed role's, from moto_server's STS, which checks their session token."""
 import io
 import json
 import secrets
@@ -10,12 +11,17 @@ import boto3
 import pytest
 import requests
 
+from storage.aws_credentials import CredentialChain
 from storage.blobstore import StorageUnavailable
 from storage.s3_store import PART_SIZE, S3BlobStore
 from tests.support.manifests import sha256
 from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
 
 ALLOW_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+ALLOW_ASSUMING = {"Version": "2012-10-17",
+                  "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+ALLOW_STS = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}
+ROLE_ARN = "arn:aws:iam::123456789012:role/registry-role"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +33,10 @@ def authenticating_moto(tmp_path_factory):
                            aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY)
         iam.create_user(UserName="registry")
         iam.put_user_policy(UserName="registry", PolicyName="s3", PolicyDocument=json.dumps(ALLOW_S3))
+        # A role allowed S3 too, whose temporary keys (with a session token) the user can take at STS.
+        iam.create_role(RoleName="registry-role", AssumeRolePolicyDocument=json.dumps(ALLOW_ASSUMING))
+        iam.put_role_policy(RoleName="registry-role", PolicyName="s3", PolicyDocument=json.dumps(ALLOW_S3))
+        iam.put_user_policy(UserName="registry", PolicyName="sts", PolicyDocument=json.dumps(ALLOW_STS))
         keys = iam.create_access_key(UserName="registry")["AccessKey"]
         # From here on, every request must carry a valid signature of a known user.
         requests.post(f"{moto.endpoint_url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
@@ -98,3 +108,34 @@ async def test_keys_that_need_encoding_are_signed_in_path_and_query(authenticati
     assert listed == [(key, upload_id)]
     assert middle == data[1000:2000]
     assert await client.object_size(key) is None
+
+
+def role_keys(moto, access_key_id, secret_access_key):
+    sts = boto3.client("sts", endpoint_url=moto.endpoint_url, region_name=REGION, aws_access_key_id=access_key_id,
+                       aws_secret_access_key=secret_access_key)
+    return sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="registry")["Credentials"]
+
+
+def store_with_session(moto, keys, session_token):
+    store = S3BlobStore(f"session-{secrets.token_hex(4)}", region=REGION, endpoint_url=moto.endpoint_url)
+    store.client.credentials = CredentialChain(environ={
+        "AWS_ACCESS_KEY_ID": keys["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": session_token})
+    return store
+
+
+async def test_temporary_keys_sign_with_their_session_token_and_an_empty_body(authenticating_moto):
+    keys = role_keys(*authenticating_moto)
+    store = store_with_session(authenticating_moto[0], keys, keys["SessionToken"])
+
+    await store.ensure_ready()
+    await store.client.put_object("empty", io.BytesIO())
+
+    assert await store.client.object_size("empty") == 0
+
+
+async def test_temporary_keys_with_a_wrong_session_token_are_refused(authenticating_moto):
+    keys = role_keys(*authenticating_moto)
+
+    with pytest.raises(StorageUnavailable):
+        await store_with_session(authenticating_moto[0], keys, "not-the-token").ensure_ready()
