@@ -10,11 +10,20 @@ import contextlib
 # What a rule can do to a request.
 LOSE_ANSWER = "lose-answer"  # moto_server gets and carries out the request; the answer never reaches the client
 STALLED_ERROR = "stalled-error"  # a 500 whose body stops after a few bytes and never ends
+STALLED_BODY = "stalled-body"  # a 206 whose body stops after a few bytes and never ends
+SILENT = "silent"  # the request is taken and never answered
 NOT_XML = "not-xml"  # a 200 whose body is a web page (a captive portal, a misrouted proxy), not S3's XML
 NO_SUCH_UPLOAD = "no-such-upload"  # S3's 404 NoSuchUpload, its answer to completing an upload it already completed
 INTERNAL_ERROR_IN_200 = "internal-error-in-200"  # S3's 200 whose body is an InternalError (CompleteMultipartUpload)
 CUT_ANSWER = "cut-answer"  # moto_server's answer breaks off half-way (the connection drops)
 IGNORE_RANGE = "ignore-range"  # the Range header is dropped: the whole object comes back, as from a server without ranges
+
+# The beginnings of answers that then stop, until the client closes the connection.
+STALLS = {
+    STALLED_ERROR: b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 200\r\n\r\n<Error><Co",
+    STALLED_BODY: b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\nsome ",
+    SILENT: b"",
+}
 
 # The answers the proxy gives itself, without asking moto_server.
 ANSWERS = {
@@ -72,8 +81,8 @@ class FaultyS3Proxy:
             body = await reader.readexactly(length)
             action = self._action(method, target)
             self.seen.append((method, target, action))
-            if action == STALLED_ERROR:
-                writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 200\r\n\r\n<Error><Co")
+            if action in STALLS:
+                writer.write(STALLS[action])
                 await writer.drain()
                 await reader.read()  # until the client gives up and closes
                 return
