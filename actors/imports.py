@@ -62,10 +62,12 @@ class PipelineRunner:
 
 
 class ImportActor(pykka.ThreadingActor):
-    """``idle`` is set while the actor waits for work; the manager reads it without a message."""
+    """``idle`` is set while the actor waits for work; the manager reads it without a message. ``wake_another``
+    asks the next idle actor to look, once this one took a task (more may be waiting)."""
 
-    def __init__(self, tasks, runner, node, config, stopping, idle):
+    def __init__(self, tasks, runner, node, config, stopping, idle, wake_another):
         super().__init__()
+        self.wake_another = wake_another
         self.tasks = tasks
         self.runner = runner
         self.node = node
@@ -79,6 +81,7 @@ class ImportActor(pykka.ThreadingActor):
             return
         try:
             while not self.stopping.is_set() and (task := self._claim()) is not None:
+                self.wake_another()
                 self._hold(task)
         except Exception:
             log.exception("import actor failed")
@@ -124,7 +127,7 @@ class ImportActor(pykka.ThreadingActor):
 
 
 class ImportActors:
-    """This node's import actors and the ticker that asks the idle ones to look for work."""
+    """This node's import actors and the ticker that asks an idle one to look for work."""
 
     def __init__(self, tasks, pipeline, loop, config):
         self.node = holder_name()
@@ -133,16 +136,20 @@ class ImportActors:
         self.idle = [threading.Event() for _ in range(config["import_max_running_per_node"])]
         for flag in self.idle:
             flag.set()
-        self.actors = [ImportActor.start(tasks, runner, self.node, config, self.stopping, flag) for flag in self.idle]
+        self.actors = [ImportActor.start(tasks, runner, self.node, config, self.stopping, flag, self.wake)
+                       for flag in self.idle]
         self._ticker = threading.Thread(target=self._tick, name="import-ticker", daemon=True)
         self._ticker.start()
 
     def wake(self):
-        """Ask every idle actor to look for work now (a task was just created here). Never blocks."""
+        """Ask one idle actor to look for work now (a task was just created here, or it is time to look again); one
+        that takes a task asks the next. Every idle actor would run the same queries (they were most of the
+        database's queries beside a manifest PUT load). Never blocks."""
         for ref, idle in zip(self.actors, self.idle):
             if idle.is_set() and ref.is_alive():
                 idle.clear()
                 ref.tell("poll")
+                return
 
     def mailbox_depth(self):
         return inbox_depth(self.actors)
