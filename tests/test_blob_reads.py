@@ -1,7 +1,15 @@
-"""Pulling blobs: GET/HEAD headers, byte ranges (across storage chunks), unknown blobs, deletes."""
+"""Pulling blobs: GET/HEAD headers, byte ranges (across storage chunks), unknown blobs, deletes, and a reader
+that stops reading."""
+import socket
+import time
+
 import pytest
 
+from tests.support.api_client import Api, ok
+from tests.support.clients import wait_until
 from tests.support.manifests import assert_registry_error, blob_url, delete, get_blob, push_blob, random_bytes, sha256
+from tests.support.processes import started_server
+from tests.support.registry_client import RegistryClient
 
 STORAGE_CHUNK = 1024 * 1024
 
@@ -175,3 +183,39 @@ def test_deleting_an_unknown_blob_is_blob_unknown(admin, repo, small_blob):
     response = admin.request("DELETE", blob_url(repo, sha256(b"never pushed")), delete(repo))
 
     assert_registry_error(response, 404, "BLOB_UNKNOWN")
+
+
+# -- a reader that stops reading -------------------------------------------------------------------
+
+SEND_TIMEOUT = 2
+
+
+@pytest.fixture(scope="module")
+def impatient_registry(mongo, tmp_path_factory):
+    """A server that cuts off a download whose client took nothing for SEND_TIMEOUT seconds."""
+    with started_server(mongo, tmp_path_factory.mktemp("impatient"),
+                        env={"CYP_BLOB_SEND_TIMEOUT_SECONDS": str(SEND_TIMEOUT)}) as server:
+        yield server
+
+
+def test_a_download_whose_client_stops_reading_is_cut_off_after_the_send_timeout(impatient_registry):
+    server = impatient_registry
+    ok(Api(server.url).session("admin", server.admin_password).post("/api/v1/projects", json={"name": "stall"}))
+    client = RegistryClient(server.url, "admin", server.admin_password)
+    data = random_bytes(32 * 1024 * 1024)
+    assert client.push_blob("stall/app", data).status_code == 201
+    token = client.token("repository:stall/app:pull")
+
+    with socket.create_connection(("127.0.0.1", server.port)) as reader:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        reader.sendall(f"GET /v2/stall/app/blobs/{sha256(data)} HTTP/1.1\r\nHost: {server.host}\r\n"
+                       f"Authorization: Bearer {token}\r\n\r\n".encode())
+        time.sleep(SEND_TIMEOUT + 3)  # reading nothing meanwhile: the server's writes stall
+        reader.settimeout(30)
+        received = 0
+        while piece := reader.recv(1024 * 1024):  # what the kernels held, then the end the server made
+            received += len(piece)
+
+    assert received < len(data)
+    assert wait_until(lambda: "blob download stalled" in server.log_text(), 10)
+    assert "Traceback" not in server.log_text()

@@ -1,4 +1,5 @@
 """Blob reads (GET/HEAD with Range) and deletes."""
+import asyncio
 import logging
 
 from tornado.iostream import StreamClosedError
@@ -45,7 +46,9 @@ class BlobHandler(RegistryHandler):
 
         A read that fails before anything was sent is answered as an error; one that fails after the
         headers went out can only cut the response short: the connection is closed, so the client sees
-        a truncated body, and the request is over.
+        a truncated body, and the request is over. So is a client that takes nothing for
+        ``blob_send_timeout_seconds``: a stalled reader would otherwise hold the request, and the blob
+        store's connection or cursor with it, for as long as it keeps its connection open.
         """
         pieces = self.registry.read_blob(blob, start, length)
         unflushed, sent = 0, False
@@ -54,7 +57,11 @@ class BlobHandler(RegistryHandler):
                 self.write(piece)
                 unflushed += len(piece)
                 if unflushed >= FLUSH_BYTES:
-                    await self.flush()
+                    if not await self.flushed_in_time():
+                        log.warning("blob download stalled: the client took nothing; closing the connection",
+                                    extra={"digest": blob["_id"], "trace_id": self.trace_id})
+                        self.request.connection.close()
+                        return
                     unflushed, sent = 0, True
         except StreamClosedError:
             return
@@ -66,6 +73,14 @@ class BlobHandler(RegistryHandler):
             self.request.connection.close()
         finally:
             await pieces.aclose()
+
+    async def flushed_in_time(self):
+        try:
+            async with asyncio.timeout(self.config["blob_send_timeout_seconds"]):
+                await self.flush()
+        except TimeoutError:
+            return False
+        return True
 
     async def delete(self, name, digest):
         await self.registry.unlink_blob(name, digest)
