@@ -1,7 +1,7 @@
 """A small S3 client: SigV4-signed requests over Tornado's HTTP/1.1 connection, bodies streamed both ways.
 
 It replaces the AWS SDK, whose import and S3 service model cost a process some 28 MB; this needs the
-HTTP code Tornado already has. Request bodies are sent in pieces of the stream given, and response
+HTTP code Tornado already has. Request bodies are sent in pieces of the buffer given, and response
 bodies reach the caller piece by piece with backpressure: the socket is read only as fast as the
 caller takes the pieces, so no body is ever held whole. Connections are kept alive between requests
 (storage/keepalive_pool.py): on AWS a new one costs a TLS handshake, once per part otherwise.

@@ -242,18 +242,6 @@ async def test_a_part_that_meets_its_connection_closing_is_sent_again_on_a_new_o
     assert await read_all(store, ref, 0, len(data)) == data
 
 
-async def test_a_read_cut_off_half_way_does_not_give_its_connection_to_the_next_request(store, proxy):
-    data = secrets.token_bytes(1000)
-    ref = await store_blob(store, data)
-    proxy.add(CUT_ANSWER, "GET", ref["key"])
-
-    with pytest.raises(StorageUnavailable, match="StreamClosedError"):
-        await read_all(store, ref, 0, len(data))
-
-    assert await read_all(store, ref, 0, len(data)) == data
-    assert proxy.accepted == 2
-
-
 async def test_an_answer_that_announces_connection_close_has_its_connection_closed(store, proxy):
     proxy.add(CLOSE_ANNOUNCED, "HEAD", "")
 
