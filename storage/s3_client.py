@@ -1,14 +1,13 @@
 """A small S3 client: SigV4-signed requests over Tornado's HTTP/1.1 connection, bodies streamed both ways.
 
 It replaces the AWS SDK, whose import and S3 service model cost a process some 28 MB; this needs the
-HTTP code Tornado already has. Request bodies are sent in pieces of the stream given, and response
+HTTP code Tornado already has. Request bodies are sent in pieces of the buffer given, and response
 bodies reach the caller piece by piece with backpressure: the socket is read only as fast as the
-caller takes the pieces, so no body is ever held whole. One connection per request (as Tornado's own
-client does).
+caller takes the pieces, so no body is ever held whole. Connections are kept alive between requests
+(storage/keepalive_pool.py): on AWS a new one costs a TLS handshake, once per part otherwise.
 """
 import asyncio
 import hashlib
-import io
 import random
 import ssl
 import time
@@ -23,6 +22,7 @@ from tornado.tcpclient import TCPClient
 
 from storage import sigv4
 from storage.aws_credentials import CredentialChain
+from storage.keepalive_pool import KeepAlivePool
 
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 60
@@ -31,6 +31,9 @@ SEND_PIECE = 256 * 1024
 RECEIVE_PIECE = 256 * 1024
 # Error and listing answers are read whole; nothing S3 sends back besides an object is near this.
 MAX_DOCUMENT = 16 * 1024 * 1024
+# Idle connections kept per endpoint, and for how long: S3 closes a connection idle for about 20 s.
+POOL_SIZE = 16
+IDLE_SECONDS = 15
 RETRIED_STATUSES = {500, 502, 503, 504}
 RETRIED_CODES = {"SlowDown", "RequestTimeout", "InternalError"}
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -47,6 +50,10 @@ class S3Error(S3RequestError):
         self.code = code
 
 
+class _StaleConnection(Exception):
+    """A connection taken from the pool was closed by the server before any answer to this request."""
+
+
 class _Response(httputil.HTTPMessageDelegate):
     """What one HTTP/1.1 connection receives: the head at once, then body pieces on demand."""
 
@@ -56,8 +63,11 @@ class _Response(httputil.HTTPMessageDelegate):
         self.head = asyncio.get_running_loop().create_future()
         self.pieces = asyncio.Queue()
         self.finished = False
+        self.keeps_alive = False
 
     def headers_received(self, start_line, headers):
+        connection = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
+        self.keeps_alive = start_line.version == "HTTP/1.1" and "close" not in connection
         self.head.set_result((start_line.code, headers))
 
     def data_received(self, chunk):
@@ -69,11 +79,15 @@ class _Response(httputil.HTTPMessageDelegate):
         self.finished = True
 
     def ended(self, error):
-        """The connection is done with this response; ``error`` when it broke off."""
+        """The connection is done with this response; ``error`` (as raised) when it broke off."""
         if not self.head.done():
-            self.head.set_exception(error or S3RequestError("S3: the connection closed before an answer"))
+            # A connection closed before any answer stays a StreamClosedError: it may have been a stale one.
+            self.head.set_exception(error if isinstance(error, StreamClosedError) else
+                                    _transport_error(error) if error else
+                                    S3RequestError("S3: the connection closed before an answer"))
         self.pieces.put_nowait(self._END if self.finished else
-                               (error or S3RequestError("S3: the connection closed in the middle of a body")))
+                               (_transport_error(error) if error else
+                                S3RequestError("S3: the connection closed in the middle of a body")))
 
     async def body(self):
         while True:
@@ -91,14 +105,35 @@ class _Response(httputil.HTTPMessageDelegate):
 
 
 class _Exchange:
-    """One request on a connection of its own; ``close()`` drops the connection whatever its state."""
+    """One request and its response on a connection."""
 
-    def __init__(self, stream, connection, response, receiving):
-        self.stream, self.connection, self.response, self.receiving = stream, connection, response, receiving
+    def __init__(self, pool, stream):
+        self.pool, self.stream = pool, stream
+        self.connection = HTTP1Connection(stream, True, HTTP1ConnectionParameters(
+            max_body_size=1 << 62, chunk_size=RECEIVE_PIECE, header_timeout=READ_TIMEOUT))
+        self.response = _Response()
+        self.reusable = False
+        self.receiving = asyncio.ensure_future(self._receive())
+
+    async def _receive(self):
+        try:
+            open_after = await self.connection.read_response(self.response)
+        except Exception as exc:  # the response ends either way; ended() hands the error to the reader
+            self.response.ended(exc)
+            return
+        # Returned: the answer was read to its end (each piece waited for the reader), so the next one
+        # on this connection starts clean.
+        self.reusable = open_after and self.response.keeps_alive
+        self.response.ended(None)
 
     def close(self):
-        self.stream.close()
-        self.receiving.cancel()
+        """Give the connection back to the pool when its answer was read whole and the server keeps it;
+        otherwise (a body not read to the end, an error, ``Connection: close``) close it."""
+        if self.reusable:
+            self.pool.give_back(self.stream)
+        else:
+            self.stream.close()
+            self.receiving.cancel()
 
 
 def _transport_error(exc):
@@ -146,6 +181,18 @@ class S3Client:
             self._address = (self.host, 443)
         self._ssl = ssl.create_default_context() if self.scheme == "https" else None
         self._tcp = TCPClient()
+        self._pool = KeepAlivePool(self._connect, POOL_SIZE, IDLE_SECONDS)
+
+    async def _connect(self):
+        host, port = self._address
+        stream = await asyncio.wait_for(self._tcp.connect(host, port, ssl_options=self._ssl), CONNECT_TIMEOUT)
+        # Tornado reads 64 KiB per call by default: a GiB pull would be 16k pieces, each a turn of the loop.
+        stream.read_chunk_size = RECEIVE_PIECE
+        return stream
+
+    def close(self):
+        """Close the idle connections (and each one in use once its request is done)."""
+        self._pool.close()
 
     def _path(self, key):
         return sigv4.uri_encode(f"{self.prefix}/{key}", safe="/-_.~")
@@ -155,12 +202,11 @@ class S3Client:
             return sigv4.EMPTY_SHA256
         if self.scheme == "https":
             return sigv4.UNSIGNED_PAYLOAD  # TLS protects the bytes; hashing them would cost a pass over each part
-        # In a thread: hashlib lets go of the GIL for large buffers. The view is released when the thread
-        # is done with it, even if this request is cancelled meanwhile.
-        return await asyncio.to_thread(_sha256_hex, body.getbuffer())
+        # In a thread: hashlib lets go of the GIL for large buffers.
+        return await asyncio.to_thread(_sha256_hex, body)
 
-    async def _open(self, method, key, query, headers, body):
-        """Send the request; the exchange, whose response head is on its way."""
+    async def _head(self, method, key, query, headers, body):
+        """The request's start line and signed headers."""
         credentials = await self.credentials.get()
         payload_hash = await self._payload_hash(body)
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -172,54 +218,48 @@ class S3Client:
         signed["authorization"] = sigv4.authorization(method, path, query, signed, payload_hash, credentials,
                                                       amz_date, self.region)
         if body is not None or method in ("PUT", "POST"):
-            signed["content-length"] = str(body.seek(0, io.SEEK_END) if body is not None else 0)
+            signed["content-length"] = str(len(body) if body is not None else 0)
         target = path + (f"?{sigv4.canonical_query(query)}" if query else "")
+        return httputil.RequestStartLine(method, target, "HTTP/1.1"), httputil.HTTPHeaders(signed)
 
-        host, port = self._address
-        stream = await asyncio.wait_for(self._tcp.connect(host, port, ssl_options=self._ssl), CONNECT_TIMEOUT)
-        stream.set_nodelay(True)
-        # Tornado reads 64 KiB per call by default: a GiB pull would be 16k pieces, each a turn of the loop.
-        stream.read_chunk_size = RECEIVE_PIECE
-        connection = HTTP1Connection(stream, True, HTTP1ConnectionParameters(
-            no_keep_alive=True, max_body_size=1 << 62, chunk_size=RECEIVE_PIECE, header_timeout=READ_TIMEOUT))
-        response = _Response()
-
-        async def receive():
-            error = None
-            try:
-                await connection.read_response(response)
-            except Exception as exc:  # the response ends either way; ended() hands the error to the reader
-                error = _transport_error(exc)
-            response.ended(error)
-
-        receiving = asyncio.ensure_future(receive())
-        exchange = _Exchange(stream, connection, response, receiving)
+    async def _exchange(self, start_line, headers, body, fresh):
+        """Send the request, on a new connection if ``fresh``, else on one from the pool: the exchange, and
+        the status and headers of its answer. _StaleConnection: a pooled connection was found closed."""
+        stream, reused = (await self._pool.connect(), False) if fresh else await self._pool.take()
+        exchange = _Exchange(self._pool, stream)
         try:
-            await asyncio.wait_for(connection.write_headers(
-                httputil.RequestStartLine(method, target, "HTTP/1.1"), httputil.HTTPHeaders(signed)), READ_TIMEOUT)
+            connection = exchange.connection
+            # Tornado turns Nagle's algorithm back on after each request; the head goes out at once.
+            stream.set_nodelay(True)
+            await asyncio.wait_for(connection.write_headers(start_line, headers), READ_TIMEOUT)
             if body is not None:
-                # Slices of the stream's own buffer: the socket gets the bytes without a copy, a piece at
-                # a time (each write is awaited until the socket took it).
-                with body.getbuffer() as view:
-                    for offset in range(0, len(view), SEND_PIECE):
-                        async with asyncio.timeout(READ_TIMEOUT):
-                            await connection.write(view[offset:offset + SEND_PIECE])
+                # Slices of the caller's buffer: the socket gets the bytes without a copy, a piece at a time
+                # (each write is awaited until the socket took it).
+                for offset in range(0, len(body), SEND_PIECE):
+                    async with asyncio.timeout(READ_TIMEOUT):
+                        await connection.write(body[offset:offset + SEND_PIECE])
             connection.finish()
-        except BaseException:
+            status, response_headers = await asyncio.wait_for(asyncio.shield(exchange.response.head), READ_TIMEOUT)
+        except BaseException as exc:
             exchange.close()
+            # The server closed the connection while it was idle (or just as this request came): no answer,
+            # so the request did nothing and is sent again as it is (its body is a buffer, not consumed).
+            if reused and isinstance(exc, StreamClosedError):
+                raise _StaleConnection() from exc
             raise
-        return exchange
+        return exchange, status, response_headers
 
     async def _attempt(self, method, key, query, headers, body):
-        """One try: the exchange and its status, or the error (an S3Error carries S3's code)."""
+        """One try: the exchange and its status, or the error (an S3Error carries S3's code). A pooled
+        connection found closed is replaced once, at once: that is not a failed try."""
+        if body is not None:
+            body = memoryview(body)
+        start_line, signed = await self._head(method, key, query, headers, body)
         try:
-            exchange = await self._open(method, key, query, headers, body)
             try:
-                status, response_headers = await asyncio.wait_for(asyncio.shield(exchange.response.head),
-                                                                  READ_TIMEOUT)
-            except BaseException:
-                exchange.close()
-                raise
+                exchange, status, response_headers = await self._exchange(start_line, signed, body, False)
+            except _StaleConnection:
+                exchange, status, response_headers = await self._exchange(start_line, signed, body, True)
         except (TimeoutError, OSError, StreamClosedError, httputil.HTTPInputError) as exc:
             raise _transport_error(exc) from exc
         if status < 300:
@@ -278,9 +318,8 @@ class S3Client:
     async def create_bucket(self):
         body = None
         if self.region != "us-east-1":
-            body = io.BytesIO(
-                f'<CreateBucketConfiguration xmlns="{NS[1:-1]}"><LocationConstraint>{self.region}'
-                "</LocationConstraint></CreateBucketConfiguration>".encode())
+            body = (f'<CreateBucketConfiguration xmlns="{NS[1:-1]}"><LocationConstraint>{self.region}'
+                    "</LocationConstraint></CreateBucketConfiguration>").encode()
         await self._call("PUT", body=body)
 
     async def object_size(self, key):
@@ -294,6 +333,7 @@ class S3Client:
         return int(headers["Content-Length"])
 
     async def put_object(self, key, body):
+        """``body``: the object's bytes (any bytes-like object, kept until the request is done)."""
         await self._call("PUT", key, body=body)
 
     async def create_multipart_upload(self, key):
@@ -304,7 +344,7 @@ class S3Client:
         return upload_id
 
     async def upload_part(self, key, upload_id, number, body):
-        """Send one part from the stream ``body``; its ETag."""
+        """Send one part, the bytes-like ``body`` (sent again as it is if a try fails); its ETag."""
         headers, _ = await self._call("PUT", key, [("partNumber", str(number)), ("uploadId", upload_id)], body=body)
         if "ETag" not in headers:
             raise S3RequestError(f"S3: UploadPart {number} answered without an ETag")
@@ -314,9 +354,9 @@ class S3Client:
         """``parts``: (number, ETag) pairs in order."""
         listed = "".join(f"<Part><PartNumber>{number}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
                          for number, etag in parts)
-        await self._call("POST", key, [("uploadId", upload_id)], body=io.BytesIO(
-            f"<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>".encode()),
-            result="CompleteMultipartUploadResult")
+        await self._call("POST", key, [("uploadId", upload_id)],
+                         body=f"<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>".encode(),
+                         result="CompleteMultipartUploadResult")
 
     async def abort_multipart_upload(self, key, upload_id):
         await self._call("DELETE", key, [("uploadId", upload_id)])
@@ -338,7 +378,7 @@ class S3Client:
             async for piece in exchange.response.body():
                 yield piece
         finally:
-            exchange.close()  # a body not read to the end leaves the connection unusable anyway
+            exchange.close()  # a body not read to the end closes the connection
 
     async def delete_object(self, key):
         await self._call("DELETE", key)

@@ -1,7 +1,8 @@
-"""The S3 blob store when the network or S3 misbehaves: real moto_server behind a loopback proxy that loses
-answers, stalls error bodies, answers web pages, or ignores ranges. Every failure reaches callers as
-StorageUnavailable (503), a request S3 carried out is not failed for a retry's answer, and no wrong byte
-is ever handed out."""
+"""The S3 blob store when the network or S3 misbehaves: real moto_server behind a loopback proxy that keeps
+connections alive as S3 does, and loses answers, stalls error bodies, answers web pages, ignores ranges or
+closes connections. Every failure reaches callers as StorageUnavailable (503), a request S3 carried out is
+not failed for a retry's answer, no wrong byte is ever handed out, and a connection is used again only
+after an answer read whole."""
 import asyncio
 import gc
 import secrets
@@ -16,6 +17,8 @@ from storage.s3_store import PART_SIZE, S3BlobStore
 from tests.support.manifests import sha256
 from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
 from tests.support.s3_faults import (
+    CLOSE_ANNOUNCED,
+    CLOSED_ON_ARRIVAL,
     CUT_ANSWER,
     IGNORE_RANGE,
     INTERNAL_ERROR_IN_200,
@@ -36,12 +39,18 @@ async def proxy(moto):
     await proxy.stop()
 
 
-@pytest.fixture
-async def store(proxy):
+async def proxied_store(proxy):
     store = S3BlobStore(f"faults-{secrets.token_hex(4)}", region=REGION, endpoint_url=proxy.endpoint_url,
                         access_key_id=ACCESS_KEY_ID, secret_access_key=SECRET_ACCESS_KEY)
     await store.ensure_ready()
     return store
+
+
+@pytest.fixture
+async def store(proxy):
+    store = await proxied_store(proxy)
+    yield store
+    await store.close()
 
 
 async def store_blob(store, data):
@@ -187,5 +196,86 @@ async def test_a_read_abandoned_half_way_without_closing_still_closes_its_connec
 
     del pieces
     gc.collect()
+
+    await until(lambda: proxy.open_connections == 0)
+
+
+async def test_requests_one_after_another_share_one_connection(store, proxy):
+    data = secrets.token_bytes(PART_SIZE + 1000)
+
+    ref = await store_blob(store, data)  # listing, CreateMultipartUpload, two parts, CompleteMultipartUpload
+    assert await read_all(store, ref, 0, len(data)) == data
+    await store.delete(ref)
+
+    assert len(proxy.seen) == 9  # with the bucket's HEAD (404) and PUT
+    assert proxy.accepted == 1
+
+
+async def test_an_error_answer_read_whole_leaves_its_connection_for_the_next_request(store, proxy):
+    with pytest.raises(StorageUnavailable, match="NoSuchKey"):
+        await read_all(store, {"key": "missing"}, 0, 10)
+
+    await store.ping()
+
+    assert proxy.accepted == 1
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(store, proxy):
+    proxy.close_idle()
+    await until(lambda: proxy.open_connections == 0)
+
+    await store.ping()
+
+    assert proxy.accepted == 2
+
+
+async def test_a_part_that_meets_its_connection_closing_is_sent_again_on_a_new_one_without_costing_a_try(
+        store, proxy):
+    data = secrets.token_bytes(PART_SIZE + 1000)
+    # The first close meets the idle connection the part was sent on; each try after it meets one more.
+    proxy.add(CLOSED_ON_ARRIVAL, "PUT", "partNumber=1&", times=s3_client.ATTEMPTS)
+
+    ref = await store_blob(store, data)
+
+    assert [action for method, target, action in proxy.seen if "partNumber=1&" in target] == \
+        [CLOSED_ON_ARRIVAL] * s3_client.ATTEMPTS + [None]
+    assert await read_all(store, ref, 0, len(data)) == data
+
+
+async def test_an_answer_that_announces_connection_close_has_its_connection_closed(store, proxy):
+    proxy.add(CLOSE_ANNOUNCED, "HEAD", "")
+
+    await store.ping()
+
+    await until(lambda: proxy.open_connections == 0)
+    await store.ping()
+    assert proxy.accepted == 2
+
+
+async def test_an_idle_connection_is_closed_after_the_idle_time(proxy, monkeypatch):
+    monkeypatch.setattr(s3_client, "IDLE_SECONDS", 0.2)
+    store = await proxied_store(proxy)
+    assert proxy.open_connections == 1
+
+    await until(lambda: proxy.open_connections == 0)
+    await store.close()
+
+
+async def test_no_more_than_the_pool_size_wait_idle(proxy, monkeypatch):
+    monkeypatch.setattr(s3_client, "POOL_SIZE", 2)
+    store = await proxied_store(proxy)
+
+    await asyncio.gather(*(store.ping() for _ in range(4)))
+
+    assert proxy.accepted == 4
+    await until(lambda: proxy.open_connections == 2)
+    await store.close()
+
+
+async def test_closing_the_store_closes_its_idle_connections(proxy):
+    store = await proxied_store(proxy)
+    assert proxy.open_connections == 1
+
+    await store.close()
 
     await until(lambda: proxy.open_connections == 0)

@@ -3,7 +3,6 @@ each SigV4 signature with the keys of an IAM user it knows): every operation the
 refusal of a wrong secret. moto does not authenticate presigned URLs; those are checked against AWS's
 published example in tests/unit/test_sigv4.py and followed by skopeo in tests/test_storage_backends.py. Temporary keys
 are an assumed role's, from moto_server's STS, which checks their session token."""
-import io
 import json
 import secrets
 
@@ -98,7 +97,7 @@ async def test_keys_that_need_encoding_are_signed_in_path_and_query(authenticati
     client = store.client
     data = secrets.token_bytes(3000)
 
-    await client.put_object(key, io.BytesIO(data))
+    await client.put_object(key, data)
     upload_id = await client.create_multipart_upload(key)
     listed = await client.list_multipart_uploads(key)  # the key travels in the query (prefix=...)
     await client.abort_multipart_upload(key, upload_id)
@@ -129,7 +128,7 @@ async def test_temporary_keys_sign_with_their_session_token_and_an_empty_body(au
     store = store_with_session(authenticating_moto[0], keys, keys["SessionToken"])
 
     await store.ensure_ready()
-    await store.client.put_object("empty", io.BytesIO())
+    await store.client.put_object("empty", b"")
 
     assert await store.client.object_size("empty") == 0
 

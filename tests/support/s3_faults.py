@@ -1,7 +1,8 @@
 """A loopback proxy in front of moto_server that breaks chosen S3 requests the way networks and S3 do.
 
-The S3 client opens one connection per request (and asks for it to be closed), so each connection the
-proxy accepts carries exactly one request. A rule names the requests it breaks (method and a piece of
+Towards the client it keeps connections alive as S3 does (moto_server closes each one after its
+answer: the proxy asks it on a connection of its own per request and drops its ``Connection: close``),
+and it counts the connections it accepts. A rule names the requests it breaks (method and a piece of
 the target) and how; every other request goes to moto_server and its answer back, unchanged.
 """
 import asyncio
@@ -16,6 +17,10 @@ NOT_XML = "not-xml"  # a 200 whose body is a web page (a captive portal, a misro
 NO_SUCH_UPLOAD = "no-such-upload"  # S3's 404 NoSuchUpload, its answer to completing an upload it already completed
 INTERNAL_ERROR_IN_200 = "internal-error-in-200"  # S3's 200 whose body is an InternalError (CompleteMultipartUpload)
 CUT_ANSWER = "cut-answer"  # moto_server's answer breaks off half-way (the connection drops)
+CLOSE_ANNOUNCED = "close-announced"  # moto_server's answer keeps its "Connection: close"; the proxy then waits
+# for the client to close
+CLOSED_ON_ARRIVAL = "closed-on-arrival"  # the connection is closed as the request comes, unanswered and not carried out
+# (what a request sent on a connection the server is closing for being idle meets)
 IGNORE_RANGE = "ignore-range"  # the Range header is dropped: the whole object comes back, as from a server without ranges
 
 # The beginnings of answers that then stop, until the client closes the connection.
@@ -41,7 +46,9 @@ class FaultyS3Proxy:
         self.upstream_port = upstream_port
         self.rules = []
         self.seen = []
+        self.accepted = 0
         self.open_connections = 0  # accepted and not yet closed by the client (or given up by the proxy)
+        self.idle = set()  # the writers of connections waiting for their next request
         self.server = None
         self.port = None
 
@@ -70,53 +77,78 @@ class FaultyS3Proxy:
                 return action
         return None
 
+    def close_idle(self):
+        """Close every connection waiting for a request, as a server does after its idle timeout."""
+        for writer in list(self.idle):
+            writer.close()
+
     async def _serve(self, reader, writer):
+        self.accepted += 1
         self.open_connections += 1
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = lines[0].split(" ")
-            length = next((int(line.split(":", 1)[1]) for line in lines[1:]
-                           if line.lower().startswith("content-length:")), 0)
-            body = await reader.readexactly(length)
-            action = self._action(method, target)
-            self.seen.append((method, target, action))
-            if action in STALLS:
-                writer.write(STALLS[action])
-                await writer.drain()
-                await reader.read()  # until the client gives up and closes
-                return
-            if action in ANSWERS:
-                status, content_type, document = ANSWERS[action]
-                writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-                             % (status, content_type, len(document), document))
-                await writer.drain()
-                return
-            if action == IGNORE_RANGE:
-                head = "\r\n".join(line for line in lines if not line.lower().startswith("range:")).encode("latin-1")
-            answer = await self._forward(head + body)
-            if action == LOSE_ANSWER:
-                return
-            if action == CUT_ANSWER:
-                answer = answer[:len(answer) - 20]
-            writer.write(answer)
-            await writer.drain()
-            if action == CUT_ANSWER:
-                return
-            await reader.read()  # a client that is done closes its connection
+            while await self._serve_one(reader, writer):
+                pass
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.idle.discard(writer)
             self.open_connections -= 1
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    async def _serve_one(self, reader, writer):
+        """Answer one request; whether the connection stays open for the next."""
+        self.idle.add(writer)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        finally:
+            self.idle.discard(writer)
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ")
+        length = next((int(line.split(":", 1)[1]) for line in lines[1:]
+                       if line.lower().startswith("content-length:")), 0)
+        body = await reader.readexactly(length)
+        action = self._action(method, target)
+        self.seen.append((method, target, action))
+        if action == CLOSED_ON_ARRIVAL:
+            return False
+        if action in STALLS:
+            writer.write(STALLS[action])
+            await writer.drain()
+            await reader.read()  # until the client gives up and closes
+            return False
+        if action in ANSWERS:
+            status, content_type, document = ANSWERS[action]
+            writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+                         % (status, content_type, len(document), document))
+            await writer.drain()
+            return True
+        if action == IGNORE_RANGE:
+            head = "\r\n".join(line for line in lines if not line.lower().startswith("range:")).encode("latin-1")
+        answer = await self._forward(head + body)
+        if action == LOSE_ANSWER:
+            return False
+        if action == CUT_ANSWER:
+            writer.write(answer[:len(answer) - 20])
+            await writer.drain()
+            return False
+        if action == CLOSE_ANNOUNCED:
+            writer.write(answer)
+            await writer.drain()
+            await reader.read()
+            return False
+        answer_head, _, answer_body = answer.partition(b"\r\n\r\n")
+        kept = [line for line in answer_head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+        writer.write(b"\r\n".join(kept) + b"\r\n\r\n" + answer_body)
+        await writer.drain()
+        return True
 
     async def _forward(self, request):
         reader, writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         try:
             writer.write(request)
             await writer.drain()
-            return await reader.read()  # the request asked for the connection to be closed after the answer
+            return await reader.read()  # moto_server closes the connection after its answer
         finally:
             writer.close()
