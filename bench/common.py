@@ -46,7 +46,7 @@ from botocore.config import Config as BotoConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # to start SecantusDB the way the server's embedded database is started
-from storage.embedded_mongo import OPLOG_OPTIONS, secantusd_command  # noqa: E402
+from storage.embedded_mongo import OPLOG_OPTIONS  # noqa: E402
 REFERENCE_REGISTRY = "/usr/bin/docker-registry"
 SKOPEO = "/usr/bin/skopeo"
 HEY = "/usr/bin/hey"
@@ -405,7 +405,7 @@ def start_secantusdb(children, run_dir):
     port = free_port()
     proc = children.start(
         "secantusd",
-        [*secantusd_command(), "--host", "127.0.0.1", "--port", str(port),
+        [venv_program("secantusd-py", "secantusdb"), "--host", "127.0.0.1", "--port", str(port),
          "--storage-path", str(run_dir / "secantus-data"), *OPLOG_OPTIONS],
         cwd=run_dir,  # so it does not pick up a ./secantusd.toml from the caller's cwd
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from runtime.balancer import balancer_blocks, nginx_command, nginx_config
 from storage.embedded_mongo import OPLOG_OPTIONS, die_with_parent
-from storage.embedded_mongo import secantusd_command
+from storage.embedded_mongo import _executable as secantusd_executable
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("gridfs", "s3", "filesystem")
@@ -237,7 +237,7 @@ class Cluster:
         config = self.directory / "secantusd.toml"
         config.touch()  # an explicit, empty configuration: no secantusd.toml of the machine applies
         self.mongo_uri = f"mongodb://127.0.0.1:{port}/"
-        self.database = Process("SecantusDB", [*secantusd_command(), "--config", str(config), "--host",
+        self.database = Process("SecantusDB", [secantusd_executable(), "--config", str(config), "--host",
                                                "127.0.0.1", "--port", str(port), "--storage-path", str(storage),
                                                "--log-level", "WARNING", *OPLOG_OPTIONS],
                                 self.directory / "mongo.log", tied=self.tied).start()

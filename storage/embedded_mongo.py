@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
-import importlib.util
 import json
 import logging
 import os
@@ -53,15 +52,12 @@ def _free_port(host):
         return sock.getsockname()[1]
 
 
-def secantusd_command():
-    """The command that starts SecantusDB, to which its arguments are added: through ``secantusd_launch.py``
-    when this interpreter has the package (see there why), else the ``secantusd-py`` found on the PATH."""
-    if importlib.util.find_spec("secantus") is not None:
-        return [sys.executable, str(Path(__file__).with_name("secantusd_launch.py"))]
-    found = shutil.which("secantusd-py")
+def _executable():
+    beside_python = Path(sys.executable).with_name("secantusd-py")
+    found = str(beside_python) if beside_python.exists() else shutil.which("secantusd-py")
     if not found:
         raise EmbeddedMongoError("secantusd-py not found: install the 'secantusdb' package or set CYP_MONGO_URI")
-    return [found]
+    return found
 
 
 def die_with_parent():
@@ -180,7 +176,7 @@ class EmbeddedMongo:
         config.touch()
         with open(self.log_path, "ab") as log_file:
             self.process = await asyncio.create_subprocess_exec(
-                *secantusd_command(), "--config", str(config), "--host", self.host, "--port", str(self.port),
+                _executable(), "--config", str(config), "--host", self.host, "--port", str(self.port),
                 "--storage-path", str(self.storage_path), "--log-level", "WARNING", *OPLOG_OPTIONS,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 # Its own session keeps a terminal's Ctrl-C from reaching it before the server stops it cleanly.

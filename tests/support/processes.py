@@ -12,7 +12,7 @@ from pathlib import Path
 import pymongo
 import requests
 
-from storage.embedded_mongo import OPLOG_OPTIONS, secantusd_command
+from storage.embedded_mongo import OPLOG_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,6 +21,11 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _secantusd():
+    beside = Path(sys.executable).with_name("secantusd-py")
+    return str(beside) if beside.exists() else "secantusd-py"
 
 
 def stop_process(process, timeout=30):
@@ -44,7 +49,7 @@ class MongoServer:
     def start(self):
         self.storage_path.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [*secantusd_command(), "--host", "127.0.0.1", "--port", str(self.port),
+            [_secantusd(), "--host", "127.0.0.1", "--port", str(self.port),
              "--storage-path", str(self.storage_path), "--log-level", "WARNING", *OPLOG_OPTIONS,
              *self.cache_options],
             stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"))
