@@ -7,12 +7,18 @@ server keeps it open. At most ``limit`` wait idle, each for ``idle_seconds`` at 
 import asyncio
 import collections
 import select
+import ssl
 
 
 def dropped(stream):
-    """Whether an idle connection can no longer carry a request: closed, or readable while no answer is
-    due (the server's FIN or TLS close_notify, or bytes nobody asked for)."""
+    """Whether an idle connection can no longer carry a request: closed, or holding or readable bytes while no
+    answer is due (the server's FIN or TLS close_notify, or bytes nobody asked for, which the next request would
+    take for its answer)."""
     if stream.closed():
+        return True
+    # Bytes already taken off the socket: read ahead by Tornado past the last answer (it has no public way to
+    # ask), or decrypted by TLS and not yet handed to Tornado. The socket alone does not show them.
+    if stream._read_buffer_size or (isinstance(stream.socket, ssl.SSLSocket) and stream.socket.pending()):
         return True
     poller = select.poll()
     poller.register(stream.socket.fileno(), select.POLLIN)

@@ -28,6 +28,7 @@ from tests.support.s3_faults import (
     SILENT,
     STALLED_BODY,
     STALLED_ERROR,
+    TRAILING_ANSWER,
     FaultyS3Proxy,
 )
 
@@ -240,6 +241,17 @@ async def test_a_part_that_meets_its_connection_closing_is_sent_again_on_a_new_o
     assert [action for method, target, action in proxy.seen if "partNumber=1&" in target] == \
         [CLOSED_ON_ARRIVAL] * s3_client.ATTEMPTS + [None]
     assert await read_all(store, ref, 0, len(data)) == data
+
+
+async def test_bytes_that_came_after_an_answer_are_never_taken_for_the_next_answer(store, proxy):
+    data = secrets.token_bytes(10)
+    ref = await store_blob(store, data)
+    proxy.add(TRAILING_ANSWER, "HEAD", "")  # a whole answer, then a forged 206 of ten other bytes
+
+    await store.ping()
+
+    assert await read_all(store, ref, 0, 10) == data
+    assert proxy.accepted == 2  # the connection that carried the stray bytes was not used again
 
 
 async def test_an_answer_that_announces_connection_close_has_its_connection_closed(store, proxy):

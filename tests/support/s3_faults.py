@@ -22,6 +22,8 @@ CLOSE_ANNOUNCED = "close-announced"  # moto_server's answer keeps its "Connectio
 CLOSED_ON_ARRIVAL = "closed-on-arrival"  # the connection is closed as the request comes, unanswered and not carried out
 # (what a request sent on a connection the server is closing for being idle meets)
 IGNORE_RANGE = "ignore-range"  # the Range header is dropped: the whole object comes back, as from a server without ranges
+TRAILING_ANSWER = "trailing-answer"  # moto_server's answer, followed in the same write by bytes it never announced:
+# a second answer, as a broken middlebox sends, which must not be taken for the answer to the next request
 
 # The beginnings of answers that then stop, until the client closes the connection.
 STALLS = {
@@ -29,6 +31,9 @@ STALLS = {
     STALLED_BODY: b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\nsome ",
     SILENT: b"",
 }
+
+# What TRAILING_ANSWER sends after the real answer: an answer to a range read nobody made yet.
+TRAILING = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\nnot asked!"
 
 # The answers the proxy gives itself, without asking moto_server.
 ANSWERS = {
@@ -140,7 +145,8 @@ class FaultyS3Proxy:
             return False
         answer_head, _, answer_body = answer.partition(b"\r\n\r\n")
         kept = [line for line in answer_head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
-        writer.write(b"\r\n".join(kept) + b"\r\n\r\n" + answer_body)
+        trailing = TRAILING if action == TRAILING_ANSWER else b""
+        writer.write(b"\r\n".join(kept) + b"\r\n\r\n" + answer_body + trailing)
         await writer.drain()
         return True
 
