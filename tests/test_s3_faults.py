@@ -4,7 +4,9 @@ closes connections. Every failure reaches callers as StorageUnavailable (503), a
 not failed for a retry's answer, no wrong byte is ever handed out, and a connection is used again only
 after an answer read whole."""
 import asyncio
+import ctypes
 import gc
+import mmap
 import secrets
 import time
 
@@ -69,6 +71,28 @@ async def until(condition, timeout=10):
     while not condition():
         assert time.monotonic() < deadline, "the condition did not come true in time"
         await asyncio.sleep(0.05)
+
+
+def resident_pages(buffer):
+    """How many pages of the anonymous map ``buffer`` are in memory, as the kernel counts them (mincore)."""
+    pointer = ctypes.c_char.from_buffer(buffer)
+    pages = (ctypes.c_ubyte * (len(buffer) // mmap.PAGESIZE))()
+    try:
+        assert ctypes.CDLL(None).mincore(ctypes.c_void_p(ctypes.addressof(pointer)), ctypes.c_size_t(len(buffer)),
+                                         pages) == 0
+    finally:
+        del pointer
+    return sum(page & 1 for page in pages)
+
+
+async def writer_whose_first_part_failed(store, proxy):
+    """A writer whose first part S3 never answered (every try), found out when the second part is full."""
+    proxy.add(LOSE_ANSWER, "PUT", "partNumber=1&", times=2 * s3_client.ATTEMPTS)
+    writer = await store.open_writer(store.new_upload_state())
+    await writer.write(secrets.token_bytes(PART_SIZE))
+    with pytest.raises(StorageUnavailable) as failure:
+        await writer.write(secrets.token_bytes(PART_SIZE))
+    return writer, failure.value
 
 
 def completions(proxy):
@@ -199,6 +223,22 @@ async def test_a_read_abandoned_half_way_without_closing_still_closes_its_connec
     gc.collect()
 
     await until(lambda: proxy.open_connections == 0)
+
+
+async def test_a_part_that_failed_gives_the_writers_part_buffers_back_at_once(store, proxy):
+    writer, error = await writer_whose_first_part_failed(store, proxy)
+
+    # The error, still held, reaches views of both buffers through its traceback (in reference cycles that only
+    # the garbage collector breaks): their pages go back all the same.
+    assert error.__traceback__ is not None
+    assert (resident_pages(writer.part), resident_pages(writer.in_flight)) == (0, 0)
+
+
+async def test_a_writer_whose_part_failed_refuses_to_checkpoint_a_state_without_that_part(store, proxy):
+    writer, _ = await writer_whose_first_part_failed(store, proxy)
+
+    with pytest.raises(StorageUnavailable, match="not stored"):
+        await writer.checkpoint()
 
 
 async def test_requests_one_after_another_share_one_connection(store, proxy):
