@@ -30,6 +30,7 @@ from tests.support.s3_faults import (
     SILENT,
     STALLED_BODY,
     STALLED_ERROR,
+    THROTTLED_BODY,
     TRAILING_ANSWER,
     FaultyS3Proxy,
 )
@@ -199,6 +200,19 @@ async def test_a_part_whose_answer_was_lost_is_sent_again_whole(store, proxy):
     ref = await store_blob(store, data)
 
     assert [action for method, target, action in proxy.seen if "partNumber=1&" in target] == [LOSE_ANSWER, None]
+    assert await read_all(store, ref, 0, len(data)) == data
+
+
+async def test_a_part_sent_slowly_but_steadily_is_not_cut_off_by_the_time_an_answer_may_take(
+        store, proxy, monkeypatch):
+    # Each piece of the body goes out well within the read timeout; the whole part takes several of them.
+    monkeypatch.setattr(s3_client, "READ_TIMEOUT", 1)
+    data = secrets.token_bytes(PART_SIZE + 1000)
+    proxy.add(THROTTLED_BODY, "PUT", "partNumber=1&")
+
+    ref = await store_blob(store, data)
+
+    assert [action for method, target, action in proxy.seen if "partNumber=1&" in target] == [THROTTLED_BODY]
     assert await read_all(store, ref, 0, len(data)) == data
 
 

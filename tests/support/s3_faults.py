@@ -7,6 +7,7 @@ the target) and how; every other request goes to moto_server and its answer back
 """
 import asyncio
 import contextlib
+import socket
 
 # What a rule can do to a request.
 LOSE_ANSWER = "lose-answer"  # moto_server gets and carries out the request; the answer never reaches the client
@@ -21,9 +22,15 @@ CLOSE_ANNOUNCED = "close-announced"  # moto_server's answer keeps its "Connectio
 # for the client to close
 CLOSED_ON_ARRIVAL = "closed-on-arrival"  # the connection is closed as the request comes, unanswered and not carried out
 # (what a request sent on a connection the server is closing for being idle meets)
+THROTTLED_BODY = "throttled-body"  # the request body is taken slowly and steadily (a slow link), then carried out
 IGNORE_RANGE = "ignore-range"  # the Range header is dropped: the whole object comes back, as from a server without ranges
 TRAILING_ANSWER = "trailing-answer"  # moto_server's answer, followed in the same write by bytes it never announced:
 # a second answer, as a broken middlebox sends, which must not be taken for the answer to the next request
+
+# THROTTLED_BODY's pace: 5 MiB/s at most, a piece of the body every twentieth of a second.
+THROTTLED_PIECE = 256 * 1024
+THROTTLED_PAUSE = 0.05
+RECEIVE_BUFFER = 256 * 1024
 
 # The beginnings of answers that then stop, until the client closes the connection.
 STALLS = {
@@ -58,7 +65,11 @@ class FaultyS3Proxy:
         self.port = None
 
     async def start(self):
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        listening = socket.create_server(("127.0.0.1", 0))
+        # A receive window of a slow link's size rather than loopback's megabytes: a body taken slowly then holds
+        # its sender back piece by piece instead of vanishing into buffers.
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        self.server = await asyncio.start_server(self._serve, sock=listening)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -113,8 +124,8 @@ class FaultyS3Proxy:
         method, target, _ = lines[0].split(" ")
         length = next((int(line.split(":", 1)[1]) for line in lines[1:]
                        if line.lower().startswith("content-length:")), 0)
-        body = await reader.readexactly(length)
         action = self._action(method, target)
+        body = await (self._read_slowly(reader, length) if action == THROTTLED_BODY else reader.readexactly(length))
         self.seen.append((method, target, action))
         if action == CLOSED_ON_ARRIVAL:
             return False
@@ -149,6 +160,15 @@ class FaultyS3Proxy:
         writer.write(b"\r\n".join(kept) + b"\r\n\r\n" + answer_body + trailing)
         await writer.drain()
         return True
+
+    @staticmethod
+    async def _read_slowly(reader, length):
+        pieces = []
+        while length:
+            pieces.append(await reader.readexactly(min(length, THROTTLED_PIECE)))
+            length -= len(pieces[-1])
+            await asyncio.sleep(THROTTLED_PAUSE)
+        return b"".join(pieces)
 
     async def _forward(self, request):
         reader, writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
