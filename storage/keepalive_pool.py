@@ -7,7 +7,6 @@ server keeps it open. At most ``limit`` wait idle, each for ``idle_seconds`` at 
 import asyncio
 import collections
 import select
-import ssl
 
 
 def dropped(stream):
@@ -16,9 +15,9 @@ def dropped(stream):
     take for its answer)."""
     if stream.closed():
         return True
-    # Bytes already taken off the socket: read ahead by Tornado past the last answer (it has no public way to
-    # ask), or decrypted by TLS and not yet handed to Tornado. The socket alone does not show them.
-    if stream._read_buffer_size or (isinstance(stream.socket, ssl.SSLSocket) and stream.socket.pending()):
+    # Bytes Tornado read ahead past the last answer (it has no public way to ask): the socket no longer shows them.
+    # (Over TLS too: a record is decrypted whole into Tornado's buffer, which is larger than any record.)
+    if stream._read_buffer_size:
         return True
     poller = select.poll()
     poller.register(stream.socket.fileno(), select.POLLIN)

@@ -33,7 +33,9 @@ from tests.support.s3_faults import (
     THROTTLED_BODY,
     TRAILING_ANSWER,
     FaultyS3Proxy,
+    TlsFront,
 )
+from tests.support.remotes import make_test_ca_and_server_cert
 
 
 @pytest.fixture
@@ -55,6 +57,41 @@ async def store(proxy):
     store = await proxied_store(proxy)
     yield store
     await store.close()
+
+
+async def start_tls_front(proxy, directory, monkeypatch):
+    """The proxy behind TLS, its certificate (for localhost) signed by a CA the S3 client trusts: it reads the
+    system's trusted CAs, from SSL_CERT_FILE when set, as it is made."""
+    ca_path, cert_path, key_path = make_test_ca_and_server_cert(directory)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_path))
+    return await TlsFront(proxy.port, cert_path, key_path).start()
+
+
+def https_store(front):
+    return S3BlobStore(f"faults-{secrets.token_hex(4)}", region=REGION, endpoint_url=f"https://localhost:{front.port}",
+                       access_key_id=ACCESS_KEY_ID, secret_access_key=SECRET_ACCESS_KEY)
+
+
+@pytest.fixture
+async def tls_front(proxy, tmp_path, monkeypatch):
+    front = await start_tls_front(proxy, tmp_path, monkeypatch)
+    yield front
+    await front.stop()
+
+
+@pytest.fixture(params=["http", "https"])
+async def either_store(request, proxy, tmp_path, monkeypatch):
+    """A store on the proxy, over plain HTTP or over TLS."""
+    if request.param == "https":
+        front = await start_tls_front(proxy, tmp_path, monkeypatch)
+        store = https_store(front)
+        await store.ensure_ready()
+    else:
+        front, store = None, await proxied_store(proxy)
+    yield store
+    await store.close()
+    if front:
+        await front.stop()
 
 
 async def store_blob(store, data):
@@ -266,6 +303,19 @@ async def test_requests_one_after_another_share_one_connection(store, proxy):
     assert proxy.accepted == 1
 
 
+async def test_an_https_endpoint_is_asked_for_by_its_name_and_its_tls_connection_kept(tls_front, proxy):
+    store = https_store(tls_front)
+    data = secrets.token_bytes(PART_SIZE + 1000)
+
+    await store.ensure_ready()
+    ref = await store_blob(store, data)
+    assert await read_all(store, ref, 0, len(data)) == data
+    await store.close()
+
+    assert tls_front.server_names == ["localhost"]  # one TLS connection, its certificate checked for that name
+    assert proxy.accepted == 1
+
+
 async def test_an_error_answer_read_whole_leaves_its_connection_for_the_next_request(store, proxy):
     with pytest.raises(StorageUnavailable, match="NoSuchKey"):
         await read_all(store, {"key": "missing"}, 0, 10)
@@ -297,7 +347,8 @@ async def test_a_part_that_meets_its_connection_closing_is_sent_again_on_a_new_o
     assert await read_all(store, ref, 0, len(data)) == data
 
 
-async def test_bytes_that_came_after_an_answer_are_never_taken_for_the_next_answer(store, proxy):
+async def test_bytes_that_came_after_an_answer_are_never_taken_for_the_next_answer(either_store, proxy):
+    store = either_store
     data = secrets.token_bytes(10)
     ref = await store_blob(store, data)
     proxy.add(TRAILING_ANSWER, "HEAD", "")  # a whole answer, then a forged 206 of ten other bytes

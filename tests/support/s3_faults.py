@@ -8,6 +8,7 @@ the target) and how; every other request goes to moto_server and its answer back
 import asyncio
 import contextlib
 import socket
+import ssl
 
 # What a rule can do to a request.
 LOSE_ANSWER = "lose-answer"  # moto_server gets and carries out the request; the answer never reaches the client
@@ -178,3 +179,43 @@ class FaultyS3Proxy:
             return await reader.read()  # moto_server closes the connection after its answer
         finally:
             writer.close()
+
+
+class TlsFront:
+    """An HTTPS endpoint in front of the proxy: TLS with the certificate given, each connection carried to the
+    proxy on one of its own (so the proxy's count of connections is the count of TLS ones). It notes the server
+    name each client asked for (SNI)."""
+
+    def __init__(self, upstream_port, cert_path, key_path):
+        self.upstream_port = upstream_port
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert_path, key_path)
+        self.context.sni_callback = lambda connection, name, context: self.server_names.append(name)
+        self.server_names = []
+        self.server = None
+        self.port = None
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.context)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self):
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader, writer):
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        await asyncio.gather(_carry(reader, upstream_writer), _carry(upstream_reader, writer))
+
+
+async def _carry(reader, writer):
+    """Bytes from ``reader`` to ``writer`` until either side ends; then ``writer`` is closed."""
+    try:
+        while data := await reader.read(RECEIVE_BUFFER):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
