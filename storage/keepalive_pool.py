@@ -10,9 +10,14 @@ import select
 
 
 def dropped(stream):
-    """Whether an idle connection can no longer carry a request: closed, or readable while no answer is
-    due (the server's FIN or TLS close_notify, or bytes nobody asked for)."""
+    """Whether an idle connection can no longer carry a request: closed, or holding or readable bytes while no
+    answer is due (the server's FIN or TLS close_notify, or bytes nobody asked for, which the next request would
+    take for its answer)."""
     if stream.closed():
+        return True
+    # Bytes Tornado read ahead past the last answer (it has no public way to ask): the socket no longer shows them.
+    # (Over TLS too: a record is decrypted whole into Tornado's buffer, which is larger than any record.)
+    if stream._read_buffer_size:
         return True
     poller = select.poll()
     poller.register(stream.socket.fileno(), select.POLLIN)

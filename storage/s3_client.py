@@ -109,8 +109,10 @@ class _Exchange:
 
     def __init__(self, pool, stream):
         self.pool, self.stream = pool, stream
+        # No header timeout here: it would run from now, while the body is still going out (an 8 MiB part on a
+        # link under 140 KB/s cut off every time). The answer's head is awaited for READ_TIMEOUT once sent.
         self.connection = HTTP1Connection(stream, True, HTTP1ConnectionParameters(
-            max_body_size=1 << 62, chunk_size=RECEIVE_PIECE, header_timeout=READ_TIMEOUT))
+            max_body_size=1 << 62, chunk_size=RECEIVE_PIECE))
         self.response = _Response()
         self.reusable = False
         self.receiving = asyncio.ensure_future(self._receive())

@@ -55,8 +55,10 @@ class S3Writer(UploadWriter):
         self.part[:self.filled] = state["tail"]
         self.in_flight = None  # the other buffer: the part being sent, free again once drained
         self.pending = None
+        self.failed = False  # a part was not stored: nothing more can be written or saved from here
 
     async def write(self, data):
+        self._refuse_when_failed()
         with memoryview(data) as view:
             while view:
                 taken = min(len(view), PART_SIZE - self.filled)
@@ -83,9 +85,26 @@ class S3Writer(UploadWriter):
 
     @_storage_errors
     async def _drain(self):
+        self._refuse_when_failed()
         if self.pending is not None:
             pending, self.pending = self.pending, None
-            self.parts.append(await pending)
+            try:
+                self.parts.append(await pending)
+            except Exception:
+                self._give_up()
+                raise
+
+    def _refuse_when_failed(self):
+        # A checkpoint now would skip the lost part: the upload resumes from the last one instead.
+        if self.failed:
+            raise StorageUnavailable("S3: a part of this upload was not stored; it resumes from its last checkpoint")
+
+    def _give_up(self):
+        """The part in flight failed, so the writer is done: its buffers' pages go back to the system now. The
+        error's traceback holds views of them, in reference cycles that would keep them until a full collection."""
+        self.failed = True
+        for buffer in (self.part, self.in_flight):
+            buffer.madvise(mmap.MADV_DONTNEED)
 
     async def checkpoint(self):
         await self._drain()

@@ -4,7 +4,9 @@ closes connections. Every failure reaches callers as StorageUnavailable (503), a
 not failed for a retry's answer, no wrong byte is ever handed out, and a connection is used again only
 after an answer read whole."""
 import asyncio
+import ctypes
 import gc
+import mmap
 import secrets
 import time
 
@@ -28,8 +30,12 @@ from tests.support.s3_faults import (
     SILENT,
     STALLED_BODY,
     STALLED_ERROR,
+    THROTTLED_BODY,
+    TRAILING_ANSWER,
     FaultyS3Proxy,
+    TlsFront,
 )
+from tests.support.remotes import make_test_ca_and_server_cert
 
 
 @pytest.fixture
@@ -53,6 +59,41 @@ async def store(proxy):
     await store.close()
 
 
+async def start_tls_front(proxy, directory, monkeypatch):
+    """The proxy behind TLS, its certificate (for localhost) signed by a CA the S3 client trusts: it reads the
+    system's trusted CAs, from SSL_CERT_FILE when set, as it is made."""
+    ca_path, cert_path, key_path = make_test_ca_and_server_cert(directory)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_path))
+    return await TlsFront(proxy.port, cert_path, key_path).start()
+
+
+def https_store(front):
+    return S3BlobStore(f"faults-{secrets.token_hex(4)}", region=REGION, endpoint_url=f"https://localhost:{front.port}",
+                       access_key_id=ACCESS_KEY_ID, secret_access_key=SECRET_ACCESS_KEY)
+
+
+@pytest.fixture
+async def tls_front(proxy, tmp_path, monkeypatch):
+    front = await start_tls_front(proxy, tmp_path, monkeypatch)
+    yield front
+    await front.stop()
+
+
+@pytest.fixture(params=["http", "https"])
+async def either_store(request, proxy, tmp_path, monkeypatch):
+    """A store on the proxy, over plain HTTP or over TLS."""
+    if request.param == "https":
+        front = await start_tls_front(proxy, tmp_path, monkeypatch)
+        store = https_store(front)
+        await store.ensure_ready()
+    else:
+        front, store = None, await proxied_store(proxy)
+    yield store
+    await store.close()
+    if front:
+        await front.stop()
+
+
 async def store_blob(store, data):
     writer = await store.open_writer(store.new_upload_state())
     await writer.write(data)
@@ -68,6 +109,28 @@ async def until(condition, timeout=10):
     while not condition():
         assert time.monotonic() < deadline, "the condition did not come true in time"
         await asyncio.sleep(0.05)
+
+
+def resident_pages(buffer):
+    """How many pages of the anonymous map ``buffer`` are in memory, as the kernel counts them (mincore)."""
+    pointer = ctypes.c_char.from_buffer(buffer)
+    pages = (ctypes.c_ubyte * (len(buffer) // mmap.PAGESIZE))()
+    try:
+        assert ctypes.CDLL(None).mincore(ctypes.c_void_p(ctypes.addressof(pointer)), ctypes.c_size_t(len(buffer)),
+                                         pages) == 0
+    finally:
+        del pointer
+    return sum(page & 1 for page in pages)
+
+
+async def writer_whose_first_part_failed(store, proxy):
+    """A writer whose first part S3 never answered (every try), found out when the second part is full."""
+    proxy.add(LOSE_ANSWER, "PUT", "partNumber=1&", times=2 * s3_client.ATTEMPTS)
+    writer = await store.open_writer(store.new_upload_state())
+    await writer.write(secrets.token_bytes(PART_SIZE))
+    with pytest.raises(StorageUnavailable) as failure:
+        await writer.write(secrets.token_bytes(PART_SIZE))
+    return writer, failure.value
 
 
 def completions(proxy):
@@ -177,6 +240,19 @@ async def test_a_part_whose_answer_was_lost_is_sent_again_whole(store, proxy):
     assert await read_all(store, ref, 0, len(data)) == data
 
 
+async def test_a_part_sent_slowly_but_steadily_is_not_cut_off_by_the_time_an_answer_may_take(
+        store, proxy, monkeypatch):
+    # Each piece of the body goes out well within the read timeout; the whole part takes several of them.
+    monkeypatch.setattr(s3_client, "READ_TIMEOUT", 1)
+    data = secrets.token_bytes(PART_SIZE + 1000)
+    proxy.add(THROTTLED_BODY, "PUT", "partNumber=1&")
+
+    ref = await store_blob(store, data)
+
+    assert [action for method, target, action in proxy.seen if "partNumber=1&" in target] == [THROTTLED_BODY]
+    assert await read_all(store, ref, 0, len(data)) == data
+
+
 async def test_a_read_closed_half_way_closes_its_connection_to_s3(store, proxy):
     ref = await store_blob(store, secrets.token_bytes(PART_SIZE + 1000))
     pieces = store.read(ref, 0, PART_SIZE + 1000)
@@ -200,6 +276,22 @@ async def test_a_read_abandoned_half_way_without_closing_still_closes_its_connec
     await until(lambda: proxy.open_connections == 0)
 
 
+async def test_a_part_that_failed_gives_the_writers_part_buffers_back_at_once(store, proxy):
+    writer, error = await writer_whose_first_part_failed(store, proxy)
+
+    # The error, still held, reaches views of both buffers through its traceback (in reference cycles that only
+    # the garbage collector breaks): their pages go back all the same.
+    assert error.__traceback__ is not None
+    assert (resident_pages(writer.part), resident_pages(writer.in_flight)) == (0, 0)
+
+
+async def test_a_writer_whose_part_failed_refuses_to_checkpoint_a_state_without_that_part(store, proxy):
+    writer, _ = await writer_whose_first_part_failed(store, proxy)
+
+    with pytest.raises(StorageUnavailable, match="not stored"):
+        await writer.checkpoint()
+
+
 async def test_requests_one_after_another_share_one_connection(store, proxy):
     data = secrets.token_bytes(PART_SIZE + 1000)
 
@@ -208,6 +300,19 @@ async def test_requests_one_after_another_share_one_connection(store, proxy):
     await store.delete(ref)
 
     assert len(proxy.seen) == 9  # with the bucket's HEAD (404) and PUT
+    assert proxy.accepted == 1
+
+
+async def test_an_https_endpoint_is_asked_for_by_its_name_and_its_tls_connection_kept(tls_front, proxy):
+    store = https_store(tls_front)
+    data = secrets.token_bytes(PART_SIZE + 1000)
+
+    await store.ensure_ready()
+    ref = await store_blob(store, data)
+    assert await read_all(store, ref, 0, len(data)) == data
+    await store.close()
+
+    assert tls_front.server_names == ["localhost"]  # one TLS connection, its certificate checked for that name
     assert proxy.accepted == 1
 
 
@@ -240,6 +345,18 @@ async def test_a_part_that_meets_its_connection_closing_is_sent_again_on_a_new_o
     assert [action for method, target, action in proxy.seen if "partNumber=1&" in target] == \
         [CLOSED_ON_ARRIVAL] * s3_client.ATTEMPTS + [None]
     assert await read_all(store, ref, 0, len(data)) == data
+
+
+async def test_bytes_that_came_after_an_answer_are_never_taken_for_the_next_answer(either_store, proxy):
+    store = either_store
+    data = secrets.token_bytes(10)
+    ref = await store_blob(store, data)
+    proxy.add(TRAILING_ANSWER, "HEAD", "")  # a whole answer, then a forged 206 of ten other bytes
+
+    await store.ping()
+
+    assert await read_all(store, ref, 0, 10) == data
+    assert proxy.accepted == 2  # the connection that carried the stray bytes was not used again
 
 
 async def test_an_answer_that_announces_connection_close_has_its_connection_closed(store, proxy):

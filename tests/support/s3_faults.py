@@ -7,6 +7,8 @@ the target) and how; every other request goes to moto_server and its answer back
 """
 import asyncio
 import contextlib
+import socket
+import ssl
 
 # What a rule can do to a request.
 LOSE_ANSWER = "lose-answer"  # moto_server gets and carries out the request; the answer never reaches the client
@@ -21,7 +23,15 @@ CLOSE_ANNOUNCED = "close-announced"  # moto_server's answer keeps its "Connectio
 # for the client to close
 CLOSED_ON_ARRIVAL = "closed-on-arrival"  # the connection is closed as the request comes, unanswered and not carried out
 # (what a request sent on a connection the server is closing for being idle meets)
+THROTTLED_BODY = "throttled-body"  # the request body is taken slowly and steadily (a slow link), then carried out
 IGNORE_RANGE = "ignore-range"  # the Range header is dropped: the whole object comes back, as from a server without ranges
+TRAILING_ANSWER = "trailing-answer"  # moto_server's answer, followed in the same write by bytes it never announced:
+# a second answer, as a broken middlebox sends, which must not be taken for the answer to the next request
+
+# THROTTLED_BODY's pace: 5 MiB/s at most, a piece of the body every twentieth of a second.
+THROTTLED_PIECE = 256 * 1024
+THROTTLED_PAUSE = 0.05
+RECEIVE_BUFFER = 256 * 1024
 
 # The beginnings of answers that then stop, until the client closes the connection.
 STALLS = {
@@ -29,6 +39,9 @@ STALLS = {
     STALLED_BODY: b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\nsome ",
     SILENT: b"",
 }
+
+# What TRAILING_ANSWER sends after the real answer: an answer to a range read nobody made yet.
+TRAILING = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\nnot asked!"
 
 # The answers the proxy gives itself, without asking moto_server.
 ANSWERS = {
@@ -53,7 +66,11 @@ class FaultyS3Proxy:
         self.port = None
 
     async def start(self):
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        listening = socket.create_server(("127.0.0.1", 0))
+        # A receive window of a slow link's size rather than loopback's megabytes: a body taken slowly then holds
+        # its sender back piece by piece instead of vanishing into buffers.
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        self.server = await asyncio.start_server(self._serve, sock=listening)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -108,8 +125,8 @@ class FaultyS3Proxy:
         method, target, _ = lines[0].split(" ")
         length = next((int(line.split(":", 1)[1]) for line in lines[1:]
                        if line.lower().startswith("content-length:")), 0)
-        body = await reader.readexactly(length)
         action = self._action(method, target)
+        body = await (self._read_slowly(reader, length) if action == THROTTLED_BODY else reader.readexactly(length))
         self.seen.append((method, target, action))
         if action == CLOSED_ON_ARRIVAL:
             return False
@@ -140,9 +157,19 @@ class FaultyS3Proxy:
             return False
         answer_head, _, answer_body = answer.partition(b"\r\n\r\n")
         kept = [line for line in answer_head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
-        writer.write(b"\r\n".join(kept) + b"\r\n\r\n" + answer_body)
+        trailing = TRAILING if action == TRAILING_ANSWER else b""
+        writer.write(b"\r\n".join(kept) + b"\r\n\r\n" + answer_body + trailing)
         await writer.drain()
         return True
+
+    @staticmethod
+    async def _read_slowly(reader, length):
+        pieces = []
+        while length:
+            pieces.append(await reader.readexactly(min(length, THROTTLED_PIECE)))
+            length -= len(pieces[-1])
+            await asyncio.sleep(THROTTLED_PAUSE)
+        return b"".join(pieces)
 
     async def _forward(self, request):
         reader, writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
@@ -152,3 +179,43 @@ class FaultyS3Proxy:
             return await reader.read()  # moto_server closes the connection after its answer
         finally:
             writer.close()
+
+
+class TlsFront:
+    """An HTTPS endpoint in front of the proxy: TLS with the certificate given, each connection carried to the
+    proxy on one of its own (so the proxy's count of connections is the count of TLS ones). It notes the server
+    name each client asked for (SNI)."""
+
+    def __init__(self, upstream_port, cert_path, key_path):
+        self.upstream_port = upstream_port
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert_path, key_path)
+        self.context.sni_callback = lambda connection, name, context: self.server_names.append(name)
+        self.server_names = []
+        self.server = None
+        self.port = None
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.context)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self):
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader, writer):
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        await asyncio.gather(_carry(reader, upstream_writer), _carry(upstream_reader, writer))
+
+
+async def _carry(reader, writer):
+    """Bytes from ``reader`` to ``writer`` until either side ends; then ``writer`` is closed."""
+    try:
+        while data := await reader.read(RECEIVE_BUFFER):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
