@@ -354,6 +354,8 @@ class DeliveryDispatcher(pykka.ThreadingActor):
                 log.warning("webhook disabled: its endpoint answered 410", extra={"webhook_id": webhook["_id"]})
             else:
                 self.webhooks.event_failed(webhook["_id"], self.disable_after)
+            # Read again before the next send: it may be disabled now, and a Gone endpoint gets nothing more.
+            self.known_webhooks.pop(webhook["_id"], None)
             return
         self._keep_outcome(delivery, attempt, PENDING, utcnow() + datetime.timedelta(
             seconds=self._wait(attempts_made, outcome.get("retry_after"))))
