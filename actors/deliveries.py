@@ -85,7 +85,9 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         self.event_lease_seconds = self.lease_seconds + 2 * SEND_LEASE_MARGIN_SECONDS
         self.in_flight = {}
         self.due = collections.deque()  # candidates (made here, or found by a query for due ones), not yet sent
-        # Delivery id: (until when it may wait here, time.monotonic, or None once sent; its event), in fan-out order.
+        # Delivery id: (until when it may wait here, time.monotonic, or None once its send started; the delivery),
+        # in fan-out order. Kept here, not only in ``due``, so a step that fails after taking one out of ``due``
+        # leaves it to be stored pending when its wait is over, never forgotten with its event left unfinished.
         self.unstored = {}
         self.unstored_of_event = {}  # event id: its deliveries not stored yet
         self.backlog = False  # whether more deliveries are due than the candidates held here
@@ -129,16 +131,16 @@ class DeliveryDispatcher(pykka.ThreadingActor):
     def _fan_out(self):
         """Fan pending events out into deliveries held here, to be sent before they are stored; those beyond
         HELD_CANDIDATES are stored pending at once."""
-        events = self.events.claim_pending(self.owner, self.event_lease_seconds, EVENTS_PER_TICK)
+        events, again = self.events.claim_pending(self.owner, self.event_lease_seconds, EVENTS_PER_TICK)
         if not events:
             return
         webhooks = self.webhooks.subscribed({event["type"] for event in events})
         self._know(webhooks)
-        made = []
+        made, has_delivery = [], self._deliveries_of(again)
         for event in events:
             rendered = {}  # the body of each format, rendered (and checked against its schema) once per event
             for webhook in webhooks:
-                if not matches(webhook, event):
+                if not matches(webhook, event) or (event["_id"], webhook["_id"]) in has_delivery:
                     continue
                 webhook_format = webhook.get("format", "default")
                 if webhook_format not in rendered:
@@ -156,15 +158,26 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         send_by = time.monotonic() + SEND_LEASE_MARGIN_SECONDS
         for delivery in made[:held]:
             self.due.append(delivery)
-            self.unstored[delivery["_id"]] = (send_by, delivery["event_id"])
+            self.unstored[delivery["_id"]] = (send_by, delivery)
             self.unstored_of_event[delivery["event_id"]] = self.unstored_of_event.get(delivery["event_id"], 0) + 1
         waiting = self.unstored_of_event
         self.events.dispatched([event for event in events if event["_id"] not in waiting], self.retention)
 
+    def _deliveries_of(self, event_ids):
+        """``{(event id, webhook id)}`` of the deliveries of ``event_ids`` (events claimed again, after their lease
+        ran out) stored already, or held here: a fan-out again makes only the others, so a receiver that had its
+        delivery stored is not sent the event again, and this dispatcher's count of an event's deliveries not
+        stored yet counts each once."""
+        if not event_ids:
+            return set()
+        held = {(delivery["event_id"], delivery["webhook_id"]) for _, delivery in self.unstored.values()
+                if delivery["event_id"] in event_ids}
+        return held | self.deliveries.made_for(event_ids)
+
     def _stored(self, delivery_id):
         """Note that a delivery made here is stored (or will be, with the next write of outcomes); its event is
         fanned out once none of its deliveries is left unstored."""
-        _, event_id = self.unstored.pop(delivery_id)
+        event_id = self.unstored.pop(delivery_id)[1]["event_id"]
         self.unstored_of_event[event_id] -= 1
         if not self.unstored_of_event[event_id]:
             del self.unstored_of_event[event_id]
@@ -185,7 +198,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         ids = set(delivery_ids)
         if not ids:
             return
-        self.to_insert += [delivery for delivery in self.due if delivery["_id"] in ids]
+        self.to_insert += [self.unstored[delivery_id][1] for delivery_id in ids]
         self.due = collections.deque(delivery for delivery in self.due if delivery["_id"] not in ids)
         for delivery_id in ids:
             self._stored(delivery_id)
@@ -233,8 +246,6 @@ class DeliveryDispatcher(pykka.ThreadingActor):
             self.due = collections.deque(found for found in self.due if found["_id"] not in ids)
             unstored = [candidate for candidate in picked if candidate["_id"] in self.unstored]
             stored = [candidate for candidate in picked if candidate["_id"] not in self.unstored]
-            for delivery in unstored:
-                self.unstored[delivery["_id"]] = (None, delivery["event_id"])
             self._send(unstored + self.deliveries.take(stored, self.owner, self.lease_seconds))
 
     def _know(self, webhooks):
@@ -261,8 +272,10 @@ class DeliveryDispatcher(pykka.ThreadingActor):
             if webhook is None or not webhook.get("enabled"):
                 self._give_up(delivery, "the webhook was deleted or disabled")
                 continue
-            self.in_flight[webhook["_id"]] = self.in_flight.get(webhook["_id"], 0) + 1
             future = self.sender.start(delivery, webhook)
+            self.in_flight[webhook["_id"]] = self.in_flight.get(webhook["_id"], 0) + 1
+            if delivery["_id"] in self.unstored:
+                self.unstored[delivery["_id"]] = (None, delivery)
             future.add_done_callback(lambda done, d=delivery, w=webhook: self.actor_ref.tell(
                 ("sent", d, w, done.result() if not done.cancelled() and done.exception() is None
                  else {"error": "dispatcher stopped" if done.cancelled() else type(done.exception()).__name__,
@@ -341,6 +354,8 @@ class DeliveryDispatcher(pykka.ThreadingActor):
                 log.warning("webhook disabled: its endpoint answered 410", extra={"webhook_id": webhook["_id"]})
             else:
                 self.webhooks.event_failed(webhook["_id"], self.disable_after)
+            # Read again before the next send: it may be disabled now, and a Gone endpoint gets nothing more.
+            self.known_webhooks.pop(webhook["_id"], None)
             return
         self._keep_outcome(delivery, attempt, PENDING, utcnow() + datetime.timedelta(
             seconds=self._wait(attempts_made, outcome.get("retry_after"))))

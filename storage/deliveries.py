@@ -113,6 +113,12 @@ class SyncDeliveries:
             return [doc for index, doc in enumerate(docs) if index not in there]
         return docs
 
+    def made_for(self, event_ids):
+        """``{(event id, webhook id)}`` of the fan-out deliveries (not redeliveries) of ``event_ids`` stored, on the
+        unique index."""
+        return {(doc["event_id"], doc["webhook_id"]) for doc in self.collection.find(
+            {"event_id": {"$in": list(event_ids)}, "redelivery": 0}, {"event_id": 1, "webhook_id": 1})}
+
     def due(self, limit, busy_webhooks):
         """Up to ``limit`` deliveries due now, earliest first, then ones whose sender died (lease run out),
         leaving out those of ``busy_webhooks``: their ``_id``, ``webhook_id`` and ``status``, to ``take``. Two queries, each on an index range (one with ``$or`` would read every delivery)."""

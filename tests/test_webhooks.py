@@ -345,6 +345,19 @@ def test_an_endpoint_answering_410_disables_its_webhook(admin, project, receiver
     assert "410" in ok(admin.get(f"/api/v1/webhooks/{webhook['id']}"))["disabled_reason"]
 
 
+def test_after_a_410_no_delivery_is_sent_beyond_those_already_under_way(admin, project, receiver, client):
+    """The endpoint takes one delivery per slot (two) and answers 410 after half a second; the deliveries
+    queued behind them are not sent to it once it has answered Gone."""
+    receiver.status, receiver.delay = 410, 0.5
+    webhook = create_webhook(admin, project, receiver, ["PUSH_ARTIFACT"])
+
+    for i in range(6):
+        push_image(client, f"{project['name']}/gone", f"v{i}")
+
+    assert wait_until(lambda: not ok(admin.get(f"/api/v1/webhooks/{webhook['id']}"))["enabled"], timeout=10)
+    time.sleep(1.5)
+    assert len(receiver.of_type("PUSH_ARTIFACT")) <= 2, [item["at"] for item in receiver.received]
+
 def test_events_that_exhaust_their_retries_disable_the_webhook_and_enabling_resets_it(admin, project, receiver,
                                                                                      client):
     receiver.status = 500
