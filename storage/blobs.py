@@ -72,13 +72,15 @@ class Blobs:
     async def linked(self, repo, digest, refresh_after=None):
         """``{_id, size, ref}`` of the blob when it is linked to ``repo``, else None (one round trip). A link
         untouched for longer than ``refresh_after`` (a timedelta) is touched: a client that learns here that
-        the blob exists may rely on it in the manifest it pushes next."""
+        the blob exists may rely on it in the manifest it pushes next. Such a link may be marked by the
+        collector, and removed between the read and the touch: then it is unknown, as after the removal."""
         link = await self.links.find_one({"repo": repo, "digest": digest}, {"size": 1, "ref": 1, "touched_at": 1})
         if link is None:
             return None
         now = utcnow()
         if refresh_after is not None and link.get("touched_at", now) < now - refresh_after:
-            await self.links.update_one({"_id": link["_id"]}, _touch(now))
+            if not (await self.links.update_one({"_id": link["_id"]}, _touch(now))).matched_count:
+                return None
         return {"_id": digest, "size": link["size"], "ref": link["ref"]}
 
     async def repositories_linking(self, digest, limit):
