@@ -84,9 +84,11 @@ def test_killing_the_parent_takes_the_workers_and_the_database_with_it(two_worke
 
     two_workers.process.kill()
     two_workers.process.wait()
-    gone = wait_until(lambda: not any(process_alive(pid) for pid in children), timeout=5, interval=0.1)
+    # Each is told to stop (SIGTERM) when the parent dies; a worker drains first, closing an idle keep-alive
+    # connection once it has been idle for shutdown_idle_seconds (5 s).
+    gone = wait_until(lambda: not any(process_alive(pid) for pid in children), timeout=10, interval=0.1)
 
-    assert len(children) == 3 and gone
+    assert len(children) == 3 and gone, [pid for pid in children if process_alive(pid)]
 
 
 def test_a_second_instance_cannot_bind_the_same_port(two_workers, tmp_path):
