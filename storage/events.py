@@ -58,26 +58,22 @@ class SyncEvents:
         self.collection.insert_one(doc, session=session)
         return doc
 
-    def claim_pending(self, owner, lease_seconds, limit):
+    def claim_pending(self, lease_seconds, limit):
         """Up to ``limit`` pending events no other dispatcher is fanning out right now, oldest first, leased to
-        ``owner``: those never leased, then those whose lease ran out (two conditions: no ``$or``). Answers them,
-        and the ids of the latter (claimed again: some of their deliveries may be stored already)."""
+        the caller: those never leased, then those whose lease ran out (two conditions: no ``$or``)."""
         now = utcnow()
         lease = {"lease_until": now + datetime.timedelta(seconds=lease_seconds)}
-        claimed, again = [], set()
+        claimed = []
         for condition in ({"status": PENDING, "lease_until": None}, {"status": PENDING, "lease_until": {"$lt": now}}):
             found = candidates(self.collection, condition, [("occurred_at", 1)], limit - len(claimed), fields=None)
-            taken = take_many(self.collection, found, condition, lease, whole=True, token_prefix=f"{owner}:")
-            claimed += taken
-            if condition["lease_until"] is not None:
-                again = {event["_id"] for event in taken}
+            claimed += take_many(self.collection, found, condition, lease, whole=True)
             if len(claimed) >= limit:
                 break
-        return claimed, again
+        return claimed
 
     def dispatched(self, events, retention_seconds):
         """Mark fanned-out ``events`` so, in one update."""
         if events:
             self.collection.update_many({"_id": {"$in": [event["_id"] for event in events]}}, {"$set": {
-                "status": DISPATCHED, "lease_until": None, "lease_token": None,
+                "status": DISPATCHED, "lease_until": None,
                 "expire_at": utcnow() + datetime.timedelta(seconds=retention_seconds)}})
