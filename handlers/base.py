@@ -45,6 +45,10 @@ class BoundedBody:
         return bytes(self.data)
 
 
+def has_body_in(headers):
+    return "Transfer-Encoding" in headers or headers.get("Content-Length", "0").strip() != "0"
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Typed access to what server.py put into the application settings: settings and services only."""
 
@@ -180,8 +184,7 @@ class BaseHandler(tornado.web.RequestHandler):
         connection after this answer, and HTTP/1.1 asks the server to say so (clients reusing connections
         would otherwise send their next request into a closed one)."""
         prepared = getattr(self, "_prepared_future", None)
-        has_body = self.request.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.request.headers
-        if prepared is not None and not prepared.done() and has_body:
+        if prepared is not None and not prepared.done() and has_body_in(self.request.headers):
             self.set_header("Connection", "close")
 
     def is_expected_error(self, exc):

@@ -25,6 +25,7 @@ import tornado.httpserver
 import tornado.httputil
 import tornado.iostream
 
+from handlers.base import has_body_in
 from handlers.metrics import api_of
 from services.metrics import HTTP_REQUEST_BYTES
 
@@ -127,7 +128,7 @@ class BodyCountingDelegate(tornado.httputil.HTTPMessageDelegate):
         self.received = 0
 
     def headers_received(self, start_line, headers):
-        self.began()
+        self.began(has_body_in(headers))
         self.api = api_of(start_line.path)
         return self.delegate.headers_received(start_line, headers)
 
@@ -149,6 +150,14 @@ class BodyCountingDelegate(tornado.httputil.HTTPMessageDelegate):
         self.delegate.on_connection_close()
 
 
+def _read_whole(request_conn):
+    """A request without a body is read whole once its headers are. Tornado marks it read only after a
+    streaming handler's ``prepare``, and closes the connection of a request answered before that (a 401
+    challenge) without saying ``Connection: close``: a client sending its next request on it got no answer.
+    Tornado 6.6 keeps that state in this attribute."""
+    request_conn._read_finished = True
+
+
 def _close_after_answer(request_conn):
     """The answer to this request says ``Connection: close`` (when its headers are still to be sent) and
     the connection closes once it is sent. Tornado 6.6 keeps that decision in this attribute."""
@@ -168,11 +177,13 @@ class RegistryHTTPServer(tornado.httpserver.HTTPServer):
         self._serving.pop(server_conn, None)
         self._idle_since[server_conn] = time.monotonic()
         return BodyCountingDelegate(super().start_request(server_conn, request_conn),
-                                    lambda: self._began(server_conn, request_conn))
+                                    lambda has_body: self._began(server_conn, request_conn, has_body))
 
-    def _began(self, server_conn, request_conn):
+    def _began(self, server_conn, request_conn, has_body):
         self._idle_since.pop(server_conn, None)
         self._serving[server_conn] = request_conn
+        if not has_body:
+            _read_whole(request_conn)
         if self.draining:
             _close_after_answer(request_conn)
 
