@@ -148,6 +148,10 @@ class RegistryService:
         """Async iterator over ``length`` bytes of the blob from ``start``."""
         return self.store.read(blob["ref"], start, length)
 
+    async def open_blob_file(self, blob):
+        """An open descriptor of the blob's file when the store keeps files (the caller closes it), else None."""
+        return await self.store.open_file(blob["ref"]) if self.store.keeps_files else None
+
     async def unlink_blob(self, name, digest):
         parse_digest(digest)
         link = await self.collections.blobs.unlink(name, digest)

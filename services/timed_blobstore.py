@@ -1,7 +1,8 @@
 """The blob store as the services see it: any backend, each call timed into cyp_blob_store_duration_seconds.
 
 One wrapper around the BlobStore contract (storage/blobstore.py), so no backend carries metrics code. A read
-is timed until its first piece (or its end, when it has none): the rest of a stream is paced by the client.
+is timed until its first piece (or its end, when it has none), or as the opening of its file: the rest of a
+stream is paced by the client.
 Failed calls are timed too.
 """
 import contextlib
@@ -68,6 +69,7 @@ class TimedBlobStore(BlobStore):
     def __init__(self, store):
         self.store = store
         self.name = store.name
+        self.keeps_files = store.keeps_files
         # The labelled series looked up once: a write of every upload piece observes one.
         self.series = {operation: BLOB_STORE_DURATION.labels(store.name, operation) for operation in self.OPERATIONS}
 
@@ -90,6 +92,10 @@ class TimedBlobStore(BlobStore):
 
     def read(self, ref, start, length):
         return _TimedRead(self.store.read(ref, start, length), self.series["read"])
+
+    async def open_file(self, ref):
+        with _timed(self.series["read"]):
+            return await self.store.open_file(ref)
 
     async def redirect_url(self, ref, digest):
         return await self.store.redirect_url(ref, digest)

@@ -63,6 +63,7 @@ class UploadWriter(ABC):
 
 class BlobStore(ABC):
     name = "abstract"
+    keeps_files = False  # each blob as a file of its own on a local filesystem (see open_file)
 
     @abstractmethod
     async def ensure_ready(self):
@@ -87,6 +88,11 @@ class BlobStore(ABC):
     @abstractmethod
     def read(self, ref, start, length):
         """Async iterator over ``length`` bytes of the blob from offset ``start``."""
+
+    async def open_file(self, ref):
+        """An open descriptor of the blob's own file, which the caller closes, for the server to send by the
+        kernel; only for a backend that ``keeps_files``."""
+        raise NotImplementedError
 
     async def redirect_url(self, ref, digest):
         """A URL the client may fetch the blob from directly, or None to stream it through the registry."""

@@ -132,6 +132,7 @@ class FilesystemWriter(UploadWriter):
 
 class FilesystemBlobStore(BlobStore):
     name = "filesystem"
+    keeps_files = True
 
     def __init__(self, root):
         self.root = Path(root).resolve()
@@ -169,11 +170,15 @@ class FilesystemBlobStore(BlobStore):
     def _pread(fd, offset, end):
         return asyncio.get_running_loop().run_in_executor(None, os.pread, fd, min(IO_PIECE, end - offset), offset)
 
+    @_storage_errors
+    async def open_file(self, ref):
+        return await _in_thread(os.open, self.root / ref["path"], os.O_RDONLY)
+
     async def read(self, ref, start, length):
         if length <= 0:
             return
+        fd = await self.open_file(ref)
         with unavailable_on("filesystem", OSError):
-            fd = await _in_thread(os.open, self.root / ref["path"], os.O_RDONLY)
             offset, end = start, start + length
             # The next piece is read while the previous one is being sent.
             ahead = self._pread(fd, offset, end)

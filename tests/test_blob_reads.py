@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.support.api_client import Api, ok
-from tests.support.clients import wait_until
+from tests.support.clients import ensure_project, wait_until
 from tests.support.manifests import assert_registry_error, blob_url, delete, get_blob, push_blob, random_bytes, sha256
 from tests.support.processes import started_server
 from tests.support.registry_client import RegistryClient
@@ -190,16 +190,39 @@ def test_deleting_an_unknown_blob_is_blob_unknown(admin, repo, small_blob):
 SEND_TIMEOUT = 2
 
 
-@pytest.fixture(scope="module")
-def impatient_registry(mongo, tmp_path_factory):
-    """A server that cuts off a download whose client took nothing for SEND_TIMEOUT seconds."""
+@pytest.fixture(scope="module", params=["gridfs", "filesystem"])
+def backend_registry(mongo, tmp_path_factory, request):
+    """A server per streaming backend, cutting off a download whose client took nothing for SEND_TIMEOUT seconds;
+    on the filesystem backend, the kernel sends the blob from its file."""
     with started_server(mongo, tmp_path_factory.mktemp("impatient"),
-                        env={"CYP_BLOB_SEND_TIMEOUT_SECONDS": str(SEND_TIMEOUT)}) as server:
+                        env={"CYP_BLOB_SEND_TIMEOUT_SECONDS": str(SEND_TIMEOUT),
+                             "CYP_STORAGE_BACKEND": request.param}) as server:
         yield server
 
 
-def test_a_download_whose_client_stops_reading_is_cut_off_after_the_send_timeout(impatient_registry):
-    server = impatient_registry
+@pytest.mark.parametrize("asked,status,expected", [
+    (None, 200, slice(None)),
+    ("bytes=0-0", 206, slice(0, 1)),
+    ("bytes=4194300-4194310", 206, slice(4194300, 4194311)),
+    ("bytes=9000000-", 206, slice(9000000, None)),
+])
+def test_a_blob_and_its_ranges_are_served_byte_exact(backend_registry, asked, status, expected):
+    server = backend_registry
+    ensure_project(server, "ranges/app")
+    client = RegistryClient(server.url, "admin", server.admin_password)
+    data = random_bytes(9 * 1024 * 1024 + 123)
+    client.push_blob("ranges/app", data)
+
+    response = client.request("GET", f"/v2/ranges/app/blobs/{sha256(data)}", "repository:ranges/app:pull",
+                              headers={"Range": asked} if asked else {})
+
+    assert response.status_code == status
+    assert response.content == data[expected]
+    assert int(response.headers["Content-Length"]) == len(data[expected])
+
+
+def test_a_download_whose_client_stops_reading_is_cut_off_after_the_send_timeout(backend_registry):
+    server = backend_registry
     ok(Api(server.url).session("admin", server.admin_password).post("/api/v1/projects", json={"name": "stall"}))
     client = RegistryClient(server.url, "admin", server.admin_password)
     data = random_bytes(32 * 1024 * 1024)

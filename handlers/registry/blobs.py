@@ -1,9 +1,11 @@
 """Blob reads (GET/HEAD with Range) and deletes."""
 import asyncio
 import logging
+import os
 
 from tornado.iostream import StreamClosedError
 
+from handlers.file_sender import send_file, written_by_kernel
 from handlers.registry.base import RegistryHandler
 from services.ranges import parse_range
 
@@ -42,7 +44,7 @@ class BlobHandler(RegistryHandler):
         self.finish()
 
     async def stream(self, blob, start, length):
-        """Write the blob piece by piece, flushing every few MiB so memory stays flat whatever its size.
+        """Write the blob: by the kernel from its file when the store keeps one, else piece by piece.
 
         A read that fails before anything was sent is answered as an error; one that fails after the
         headers went out can only cut the response short: the connection is closed, so the client sees
@@ -50,6 +52,30 @@ class BlobHandler(RegistryHandler):
         ``blob_send_timeout_seconds``: a stalled reader would otherwise hold the request, and the blob
         store's connection or cursor with it, for as long as it keeps its connection open.
         """
+        file_fd = await self.registry.open_blob_file(blob)
+        if file_fd is None:
+            return await self.stream_pieces(blob, start, length)
+        try:
+            await self.stream_file(blob, file_fd, start, length)
+        finally:
+            os.close(file_fd)
+
+    async def stream_file(self, blob, file_fd, start, length):
+        try:
+            await self.flush()
+            sent = await send_file(self.request.connection.stream.socket, file_fd, start, length,
+                                   self.config["blob_send_timeout_seconds"])
+        except (StreamClosedError, BrokenPipeError, ConnectionResetError):
+            self.request.connection.close()
+            return
+        except Exception:
+            return self.cut_short(blob, failed=True)
+        if not sent:
+            return self.cut_short(blob)
+        written_by_kernel(self.request.connection, length)
+
+    async def stream_pieces(self, blob, start, length):
+        """Piece by piece, flushing every few MiB so memory stays flat whatever the blob's size."""
         pieces = self.registry.read_blob(blob, start, length)
         unflushed, sent = 0, False
         try:
@@ -58,21 +84,26 @@ class BlobHandler(RegistryHandler):
                 unflushed += len(piece)
                 if unflushed >= FLUSH_BYTES:
                     if not await self.flushed_in_time():
-                        log.warning("blob download stalled: the client took nothing; closing the connection",
-                                    extra={"digest": blob["_id"], "trace_id": self.trace_id})
-                        self.request.connection.close()
-                        return
+                        return self.cut_short(blob)
                     unflushed, sent = 0, True
         except StreamClosedError:
             return
         except Exception:
             if not sent:
                 raise
-            log.exception("blob read failed mid-response; closing the connection",
-                          extra={"digest": blob["_id"], "trace_id": self.trace_id})
-            self.request.connection.close()
+            self.cut_short(blob, failed=True)
         finally:
             await pieces.aclose()
+
+    def cut_short(self, blob, failed=False):
+        """End a response whose headers went out by closing its connection: the client sees a short body."""
+        if failed:
+            log.exception("blob read failed mid-response; closing the connection",
+                          extra={"digest": blob["_id"], "trace_id": self.trace_id})
+        else:
+            log.warning("blob download stalled: the client took nothing; closing the connection",
+                        extra={"digest": blob["_id"], "trace_id": self.trace_id})
+        self.request.connection.close()
 
     async def flushed_in_time(self):
         try:
