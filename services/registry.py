@@ -150,7 +150,7 @@ class RegistryService:
 
     async def open_blob_file(self, blob):
         """An open descriptor of the blob's file when the store keeps files (the caller closes it), else None."""
-        return await self.store.open_file(blob["ref"]) if self.store.keeps_files else None
+        return await self.store.open_file(blob["ref"], blob["size"]) if self.store.keeps_files else None
 
     async def unlink_blob(self, name, digest):
         parse_digest(digest)

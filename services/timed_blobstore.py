@@ -93,9 +93,9 @@ class TimedBlobStore(BlobStore):
     def read(self, ref, start, length):
         return _TimedRead(self.store.read(ref, start, length), self.series["read"])
 
-    async def open_file(self, ref):
+    async def open_file(self, ref, size):
         with _timed(self.series["read"]):
-            return await self.store.open_file(ref)
+            return await self.store.open_file(ref, size)
 
     async def redirect_url(self, ref, digest):
         return await self.store.redirect_url(ref, digest)

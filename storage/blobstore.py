@@ -89,9 +89,11 @@ class BlobStore(ABC):
     def read(self, ref, start, length):
         """Async iterator over ``length`` bytes of the blob from offset ``start``."""
 
-    async def open_file(self, ref):
+    async def open_file(self, ref, size):
         """An open descriptor of the blob's own file, which the caller closes, for the server to send by the
-        kernel; only for a backend that ``keeps_files``."""
+        kernel; only for a backend that ``keeps_files``. A file holding fewer than ``size`` bytes is refused
+        (StorageUnavailable) here: once the kernel sends from it, the response's headers are out, and a short
+        file could only cut the response short instead of being answered as an error."""
         raise NotImplementedError
 
     async def redirect_url(self, ref, digest):

@@ -54,6 +54,19 @@ def _open_for_append(path, size):
     return file
 
 
+def _open_holding(path, size):
+    """The file opened for reading, once found to hold at least ``size`` bytes."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        actual = os.fstat(fd).st_size
+        if actual < size:
+            raise StorageUnavailable(f"filesystem: blob {path} holds {actual} of its {size} bytes")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _write_all(file, data):
     view = memoryview(data)
     while view:
@@ -171,13 +184,13 @@ class FilesystemBlobStore(BlobStore):
         return asyncio.get_running_loop().run_in_executor(None, os.pread, fd, min(IO_PIECE, end - offset), offset)
 
     @_storage_errors
-    async def open_file(self, ref):
-        return await _in_thread(os.open, self.root / ref["path"], os.O_RDONLY)
+    async def open_file(self, ref, size):
+        return await _in_thread(_open_holding, self.root / ref["path"], size)
 
     async def read(self, ref, start, length):
         if length <= 0:
             return
-        fd = await self.open_file(ref)
+        fd = await self.open_file(ref, start + length)
         with unavailable_on("filesystem", OSError):
             offset, end = start, start + length
             # The next piece is read while the previous one is being sent.

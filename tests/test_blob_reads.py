@@ -1,5 +1,6 @@
 """Pulling blobs: GET/HEAD headers, byte ranges (across storage chunks), unknown blobs, deletes, and a reader
 that stops reading."""
+import os
 import socket
 import time
 
@@ -242,3 +243,21 @@ def test_a_download_whose_client_stops_reading_is_cut_off_after_the_send_timeout
     assert received < len(data)
     assert wait_until(lambda: "blob download stalled" in server.log_text(), 10)
     assert "Traceback" not in server.log_text()
+
+
+# Last of the module: the 503 it provokes is logged with a traceback, which the stalled-reader test finds none of.
+@pytest.mark.parametrize("backend_registry", ["filesystem"], indirect=True)
+@pytest.mark.parametrize("asked", [None, "bytes=50000-50009"])
+def test_a_blob_file_found_short_is_answered_unavailable_not_cut_short(backend_registry, asked):
+    server = backend_registry
+    ensure_project(server, "short/app")
+    client = RegistryClient(server.url, "admin", server.admin_password)
+    data = random_bytes(100_000)
+    client.push_blob("short/app", data)
+    [path] = (server.data_dir / "blobs" / "blobs").glob(f"sha256/*/{sha256(data).split(':')[1]}.*")
+    os.truncate(path, 10)
+
+    response = client.request("GET", f"/v2/short/app/blobs/{sha256(data)}", "repository:short/app:pull",
+                              headers={"Range": asked} if asked else {})
+
+    assert_registry_error(response, 503, "UNAVAILABLE")
