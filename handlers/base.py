@@ -46,7 +46,9 @@ class BoundedBody:
 
 
 def has_body_in(headers):
-    return "Transfer-Encoding" in headers or headers.get("Content-Length", "0").strip() != "0"
+    """Whether a request with these headers may carry a body: Tornado reads one when either header is there;
+    anything but a Content-Length of exactly 0 counts, so a doubtful request is taken as having one."""
+    return "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0"
 
 
 class BaseHandler(tornado.web.RequestHandler):

@@ -40,7 +40,8 @@ async def _writable(loop, fd, idle_seconds):
 
 async def send_file(sock, file_fd, offset, count, idle_seconds):
     """Send ``count`` bytes of ``file_fd`` from ``offset``; False when the peer took nothing for
-    ``idle_seconds``. A peer gone raises OSError; a file shorter than asked, FileShort."""
+    ``idle_seconds``. A peer gone raises ConnectionError (or TimeoutError);
+    a file shorter than asked, FileShort."""
     loop = asyncio.get_running_loop()
     sock_fd, sending = os.dup(sock.fileno()), None
     try:
@@ -48,12 +49,12 @@ async def send_file(sock, file_fd, offset, count, idle_seconds):
             sending = loop.run_in_executor(None, _send_some, sock_fd, file_fd, offset, count)
             # Shielded: a cancelled send must still let its thread finish before the descriptors close.
             sent = await asyncio.shield(sending)
-            if sent is None:
-                if not await _writable(loop, sock_fd, idle_seconds):
-                    return False
-                continue
-            offset += sent
-            count -= sent
+            if sent is not None:
+                offset += sent
+                count -= sent
+            # Less than asked: the socket is full, and another call now would only find it so.
+            if count and (sent is None or sent < SENDFILE_BYTES) and not await _writable(loop, sock_fd, idle_seconds):
+                return False
         return True
     finally:
         if sending is not None and not sending.done():

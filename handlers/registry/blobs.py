@@ -61,14 +61,16 @@ class BlobHandler(RegistryHandler):
             os.close(file_fd)
 
     async def stream_file(self, blob, file_fd, start, length):
+        stream = self.request.connection.stream
         try:
-            await self.flush()
-            sent = await send_file(self.request.connection.stream.socket, file_fd, start, length,
-                                   self.config["blob_send_timeout_seconds"])
-        except (StreamClosedError, BrokenPipeError, ConnectionResetError):
+            sent = await self.flushed_in_time() and await send_file(
+                stream.socket, file_fd, start, length, self.config["blob_send_timeout_seconds"])
+        except (StreamClosedError, ConnectionError, TimeoutError):  # the client is gone
             self.request.connection.close()
             return
         except Exception:
+            if stream.closed():
+                return
             return self.cut_short(blob, failed=True)
         if not sent:
             return self.cut_short(blob)
