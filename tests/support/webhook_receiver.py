@@ -29,6 +29,7 @@ class Receiver:
         self.received = []
         self.status = 200
         self.headers = {}
+        self.delay = 0  # seconds it waits before answering
         self.lock = threading.Lock()
         self.server = None
 
@@ -39,6 +40,7 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.take(body, {key.lower(): value for key, value in self.headers.items()})
+                time.sleep(receiver.delay)
                 self.send_response(receiver.status)
                 for name, value in receiver.headers.items():
                     self.send_header(name, value)
