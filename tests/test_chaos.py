@@ -227,7 +227,8 @@ def test_every_pending_webhook_event_arrives_though_a_node_is_killed(cluster, ad
         receiver.stop()
 
     missing = set(tags) - accepted_tags()
-    assert arrived, f"events of tags {sorted(missing)} never arrived: {webhook_trail(store, project, missing, receiver)}"
+    assert arrived, f"events of tags {sorted(missing)} never arrived: " + webhook_trail(
+        store, project, missing, receiver)
     assert all(item["verified"] and item["valid"] for item in receiver.received)
 
 
