@@ -2,17 +2,22 @@
 
 Each tick it fans pending events out (one delivery per matching webhook, each event claimed under a
 lease so one dispatcher does it, the deliveries unique per event and webhook so a dispatcher dying
-half-way duplicates nothing), then claims the deliveries that are due, within
-``webhook_max_in_flight`` for the process and ``webhook_max_in_flight_per_endpoint`` per webhook, so a
-dead or slow receiver holds a few slots and never the others'. Each claimed delivery is sent on the
-event loop (never blocking this thread); its outcome comes back as a message, and is recorded with
-what comes next: success, a retry on the schedule (or after the receiver's Retry-After), or the end.
+half-way duplicates nothing), then sends the deliveries that are due, within ``webhook_max_in_flight``
+for the process and ``webhook_max_in_flight_per_endpoint`` per webhook, so a dead or slow receiver holds
+a few slots and never the others'. Each delivery is sent on the event loop (never blocking this thread);
+its outcome comes back as a message, and is recorded with what comes next: success, a retry on the
+schedule (or after the receiver's Retry-After), or the end.
 
-Every database step works on batches, since a round trip to the database costs far more than the
-documents in it: a tick claims up to ``EVENTS_PER_TICK`` events with one update, reads the webhooks
-once, inserts all their deliveries with one insert and marks the events with one update; the deliveries
-it made wait here as candidates (no query finds them again); a send takes every candidate there is room
-for with one update; the outcomes that arrived together are recorded with one bulk write.
+The database is what every node shares, so each step costs it as few commands and document writes as it
+can. A tick claims up to ``EVENTS_PER_TICK`` events with one update and reads the webhooks once. The
+deliveries it makes wait here, and their first attempt is made before they are stored: within
+``SEND_LEASE_MARGIN_SECONDS`` of the fan-out (else they are stored pending, and sent like retries), under
+the lease on their event, which outlasts that wait and the attempt; each is then stored once, with that
+attempt's outcome, and an event is marked fanned out once all of its deliveries are stored. A dispatcher
+that dies before loses its lease on the event, and another fans it out again: the deliveries not stored
+yet are sent again, under the same event id. Deliveries found by a query (retries come due, a dead
+dispatcher's) are taken with an update, and their outcomes written with one more. Outcomes are written
+together, ``OUTCOME_SECONDS`` after the first of them (one insert and one bulk write).
 """
 import asyncio
 import collections
@@ -34,17 +39,22 @@ from storage.leases import holder_name
 log = logging.getLogger("cyp.webhooks")
 
 TICK_SECONDS = 0.5
-# Deliveries a fan-out made that wait here as candidates, whole; beyond, they are found again by a query.
+# Deliveries a fan-out made that wait here as candidates, whole; beyond, they are stored pending at once.
 HELD_CANDIDATES = 2000
 # The webhooks' health (last delivery, last status) is written at most this often, or at once before a
 # failure that counts against the webhook, so busy webhooks cost one write a second rather than one a round.
 HEALTH_SECONDS = 1.0
-EVENT_LEASE_SECONDS = 30
 EVENTS_PER_TICK = 200
 DUE_BATCH = 200
 LOOK_AGAIN_SECONDS = 2
 # A delivery being sent is leased for its timeout and this much more; a dead sender's is taken over after.
+# A delivery a fan-out made is sent within this long, or stored pending.
 SEND_LEASE_MARGIN_SECONDS = 5
+# Outcomes of sends are written this long after the first of them, together.
+OUTCOME_SECONDS = 0.25
+# A webhook read this recently (by a fan-out or a send) is used as read: a change to it reaches the sends
+# within this long.
+WEBHOOK_FRESH_SECONDS = 1.0
 JITTER = 0.2
 
 
@@ -70,49 +80,67 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         self.per_endpoint = config["webhook_max_in_flight_per_endpoint"]
         self.capacity = config["webhook_max_in_flight"]
         self.retention = config["webhook_history_days"] * 86400
+        self.lease_seconds = self.timeout + SEND_LEASE_MARGIN_SECONDS
+        # An event's lease covers the wait of its deliveries here, their first attempt and writing it.
+        self.event_lease_seconds = self.lease_seconds + 2 * SEND_LEASE_MARGIN_SECONDS
         self.in_flight = {}
-        self.due = collections.deque()  # candidates (made here, or found by a query for due ones), not yet taken
-        self.looked_at = 0.0  # when the last query for them ran (time.monotonic)
-        self.outcomes = []  # writes of the deliveries' outcomes not yet made
+        self.due = collections.deque()  # candidates (made here, or found by a query for due ones), not yet sent
+        # Delivery id: (until when it may wait here, time.monotonic, or None once its send started; the delivery),
+        # in fan-out order. Kept here, not only in ``due``, so a step that fails after taking one out of ``due``
+        # leaves it to be stored pending when its wait is over, never forgotten with its event left unfinished.
+        self.unstored = {}
+        self.unstored_of_event = {}  # event id: its deliveries not stored yet
+        self.backlog = False  # whether more deliveries are due than the candidates held here
+        self.looked_at = 0.0  # when the last query for due deliveries ran (time.monotonic)
+        self.known_webhooks = {}  # webhook id: (document, when it was read, time.monotonic)
+        self.to_insert = []  # deliveries to store, not stored yet
+        self.outcomes = []  # writes of stored deliveries' outcomes not yet made
+        self.fanned_out = []  # events whose deliveries are all stored once ``to_insert`` is
+        self.write_asked = False
         self.webhook_outcomes = {}  # webhook id: (last status, whether any succeeded), not yet written
         self.health_written = 0.0  # when they were last written (time.monotonic)
 
     def on_receive(self, message):
         try:
-            if message == "tick":
-                self.tick_asked.clear()
+            if message in ("tick", "look"):
+                if message == "tick":
+                    self.tick_asked.clear()
                 self._write_outcomes()
-                unheld = self._fan_out()
-                self._send_due(look_again=unheld or time.monotonic() >= self.looked_at + LOOK_AGAIN_SECONDS)
+                look_again = message == "look" or time.monotonic() >= self.looked_at + LOOK_AGAIN_SECONDS
+                self._fan_out()
+                self._send_due(look_again=look_again or self.backlog)
+            elif message == "write":
+                self.write_asked = False
+                self._write_outcomes()
             elif message[0] == "sent":
                 self._record(*message[1:])
-                # The outcomes that arrived together are written together, once none is left waiting.
                 if self.actor_inbox.empty():
-                    self._write_outcomes()
                     self._send_due(look_again=False)
         except Exception:
             log.exception("webhook dispatcher step failed")
 
     def on_stop(self):
         try:
+            self._store_unsent([delivery_id for delivery_id, (send_by, _) in self.unstored.items() if send_by])
             self._write_outcomes(health_now=True)
-        except Exception:  # their leases run out, and they are sent again under the same event id
+        except Exception:  # their events' leases run out, and they are sent again under the same event id
             log.exception("writing the last webhook outcomes failed")
 
     # --- fan-out ---------------------------------------------------------------------------------
 
     def _fan_out(self):
-        """Fan pending events out; whether it made deliveries beyond those held here as candidates (a query
-        finds them)."""
-        events = self.events.claim_pending(EVENT_LEASE_SECONDS, EVENTS_PER_TICK)
+        """Fan pending events out into deliveries held here, to be sent before they are stored; those beyond
+        HELD_CANDIDATES are stored pending at once."""
+        events, again = self.events.claim_pending(self.owner, self.event_lease_seconds, EVENTS_PER_TICK)
         if not events:
-            return False
+            return
         webhooks = self.webhooks.subscribed({event["type"] for event in events})
-        docs = []
+        self._know(webhooks)
+        made, has_delivery = [], self._deliveries_of(again)
         for event in events:
             rendered = {}  # the body of each format, rendered (and checked against its schema) once per event
             for webhook in webhooks:
-                if not matches(webhook, event):
+                if not matches(webhook, event) or (event["_id"], webhook["_id"]) in has_delivery:
                     continue
                 webhook_format = webhook.get("format", "default")
                 if webhook_format not in rendered:
@@ -122,12 +150,60 @@ class DeliveryDispatcher(pykka.ThreadingActor):
                         log.exception("event payload breaks its schema; not sent", extra={"event_id": event["_id"]})
                         rendered[webhook_format] = None
                 if rendered[webhook_format] is not None:
-                    docs.append(new_delivery(event, webhook["_id"], *rendered[webhook_format]))
-        made = self.deliveries.insert_fan_out(docs)
-        self.events.dispatched(events, self.retention)
+                    made.append(new_delivery(event, webhook["_id"], *rendered[webhook_format]))
         held = max(0, HELD_CANDIDATES - len(self.due))
-        self.due.extend(made[:held])
-        return len(made) > held
+        if made[held:]:
+            self.deliveries.insert(made[held:])
+            self.backlog = True
+        send_by = time.monotonic() + SEND_LEASE_MARGIN_SECONDS
+        for delivery in made[:held]:
+            self.due.append(delivery)
+            self.unstored[delivery["_id"]] = (send_by, delivery)
+            self.unstored_of_event[delivery["event_id"]] = self.unstored_of_event.get(delivery["event_id"], 0) + 1
+        waiting = self.unstored_of_event
+        self.events.dispatched([event for event in events if event["_id"] not in waiting], self.retention)
+
+    def _deliveries_of(self, event_ids):
+        """``{(event id, webhook id)}`` of the deliveries of ``event_ids`` (events claimed again, after their lease
+        ran out) stored already, or held here: a fan-out again makes only the others, so a receiver that had its
+        delivery stored is not sent the event again, and this dispatcher's count of an event's deliveries not
+        stored yet counts each once."""
+        if not event_ids:
+            return set()
+        held = {(delivery["event_id"], delivery["webhook_id"]) for _, delivery in self.unstored.values()
+                if delivery["event_id"] in event_ids}
+        return held | self.deliveries.made_for(event_ids)
+
+    def _stored(self, delivery_id):
+        """Note that a delivery made here is stored (or will be, with the next write of outcomes); its event is
+        fanned out once none of its deliveries is left unstored."""
+        event_id = self.unstored.pop(delivery_id)[1]["event_id"]
+        self.unstored_of_event[event_id] -= 1
+        if not self.unstored_of_event[event_id]:
+            del self.unstored_of_event[event_id]
+            self.fanned_out.append({"_id": event_id})
+
+    def _late(self):
+        """The deliveries made here that waited longer than SEND_LEASE_MARGIN_SECONDS, not sent."""
+        now, late = time.monotonic(), []
+        for delivery_id, (send_by, _) in self.unstored.items():
+            if send_by is not None:
+                if send_by > now:
+                    break
+                late.append(delivery_id)
+        return late
+
+    def _store_unsent(self, delivery_ids):
+        """Store deliveries made here and not sent, pending, to be found by a query and sent like retries."""
+        ids = set(delivery_ids)
+        if not ids:
+            return
+        self.to_insert += [self.unstored[delivery_id][1] for delivery_id in ids]
+        self.due = collections.deque(delivery for delivery in self.due if delivery["_id"] not in ids)
+        for delivery_id in ids:
+            self._stored(delivery_id)
+        self.backlog = True
+        self._write_outcomes()
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -149,52 +225,109 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         """Send what is due while there is room. Candidates (the deliveries a fan-out made here, and those one
         query for a batch found) wait here, those of a webhook at its cap included, until a slot frees up: a
         query per send would read the whole backlog each time (SecantusDB reads every document of a sorted
-        range). A finished send asks for more only once the candidates are used up; ``look_again`` (a fan-out
-        made more than are held here, or LOOK_AGAIN_SECONDS passed: retries come due, other nodes' deliveries
-        wait) also asks while they hold nothing to send now, so a webhook at its cap never keeps the others'
-        deliveries waiting for long."""
+        range). The query runs when ``look_again`` (the tick's, every LOOK_AGAIN_SECONDS: retries come due,
+        other nodes' deliveries wait; or a backlog beyond what is held here) finds nothing to send now, so a
+        webhook at its cap never keeps the others' deliveries waiting for long."""
+        self._store_unsent(self._late())
         queried = False
         while self._room() > 0:
             picked = self._pick()
             if not picked:
-                if queried or (self.due and not look_again):
+                if queried or not (look_again or (self.backlog and not self.due)):
                     return
                 busy = {webhook for webhook, count in self.in_flight.items() if count >= self.per_endpoint}
                 known = {found["_id"] for found in self.due}
-                self.due.extend(found for found in self.deliveries.due(DUE_BATCH, busy) if found["_id"] not in known)
+                found = self.deliveries.due(DUE_BATCH, busy)
+                self.backlog = len(found) >= DUE_BATCH
+                self.due.extend(delivery for delivery in found if delivery["_id"] not in known)
                 queried, self.looked_at = True, time.monotonic()
                 continue
             ids = {candidate["_id"] for candidate in picked}
             self.due = collections.deque(found for found in self.due if found["_id"] not in ids)
-            # Deliveries made here are held whole: taking them needs no read back.
-            self._send(self.deliveries.take(picked, self.owner, self.timeout + SEND_LEASE_MARGIN_SECONDS,
-                                            whole=all("body" in candidate for candidate in picked)))
+            unstored = [candidate for candidate in picked if candidate["_id"] in self.unstored]
+            stored = [candidate for candidate in picked if candidate["_id"] not in self.unstored]
+            self._send(unstored + self.deliveries.take(stored, self.owner, self.lease_seconds))
+
+    def _know(self, webhooks):
+        now = time.monotonic()
+        self.known_webhooks.update((webhook["_id"], (webhook, now)) for webhook in webhooks)
+
+    def _webhooks(self, webhook_ids):
+        """``{id: webhook}`` of those of ``webhook_ids`` that exist, read again unless read recently."""
+        stale = time.monotonic() - WEBHOOK_FRESH_SECONDS
+        if any(self.known_webhooks.get(webhook_id, (None, stale))[1] <= stale for webhook_id in webhook_ids):
+            found = self.webhooks.get_many(webhook_ids)
+            for webhook_id in webhook_ids:
+                self.known_webhooks.pop(webhook_id, None)
+            self._know(found.values())
+        return {webhook_id: self.known_webhooks[webhook_id][0] for webhook_id in webhook_ids
+                if webhook_id in self.known_webhooks}
 
     def _send(self, deliveries):
         if not deliveries:
             return
-        webhooks = self.webhooks.get_many({delivery["webhook_id"] for delivery in deliveries})
+        webhooks = self._webhooks({delivery["webhook_id"] for delivery in deliveries})
         for delivery in deliveries:
             webhook = webhooks.get(delivery["webhook_id"])
             if webhook is None or not webhook.get("enabled"):
-                self.deliveries.give_up(delivery, "the webhook was deleted or disabled", self.retention)
+                self._give_up(delivery, "the webhook was deleted or disabled")
                 continue
-            self.in_flight[webhook["_id"]] = self.in_flight.get(webhook["_id"], 0) + 1
             future = self.sender.start(delivery, webhook)
+            self.in_flight[webhook["_id"]] = self.in_flight.get(webhook["_id"], 0) + 1
+            if delivery["_id"] in self.unstored:
+                self.unstored[delivery["_id"]] = (None, delivery)
             future.add_done_callback(lambda done, d=delivery, w=webhook: self.actor_ref.tell(
                 ("sent", d, w, done.result() if not done.cancelled() and done.exception() is None
                  else {"error": "dispatcher stopped" if done.cancelled() else type(done.exception()).__name__,
                        "status": None})))
 
+    def _give_up(self, delivery, reason):
+        if delivery["_id"] in self.unstored:
+            self._stored(delivery["_id"])
+            self.to_insert.append({**delivery, "status": FAILED, "last_error": reason,
+                                   "expire_at": utcnow() + datetime.timedelta(seconds=self.retention)})
+            self._write_outcomes_soon()
+        else:
+            self.deliveries.give_up(delivery, reason, self.retention)
+
+    # --- outcomes --------------------------------------------------------------------------------
+
     def _write_outcomes(self, health_now=False):
-        """Write the outcomes recorded since the last call in one bulk write, and the webhooks' health in another
-        when ``health_now`` or HEALTH_SECONDS have passed since it was last written."""
-        deliveries, self.outcomes = self.outcomes, []
-        self.deliveries.record(deliveries)
+        """Write the deliveries and outcomes recorded since the last call (one insert, one bulk write), mark the
+        events whose deliveries are all stored (one update), and write the webhooks' health in another when
+        ``health_now`` or HEALTH_SECONDS have passed since it was last written."""
+        inserts, self.to_insert = self.to_insert, []
+        updates, self.outcomes = self.outcomes, []
+        events, self.fanned_out = self.fanned_out, []
+        self.deliveries.insert(inserts)
+        self.deliveries.record(updates)
+        self.events.dispatched(events, self.retention)
         if self.webhook_outcomes and (health_now or time.monotonic() >= self.health_written + HEALTH_SECONDS):
             webhooks, self.webhook_outcomes = self.webhook_outcomes, {}
             self.health_written = time.monotonic()
             self.webhooks.record_outcomes(webhooks)
+
+    def _write_outcomes_soon(self):
+        """Ask for the outcomes to be written OUTCOME_SECONDS from now, unless that is asked already."""
+        if not self.write_asked:
+            self.write_asked = True
+            timer = threading.Timer(OUTCOME_SECONDS, self._ask_write)
+            timer.daemon = True
+            timer.start()
+
+    def _ask_write(self):
+        try:
+            self.actor_ref.tell("write")
+        except pykka.ActorDeadError:  # stopped meanwhile: on_stop wrote them
+            pass
+
+    def _keep_outcome(self, delivery, attempt, status, next_attempt_at=None):
+        if delivery["_id"] in self.unstored:
+            self._stored(delivery["_id"])
+            self.to_insert.append(self.deliveries.with_first_outcome(delivery, attempt, status, next_attempt_at,
+                                                                     self.retention))
+        else:
+            self.outcomes.append(self.deliveries.outcome(delivery, attempt, status, next_attempt_at, self.retention))
 
     def _record(self, delivery, webhook, outcome):
         self.in_flight[webhook["_id"]] -= 1
@@ -207,12 +340,13 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         _, succeeded_before = self.webhook_outcomes.get(webhook["_id"], (None, False))
         self.webhook_outcomes[webhook["_id"]] = (status_code, succeeded or succeeded_before)
         if succeeded:
-            self.outcomes.append(self.deliveries.outcome(delivery, attempt, SUCCEEDED, None, self.retention))
+            self._keep_outcome(delivery, attempt, SUCCEEDED)
+            self._write_outcomes_soon()
             WEBHOOK_DELIVERIES.labels("succeeded").inc()
             return
         if status_code == 410 or attempts_made >= len(self.schedule):
             # Rare: written at once, after the round so far, so the webhook's count sees them in order.
-            self.outcomes.append(self.deliveries.outcome(delivery, attempt, FAILED, None, self.retention))
+            self._keep_outcome(delivery, attempt, FAILED)
             self._write_outcomes(health_now=True)
             WEBHOOK_DELIVERIES.labels("failed").inc()
             if status_code == 410:
@@ -220,9 +354,14 @@ class DeliveryDispatcher(pykka.ThreadingActor):
                 log.warning("webhook disabled: its endpoint answered 410", extra={"webhook_id": webhook["_id"]})
             else:
                 self.webhooks.event_failed(webhook["_id"], self.disable_after)
+            # Read again before the next send: it may be disabled now, and a Gone endpoint gets nothing more.
+            self.known_webhooks.pop(webhook["_id"], None)
             return
-        self.outcomes.append(self.deliveries.outcome(delivery, attempt, PENDING, utcnow() + datetime.timedelta(
-            seconds=self._wait(attempts_made, outcome.get("retry_after"))), self.retention))
+        self._keep_outcome(delivery, attempt, PENDING, utcnow() + datetime.timedelta(
+            seconds=self._wait(attempts_made, outcome.get("retry_after"))))
+        # Written at once, and looked for at once: the first retry is due immediately.
+        self._write_outcomes()
+        self.backlog = True
         WEBHOOK_DELIVERIES.labels("retry").inc()
 
     def _wait(self, attempt, retry_after):
@@ -255,10 +394,15 @@ class Dispatchers:
         self._ticker.start()
 
     def wake(self):
-        """Ask for a tick now (an event was just written here); never blocks."""
+        """Ask for a tick now; never blocks."""
         if self.ref is not None and not self.tick_asked.is_set():
             self.tick_asked.set()
             self.ref.tell("tick")
+
+    def look(self):
+        """Ask for a tick that also looks for due deliveries now (one was just written here); never blocks."""
+        if self.ref is not None:
+            self.ref.tell("look")
 
     def mailbox_depth(self):
         return inbox_depth([self.ref] if self.ref is not None else [])

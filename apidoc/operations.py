@@ -586,7 +586,10 @@ rotated."""),
         "owner", page("delivery"), query=("page", "page_size", "delivery_status", "event_type"),
         errors=(WEBHOOK_NOT_FOUND,),
         description="Newest first. `body` is the exact payload sent; each attempt shows the request (secrets "
-                    "redacted), the status, the first 4 KiB of the response, the duration and any error."),
+                    "redacted), the status, the first 4 KiB of the response, the duration and any error. An "
+                    "event's delivery is listed once its first attempt has ended (it is stored with its outcome), "
+                    "or, when it could not be sent within 5 s, as `pending`: during its first attempt (at most "
+                    "5 s and `webhook_timeout_seconds`) it is not listed yet."),
     Operation(
         "POST", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", "redeliver", "webhooks",
         "Send a delivery again", "owner", one("delivery"),

@@ -175,7 +175,7 @@ async def run_node(config, backend, sockets, hint):
     dispatch_db = backend.sync_db.with_options(write_concern=DISPATCH)
     dispatchers = Dispatchers(SyncEvents(dispatch_db), SyncWebhooks(dispatch_db), SyncDeliveries(dispatch_db),
                               services.webhook_sender.send, loop, config, config["public_url"] or "/cyp-registry")
-    services.webhooks.wake = dispatchers.wake
+    services.webhooks.wake = dispatchers.look
     server.add_sockets(sockets)
     node_id = holder_name()
     background = [

@@ -1,10 +1,12 @@
 """Webhook deliveries: one per (event, matching webhook), holding the exact body sent every time, each
 attempt made, and when the next is due.
 
-A delivery is ``pending`` until its next attempt is due, ``sending`` while a dispatcher holds its
-lease (a dispatcher that dies loses the lease and another sends it again, under the same event id),
-and ends ``succeeded`` or ``failed`` (its retries exhausted, or the webhook gone or answering 410).
-Ended deliveries expire (TTL) after the retention period.
+A delivery's first attempt is usually made before it is stored: the dispatcher that fanned the event out
+sends it while it holds the event's lease, and stores it with that attempt's outcome (a dispatcher that
+dies before loses the lease on the event, and another fans it out again, under the same event id). A
+stored delivery is ``pending`` until its next attempt is due, ``sending`` while a dispatcher holds its
+lease (likewise taken over when its holder dies), and ends ``succeeded`` or ``failed`` (its retries
+exhausted, or the webhook gone or answering 410). Ended deliveries expire (TTL) after the retention period.
 """
 import datetime
 import uuid
@@ -34,6 +36,15 @@ def new_delivery(event, webhook_id, body, content_type, redelivery=0):
             "webhook_id": webhook_id, "project_id": event.get("project_id"), "redelivery": redelivery,
             "body": body, "content_type": content_type, "status": PENDING, "attempts": [], "attempt_count": 0,
             "next_attempt_at": now, "lease_token": None, "lease_until": None, "created_at": now, "updated_at": now}
+
+
+def _outcome_fields(status, next_attempt_at, retention_seconds):
+    now = utcnow()
+    fields = {"status": status, "next_attempt_at": next_attempt_at, "lease_token": None, "lease_until": None,
+              "updated_at": now}
+    if status in (SUCCEEDED, FAILED):
+        fields["expire_at"] = now + datetime.timedelta(seconds=retention_seconds)
+    return fields
 
 
 class Deliveries:
@@ -86,9 +97,10 @@ class SyncDeliveries:
     def __init__(self, db):
         self.collection = db["deliveries"]
 
-    def insert_fan_out(self, docs):
-        """Insert the deliveries of a fan-out in one round trip; answers those inserted. Ones already there (an
-        earlier fan-out that died half-way) stay as they are, and are not answered."""
+    def insert(self, docs):
+        """Insert deliveries in one round trip; answers those inserted. Ones already there (made by an earlier
+        fan-out of the same event, by a dispatcher whose lease on the event ran out) stay as they are, and are
+        not answered."""
         if not docs:
             return []
         try:
@@ -101,6 +113,12 @@ class SyncDeliveries:
             return [doc for index, doc in enumerate(docs) if index not in there]
         return docs
 
+    def made_for(self, event_ids):
+        """``{(event id, webhook id)}`` of the fan-out deliveries (not redeliveries) of ``event_ids`` stored, on the
+        unique index."""
+        return {(doc["event_id"], doc["webhook_id"]) for doc in self.collection.find(
+            {"event_id": {"$in": list(event_ids)}, "redelivery": 0}, {"event_id": 1, "webhook_id": 1})}
+
     def due(self, limit, busy_webhooks):
         """Up to ``limit`` deliveries due now, earliest first, then ones whose sender died (lease run out),
         leaving out those of ``busy_webhooks``: their ``_id``, ``webhook_id`` and ``status``, to ``take``. Two queries, each on an index range (one with ``$or`` would read every delivery)."""
@@ -112,16 +130,15 @@ class SyncDeliveries:
                                 limit - len(found), fields=("webhook_id", "status"))
         return found
 
-    def take(self, found, owner, lease_seconds, whole):
-        """The deliveries of ``found`` (``due`` candidates, or whole deliveries when ``whole``), leased to ``owner``
-        in one update, those still as due (or abandoned) as they were found: a pending one taken by another
-        dispatcher meanwhile is left out."""
+    def take(self, found, owner, lease_seconds):
+        """The deliveries of ``found`` (``due`` candidates), leased to ``owner`` in one update, those still as due
+        (or abandoned) as they were found: a pending one taken by another dispatcher meanwhile is left out."""
         now = utcnow()
         fields = {"status": SENDING, "lease_until": now + datetime.timedelta(seconds=lease_seconds)}
         taken = []
         for status in (PENDING, SENDING):
             batch = [doc for doc in found if doc["status"] == status]
-            taken += take_many(self.collection, batch, _takeable(status, now), fields, whole, f"{owner}:")
+            taken += take_many(self.collection, batch, _takeable(status, now), fields, False, f"{owner}:")
         return taken
 
     def backlog(self):
@@ -140,14 +157,17 @@ class SyncDeliveries:
     def outcome(delivery, attempt, status, next_attempt_at, retention_seconds):
         """The write keeping the attempt and what comes next, while the lease is still the caller's (for
         ``record``)."""
-        now = utcnow()
-        fields = {"status": status, "next_attempt_at": next_attempt_at, "lease_token": None, "lease_until": None,
-                  "updated_at": now}
-        if status in (SUCCEEDED, FAILED):
-            fields["expire_at"] = now + datetime.timedelta(seconds=retention_seconds)
         return UpdateOne({"_id": delivery["_id"], "lease_token": delivery["lease_token"]},
-                         {"$set": fields, "$inc": {"attempt_count": 1},
+                         {"$set": _outcome_fields(status, next_attempt_at, retention_seconds),
+                          "$inc": {"attempt_count": 1},
                           "$push": {"attempts": {"$each": [attempt], "$slice": -KEPT_ATTEMPTS}}})
+
+    @staticmethod
+    def with_first_outcome(delivery, attempt, status, next_attempt_at, retention_seconds):
+        """A delivery not stored yet, made by a fan-out and sent once, as it is stored with that attempt (for
+        ``insert``)."""
+        return {**delivery, **_outcome_fields(status, next_attempt_at, retention_seconds), "attempt_count": 1,
+                "attempts": [attempt]}
 
     def record(self, outcomes):
         """Write the ``outcome`` writes of a round in one round trip."""

@@ -58,22 +58,26 @@ class SyncEvents:
         self.collection.insert_one(doc, session=session)
         return doc
 
-    def claim_pending(self, lease_seconds, limit):
+    def claim_pending(self, owner, lease_seconds, limit):
         """Up to ``limit`` pending events no other dispatcher is fanning out right now, oldest first, leased to
-        the caller: those never leased, then those whose lease ran out (two conditions: no ``$or``)."""
+        ``owner``: those never leased, then those whose lease ran out (two conditions: no ``$or``). Answers them,
+        and the ids of the latter (claimed again: some of their deliveries may be stored already)."""
         now = utcnow()
         lease = {"lease_until": now + datetime.timedelta(seconds=lease_seconds)}
-        claimed = []
+        claimed, again = [], set()
         for condition in ({"status": PENDING, "lease_until": None}, {"status": PENDING, "lease_until": {"$lt": now}}):
             found = candidates(self.collection, condition, [("occurred_at", 1)], limit - len(claimed), fields=None)
-            claimed += take_many(self.collection, found, condition, lease, whole=True)
+            taken = take_many(self.collection, found, condition, lease, whole=True, token_prefix=f"{owner}:")
+            claimed += taken
+            if condition["lease_until"] is not None:
+                again = {event["_id"] for event in taken}
             if len(claimed) >= limit:
                 break
-        return claimed
+        return claimed, again
 
     def dispatched(self, events, retention_seconds):
         """Mark fanned-out ``events`` so, in one update."""
         if events:
             self.collection.update_many({"_id": {"$in": [event["_id"] for event in events]}}, {"$set": {
-                "status": DISPATCHED, "lease_until": None,
+                "status": DISPATCHED, "lease_until": None, "lease_token": None,
                 "expire_at": utcnow() + datetime.timedelta(seconds=retention_seconds)}})

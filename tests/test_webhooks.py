@@ -312,6 +312,29 @@ def test_a_blackholed_endpoint_does_not_delay_a_healthy_one(admin, project, rece
     assert event["at"] - pushed < 1.5
 
 
+def test_deliveries_queued_behind_a_hanging_endpoint_are_all_listed_within_seconds(admin, project, client):
+    """A fan-out's deliveries are stored with their first attempt; those that cannot be sent within a few
+    seconds (here the endpoint holds both of its slots for the 2 s timeout, round after round) are stored
+    pending, so the list shows every event while the endpoint hangs."""
+    blackhole = Blackhole().start()
+    try:
+        webhook = ok(admin.post("/api/v1/webhooks", json={"name": "hanging", "url": blackhole.url,
+                                                          "events": ["PUSH_ARTIFACT"], "project_id": project["id"]}))
+        for i in range(16):
+            push_image(client, f"{project['name']}/queued", f"q{i}")
+        pushed = time.monotonic()
+
+        def listed():
+            return ok(admin.get(f"/api/v1/webhooks/{webhook['id']}/deliveries"))["total"]
+
+        all_listed = wait_until(lambda: listed() == 16, timeout=25, interval=0.2)
+        took = time.monotonic() - pushed
+    finally:
+        blackhole.stop()
+
+    assert all_listed and took < 10, (listed(), took)
+
+
 def test_an_endpoint_answering_410_disables_its_webhook(admin, project, receiver, client):
     receiver.status = 410
     webhook = create_webhook(admin, project, receiver, ["PUSH_ARTIFACT"])
@@ -321,6 +344,19 @@ def test_an_endpoint_answering_410_disables_its_webhook(admin, project, receiver
     assert wait_until(lambda: not ok(admin.get(f"/api/v1/webhooks/{webhook['id']}"))["enabled"], timeout=10)
     assert "410" in ok(admin.get(f"/api/v1/webhooks/{webhook['id']}"))["disabled_reason"]
 
+
+def test_after_a_410_no_delivery_is_sent_beyond_those_already_under_way(admin, project, receiver, client):
+    """The endpoint takes one delivery per slot (two) and answers 410 after half a second; the deliveries
+    queued behind them are not sent to it once it has answered Gone."""
+    receiver.status, receiver.delay = 410, 0.5
+    webhook = create_webhook(admin, project, receiver, ["PUSH_ARTIFACT"])
+
+    for i in range(6):
+        push_image(client, f"{project['name']}/gone", f"v{i}")
+
+    assert wait_until(lambda: not ok(admin.get(f"/api/v1/webhooks/{webhook['id']}"))["enabled"], timeout=10)
+    time.sleep(1.5)
+    assert len(receiver.of_type("PUSH_ARTIFACT")) <= 2, [item["at"] for item in receiver.received]
 
 def test_events_that_exhaust_their_retries_disable_the_webhook_and_enabling_resets_it(admin, project, receiver,
                                                                                      client):

@@ -29,6 +29,7 @@ class Receiver:
         self.received = []
         self.status = 200
         self.headers = {}
+        self.delay = 0  # seconds it waits before answering
         self.lock = threading.Lock()
         self.server = None
 
@@ -38,8 +39,12 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.take(body, {key.lower(): value for key, value in self.headers.items()})
-                self.send_response(receiver.status)
+                # Decided as the request arrives and recorded with it: a test that changes ``status`` meanwhile
+                # still knows what this request was answered.
+                answered = receiver.status
+                receiver.take(body, {key.lower(): value for key, value in self.headers.items()}, answered)
+                time.sleep(receiver.delay)
+                self.send_response(answered)
                 for name, value in receiver.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", "2")
@@ -60,8 +65,9 @@ class Receiver:
             self.server.server_close()
             self.server = None
 
-    def take(self, body, headers):
-        """Record a delivery with whether each known secret verifies it and whether its payload is valid."""
+    def take(self, body, headers, answered):
+        """Record a delivery with whether each known secret verifies it, whether its payload is valid and the
+        status it is ``answered``."""
         text = body.decode()
         verified = []
         for secret in self.secrets:
@@ -82,7 +88,7 @@ class Receiver:
                 valid = False
         with self.lock:
             self.received.append({"document": document, "headers": headers, "verified": verified, "valid": valid,
-                                  "at": time.monotonic()})
+                                  "answered": answered, "at": time.monotonic()})
 
     def of_type(self, event_type):
         with self.lock:
