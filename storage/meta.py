@@ -92,14 +92,18 @@ class ScheduledLease:
         if (due_only and doc["done_at"] + self.interval > now) or doc["until"] >= now:
             return None
         token = uuid.uuid4().hex
+        update = asyncio.ensure_future(self.collection.update_one(
+            {"_id": self.key, "token": doc["token"], "until": doc["until"]},
+            {"$set": {"token": token, "owner": owner, "until": now + self.lease}}))
         try:
-            taken = await self.collection.update_one(
-                {"_id": self.key, "token": doc["token"], "until": doc["until"]},
-                {"$set": {"token": token, "owner": owner, "until": now + self.lease}})
+            taken = await asyncio.shield(update)
         except asyncio.CancelledError:
-            # A stop cancelled the wait for the answer, not the update: held, the lease would block the others
-            # for its whole time, so hand it back (a no-op when the update did not take it).
-            await self.release(token, done=False)
+            # A stop cancelled the wait for the answer. The update, once sent, is applied whatever the wait,
+            # possibly after a release sent at once on another connection: so it is let end, and a lease it
+            # took is handed back (held, it would block the others for its whole time).
+            await asyncio.wait([update])
+            if not update.cancelled() and update.exception() is None and update.result().modified_count:
+                await self.release(token, done=False)
             raise
         return token if taken.modified_count else None
 
