@@ -11,6 +11,7 @@ claiming a digest it does not have, must never replace or remove the file anothe
 File I/O runs in the default executor, so the event loop never waits on the disk.
 """
 import asyncio
+import contextlib
 import functools
 import os
 import re
@@ -22,6 +23,10 @@ from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raise
 
 # Bytes gathered before one write call, and read per piece.
 IO_PIECE = 1024 * 1024
+# Bytes written after which an upload's file is synced in the background while the body goes on coming:
+# the kernel starts writing dirty pages back only at a tenth of memory, so the fsync of the final PUT
+# would otherwise write a whole layer to disk while the client waits.
+WRITEBACK_BYTES = 32 * 1024 * 1024
 # Digests as the registry hands them over (already verified); also keeps paths inside the root.
 _DIGEST_RE = re.compile(r"^([a-z0-9]+):([a-f0-9]{2,})$")
 
@@ -84,6 +89,8 @@ class FilesystemWriter(UploadWriter):
         self.buffer = bytearray()
         # The directory entry of a new file must be durable before its size is recorded.
         self.new_file = state["size"] == 0
+        self.unsynced = 0
+        self.syncing = None  # the background sync in flight (see WRITEBACK_BYTES)
 
     async def write(self, data):
         self.buffer += data
@@ -98,8 +105,20 @@ class FilesystemWriter(UploadWriter):
         data, self.buffer = self.buffer, bytearray()
         if self.file is None:  # closed by a checkpoint; the writer goes on
             self.file = await _in_thread(open, self.store.root / self.path, "ab", 0)
-        self.pending = asyncio.get_running_loop().run_in_executor(None, _write_all, self.file, data)
+        loop = asyncio.get_running_loop()
+        self.pending = loop.run_in_executor(None, _write_all, self.file, data)
         self.size += len(data)
+        self.unsynced += len(data)
+        if self.unsynced >= WRITEBACK_BYTES and (self.syncing is None or self.syncing.done()):
+            self.unsynced = 0
+            self.syncing = loop.run_in_executor(None, os.fdatasync, self.file.fileno())
+
+    async def _synced(self):
+        """Wait for the background sync before the file closes; its failure is the request's (a later fsync
+        of the file would not report a write-back error again)."""
+        if self.syncing is not None:
+            syncing, self.syncing = self.syncing, None
+            await syncing
 
     async def _drain(self):
         if self.pending is not None:
@@ -119,6 +138,7 @@ class FilesystemWriter(UploadWriter):
     async def checkpoint(self):
         await self._send()
         await self._drain()
+        await self._synced()
         await _in_thread(self._sync_and_close)
         return {"path": self.path, "size": self.size}
 
@@ -126,6 +146,7 @@ class FilesystemWriter(UploadWriter):
     async def commit(self, digest):
         await self._send()
         await self._drain()
+        await self._synced()
         target = self.store.blob_path(digest, Path(self.path).name)
         await _in_thread(self._sync_and_rename, self.store.root / target)
         return {"path": target}
@@ -138,6 +159,8 @@ class FilesystemWriter(UploadWriter):
 
     async def discard(self):
         await super().discard()
+        with contextlib.suppress(Exception):
+            await self._synced()
         if self.file is not None:
             self.file.close()
             self.file = None
