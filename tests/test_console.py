@@ -640,10 +640,12 @@ def test_a_webhook_is_created_with_its_events_tested_and_a_delivery_redelivered(
 
     push_image(server.url, f"{name}/app", "v1", auth=("admin", server.admin_password), seed=5)
     push_row = page.get_by_role("row", name=re.compile("^PUSH_ARTIFACT"))
+    # Reloaded until the delivery is listed with its outcome: one listed while its send is still under way
+    # says "sending", and the page does not refresh itself.
     for _ in range(40):
         page.get_by_role("button", name="Reload").click()
         settle(page)
-        if push_row.count():
+        if push_row.count() and "succeeded" in push_row.inner_text():
             break
         page.wait_for_timeout(500)
     expect(push_row).to_contain_text("succeeded")
