@@ -32,13 +32,34 @@ def load_key(config):
             raise ValueError("credentials_key must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)")
         return key
     path = Path(config["data_dir"]) / "credentials.key"
+    key = _created_once(path, os.urandom(KEY_BYTES))
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"{path} holds {len(key)} bytes, not a key of {KEY_BYTES}: restore it, or remove it if "
+                         "no credentials were ever stored with it")
+    return key
+
+
+def _created_once(path, data):
+    """The content of ``path``, written as ``data`` when it does not exist yet. Never a part of it: the file is
+    written whole and made durable under a name of its own, then linked into place (a link fails where the name
+    exists), so workers starting together all read the one key the first of them wrote."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    with open(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.link(draft, path)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
     except FileExistsError:
-        return path.read_bytes()
-    with os.fdopen(fd, "wb") as file:
-        file.write(os.urandom(KEY_BYTES))
+        pass
+    finally:
+        os.unlink(draft)
     return path.read_bytes()
 
 
