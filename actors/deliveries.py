@@ -276,7 +276,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
             self.in_flight[webhook["_id"]] = self.in_flight.get(webhook["_id"], 0) + 1
             if delivery["_id"] in self.unstored:
                 self.unstored[delivery["_id"]] = (None, delivery)
-            future.add_done_callback(lambda done, d=delivery, w=webhook: self.actor_ref.tell(
+            future.add_done_callback(lambda done, d=delivery, w=webhook: self._tell(
                 ("sent", d, w, done.result() if not done.cancelled() and done.exception() is None
                  else {"error": "dispatcher stopped" if done.cancelled() else type(done.exception()).__name__,
                        "status": None})))
@@ -311,14 +311,16 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         """Ask for the outcomes to be written OUTCOME_SECONDS from now, unless that is asked already."""
         if not self.write_asked:
             self.write_asked = True
-            timer = threading.Timer(OUTCOME_SECONDS, self._ask_write)
+            timer = threading.Timer(OUTCOME_SECONDS, self._tell, ("write",))
             timer.daemon = True
             timer.start()
 
-    def _ask_write(self):
+    def _tell(self, message):
+        """Tell this actor from another thread; once it has stopped, the message has no one to act on it: on_stop
+        wrote the outcomes it had, and a send that ends later is made again under its event's lease."""
         try:
-            self.actor_ref.tell("write")
-        except pykka.ActorDeadError:  # stopped meanwhile: on_stop wrote them
+            self.actor_ref.tell(message)
+        except pykka.ActorDeadError:
             pass
 
     def _keep_outcome(self, delivery, attempt, status, next_attempt_at=None):
