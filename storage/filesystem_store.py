@@ -110,6 +110,7 @@ class FilesystemWriter(UploadWriter):
         self.size += len(data)
         self.unsynced += len(data)
         if self.unsynced >= WRITEBACK_BYTES and (self.syncing is None or self.syncing.done()):
+            await self._synced()  # the last one's failure, when it failed, is this request's
             self.unsynced = 0
             self.syncing = loop.run_in_executor(None, os.fdatasync, self.file.fileno())
 
