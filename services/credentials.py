@@ -14,6 +14,8 @@ from pathlib import Path
 
 from bson import Binary
 
+from storage.directories import fsync_dir
+
 KEY_BYTES = 32
 NONCE_BYTES = 12
 
@@ -51,11 +53,7 @@ def _created_once(path, data):
         os.fsync(file.fileno())
     try:
         os.link(draft, path)
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_dir(path.parent)
     except FileExistsError:
         pass
     finally:

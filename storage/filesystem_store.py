@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raises_unavailable, unavailable_on
+from storage.directories import fsync_dir
 
 # Bytes gathered before one write call, and read per piece.
 IO_PIECE = 1024 * 1024
@@ -35,14 +36,6 @@ _storage_errors = raises_unavailable("filesystem", OSError)
 
 async def _in_thread(func, *args):
     return await asyncio.get_running_loop().run_in_executor(None, func, *args)
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _open_for_append(path, size):
@@ -132,7 +125,7 @@ class FilesystemWriter(UploadWriter):
             self.file.close()
             self.file = None
         if self.new_file:
-            _fsync_dir(self.store.root / "uploads")
+            fsync_dir(self.store.root / "uploads")
             self.new_file = False
 
     @_storage_errors
@@ -156,7 +149,7 @@ class FilesystemWriter(UploadWriter):
         self._sync_and_close()
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(self.store.root / self.path, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     async def discard(self):
         await super().discard()
