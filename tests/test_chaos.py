@@ -232,6 +232,18 @@ def test_every_pending_webhook_event_arrives_though_a_node_is_killed(cluster, ad
     assert all(item["verified"] and item["valid"] for item in receiver.received)
 
 
+def accounting_trail(store, project, repos):
+    """The project's usage, what its accounting counts (each digest's state, references and holders), its uploads
+    still noting a charge and the processes' heartbeats, so a failure tells which charge was not settled."""
+    objects = [{key: doc.get(key) for key in ("digest", "size", "state", "refs", "holders", "created_at")}
+               for doc in store["project_objects"].find({"project_id": project["id"]})]
+    uploads = [{key: doc.get(key) for key in ("_id", "repo", "charging", "lease_token", "lease_until")}
+               for doc in store["uploads"].find({"repo": {"$in": repos}})]
+    nodes = list(store["nodes"].find())
+    return pprint.pformat({"now": datetime.datetime.now(datetime.UTC), "used": store.used(project["id"]),
+                           "objects": objects, "uploads": uploads, "nodes": nodes}, width=120)
+
+
 def test_concurrent_pushes_into_a_nearly_full_project_with_a_node_killed_keep_usage_exact(
         cluster, admin, store, casualty):
     quota = 12 * MiB
@@ -267,12 +279,13 @@ def test_concurrent_pushes_into_a_nearly_full_project_with_a_node_killed_keep_us
     drift = wait_until(lambda: recount(admin, project["id"])["drift"] == 0
                        and store.used(project["id"]) == sum(store.counted(project["id"]).values()),
                        timeout=20, interval=0.5)
+    trail = accounting_trail(store, project, repos)
     polling.set()
     poller.join(10)
     used = store.used(project["id"])
     counted = recount(admin, project["id"])
 
-    assert drift, counted
+    assert drift, (counted, trail)
     assert highest[0] <= quota and used <= quota, (highest[0], used, statuses)
     assert counted["drift"] == 0 and counted["actual"] == used == sum(store.counted(project["id"]).values())
     assert statuses.count(201) * 2 * MiB <= used, statuses
