@@ -517,7 +517,8 @@ Sorted by tag. `size` is what the tag holds in the repository: its manifest, an 
 the distinct configs and layers they reference that the repository links (foreign layers are not stored, so
 not counted); `manifest_size` is the manifest's own bytes. `platforms` lists an index's `manifests` in order
 with their `platform` fields (null where the index gives none), null for an image. `pushed_at` is when the tag
-was last set. `referrers_count` counts the manifests whose `subject` is the tag's digest.""",
+was last pushed, to the second (a push of the tag onto the manifest it is on within a second of the last one
+leaves it). `referrers_count` counts the manifests whose `subject` is the tag's digest.""",
         example=TAG_EXAMPLE),
     Operation(
         "GET", "/api/v1/projects/{project_id}/repositories/{repository}/tags/{tag}", "getTag", "repositories",

@@ -24,6 +24,7 @@ from storage.accounting import (
     crossing_event,
 )
 from storage.blobs import BlobGone
+from storage.clock import utcnow
 
 
 class ManifestVanished(Exception):
@@ -52,6 +53,10 @@ MOUNT_CANDIDATES = 20
 # Manifest bytes kept in memory (by digest, so never stale); bigger manifests are read each time.
 MANIFEST_CACHE_BYTES = 32 * 1024 * 1024
 MANIFEST_CACHE_ITEM = 256 * 1024
+# A tag pushed again onto the manifest it is on is written (its pushed_at) at most this often: concurrent pushes of
+# one unchanged tag then store nothing in common but their events, where each wrote the tag and its manifest, so
+# the transactions of two workers or nodes conflicted and were run again.
+PUSHED_AT_RESOLUTION = datetime.timedelta(seconds=1)
 
 
 class RegistryService:
@@ -237,7 +242,7 @@ class RegistryService:
             raise DigestInvalid("manifest digest does not match its content", expected=reference,
                                 computed=parsed.digest)
         stored = await self.collections.manifests.stored_sparse(name, parsed.digest)
-        missing = await self.collections.blobs.hold_links(name, parsed.blobs)
+        missing = await self.collections.blobs.hold_links(name, parsed.blobs, self.link_refresh)
         # An index stored sparse by an import may be tagged again as it is; any other keeps every child.
         if not (sparse or stored):
             present = await self.collections.manifests.existing_digests(name, parsed.children)
@@ -251,11 +256,14 @@ class RegistryService:
                 name, project["_id"], parsed, content, sparse, session=session)
             if created:  # in the transaction: a manifest refused over the quota leaves no repository behind
                 await self.collections.repositories.ensure(name, project["_id"], session)
-            # Tagging a manifest this transaction did not create writes it too, so a delete running at the same time
-            # conflicts instead of leaving the tag behind: also when another PUT stored it since it was looked at.
-            if not created and tags and not await self.collections.manifests.hold(name, parsed.digest, session):
+            moving, refreshing = await self.collections.manifests.tags_to_write(
+                name, tags, parsed.digest, utcnow() - PUSHED_AT_RESOLUTION, session)
+            # Moving a tag onto a manifest this transaction did not create writes the manifest too, so a delete
+            # running at the same time conflicts instead of leaving the tag behind: also when another PUT stored it
+            # since it was looked at. A tag on it already conflicts with such a delete through its own document.
+            if not created and moving and not await self.collections.manifests.hold(name, parsed.digest, session):
                 raise ManifestVanished()
-            for tag in tags:
+            for tag in moving + refreshing:
                 await self.collections.manifests.set_tag(name, tag, parsed, len(content), session=session)
             if tags or parsed.subject:
                 await self.collections.events.emit("PUSH_ARTIFACT", project, push_event_data(

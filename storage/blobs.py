@@ -86,17 +86,23 @@ class Blobs:
     async def repositories_linking(self, digest, limit):
         return [doc["repo"] for doc in await self.links.find({"digest": digest}, {"repo": 1}).limit(limit).to_list(None)]
 
-    async def hold_links(self, repo, digests):
-        """Touch the links of ``digests`` in ``repo`` (a manifest referencing them is about to be stored, so the
-        collector must not take them meanwhile); answers those that are missing."""
+    async def hold_links(self, repo, digests, refresh_after):
+        """Make sure the links of ``digests`` in ``repo`` outlive the manifest about to reference them (the collector
+        takes only links untouched for its whole grace period): those untouched for longer than ``refresh_after``
+        (a timedelta, a tenth of that period) are touched, the others are only read. Answers those missing."""
         wanted = set(digests)
         if not wanted:
             return []
-        touched = await self.links.update_many({"repo": repo, "digest": {"$in": list(wanted)}}, _touch(utcnow()))
-        if touched.matched_count == len(wanted):
-            return []
-        found = await self.links.distinct("digest", {"repo": repo, "digest": {"$in": list(wanted)}})
-        return sorted(wanted - set(found))
+        now = utcnow()
+        links = await self.links.find({"repo": repo, "digest": {"$in": list(wanted)}},
+                                      {"digest": 1, "touched_at": 1}).to_list(None)
+        stale = [link["digest"] for link in links if link.get("touched_at", now) < now - refresh_after]
+        if stale:  # one may be collected between the read and the touch: it is missing then
+            touched = await self.links.update_many({"repo": repo, "digest": {"$in": stale}}, _touch(now))
+            if touched.matched_count < len(stale):
+                links = await self.links.find({"repo": repo, "digest": {"$in": list(wanted)}}, {"digest": 1}).to_list(
+                    None)
+        return sorted(wanted - {link["digest"] for link in links})
 
     async def unlink(self, repo, digest):
         """Remove the link; the removed link document, or None when there was none."""

@@ -140,6 +140,15 @@ class Manifests:
                                    {"$set": {"digest": parsed.digest, "media_type": parsed.media_type, "size": size,
                                              "updated_at": utcnow()}}, upsert=True, session=session)
 
+    async def tags_to_write(self, repo, tags, digest, set_since, session):
+        """Inside a transaction, which of ``tags`` to write for pointing them at ``digest``: ``(moving, refreshing)``,
+        the tags that are new or on another manifest, and those on it already but set before ``set_since``."""
+        current = {doc["tag"]: doc async for doc in self.tags.find(
+            {"repo": repo, "tag": {"$in": list(tags)}}, {"tag": 1, "digest": 1, "updated_at": 1}, session=session)}
+        moving = [tag for tag in tags if current.get(tag, {}).get("digest") != digest]
+        refreshing = [tag for tag in tags if tag not in moving and current[tag].get("updated_at", set_since) <= set_since]
+        return moving, refreshing
+
     async def resolve_tag(self, repo, tag):
         """The tag's ``{digest, media_type, size}``, or None."""
         return await self.tags.find_one({"repo": repo, "tag": tag}, {"digest": 1, "media_type": 1, "size": 1})

@@ -168,6 +168,23 @@ def test_gc_with_a_grace_period_leaves_a_just_pushed_unreferenced_layer_alone(ad
     assert admin.put_manifest(repo, "v1", body).status_code == 201
 
 
+def test_a_manifest_push_touches_only_the_links_untouched_for_a_tenth_of_the_grace_period(admin, admin_api, store):
+    """The session server's grace period is an hour: a link touched in the last six minutes is only read."""
+    project = new_project(admin_api, "touch")
+    repo = f"{project['name']}/a"
+    config, layer = push_blob(admin, repo, b'{"os":"linux"}'), push_blob(admin, repo, secrets.token_bytes(3000))
+    links = store["repository_blobs"]
+    recently = links.find_one({"repo": repo, "digest": config["digest"]})["touched_at"]
+    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=7)
+    links.update_one({"repo": repo, "digest": layer["digest"]}, {"$set": {"touched_at": long_ago}})
+
+    assert admin.put_manifest(repo, "v1", encode(image_manifest(config, [layer]))).status_code == 201
+
+    assert links.find_one({"repo": repo, "digest": config["digest"]})["touched_at"] == recently
+    assert links.find_one({"repo": repo, "digest": layer["digest"]})["touched_at"] > long_ago + datetime.timedelta(
+        minutes=6)
+
+
 # -- recount --------------------------------------------------------------------------------------
 
 def test_a_recount_after_a_series_of_operations_finds_no_drift(gc_api, gc_client, gc_store):

@@ -308,17 +308,22 @@ def test_a_manifest_pushed_to_one_repository_while_deleted_from_another_stays_co
     assert episodes > 10
 
 
+def image_blobs_in(client, repo):
+    """A config and a layer pushed into ``repo``: image_manifest's ``(config, [layer])`` descriptors."""
+    config, layer = b'{"os":"linux"}', secrets.token_bytes(4096)
+    for blob in (config, layer):
+        assert client.push_blob(repo, blob).status_code == 201
+    return ({"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
+            [{"mediaType": OCI_LAYER_TAR, "digest": sha256(layer), "size": len(layer)}])
+
+
 def test_a_tag_set_by_a_put_racing_a_delete_never_outlives_its_manifest(cluster_api, two_repositories):
     """Through two nodes, a new manifest PUT with tag ``a`` (then DELETEd by digest at once) and with tag ``b``:
     the PUT that finds it stored by the other one meanwhile sets its tag in a transaction that conflicts with the
     delete, so after every round either the manifest is stored or neither tag names it."""
     _, repos, clients, headers = two_repositories
     repo = repos[0]
-    config, layer = b'{"os":"linux"}', secrets.token_bytes(4096)
-    for blob in (config, layer):
-        assert clients[0].push_blob(repo, blob).status_code == 201
-    blobs = ({"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
-             [{"mediaType": OCI_LAYER_TAR, "digest": sha256(layer), "size": len(layer)}])
+    blobs = image_blobs_in(clients[0], repo)
 
     def put(index, body, tag):
         response = clients[index].request("PUT", f"/v2/{repo}/manifests/{tag}", data=body,
@@ -350,4 +355,38 @@ def test_a_tag_set_by_a_put_racing_a_delete_never_outlives_its_manifest(cluster_
                 clients[0].request("DELETE", f"/v2/{repo}/manifests/{tag}", headers=headers[0])
 
     assert dangling == [], f"round {rounds}: tags {dangling} name a deleted manifest"
+    assert rounds > 10
+
+
+def test_a_tag_pushed_again_while_its_manifest_is_deleted_never_outlives_it(cluster_api, two_repositories):
+    """Through two nodes, a manifest tagged ``a`` is pushed again under ``a`` (which writes nothing of the tag
+    within a second of its last push) while it is DELETEd by digest: after every round either the manifest is
+    stored or ``a`` names nothing."""
+    _, repos, clients, headers = two_repositories
+    repo = repos[0]
+    blobs = image_blobs_in(clients[0], repo)
+
+    def request(index, method, reference, body=None):
+        extra = {"Content-Type": OCI_MANIFEST} if body else {}
+        return clients[index].request(method, f"/v2/{repo}/manifests/{reference}", data=body,
+                                      headers={**headers[index], **extra}).status_code
+
+    def push_again(body):
+        time.sleep(random.random() * 0.02)
+        return request(1, "PUT", "a", body)
+
+    deadline, rounds, dangling = time.monotonic() + 10, 0, []
+    with ThreadPoolExecutor(2) as pool:
+        while time.monotonic() < deadline and not dangling:
+            body = encode(image_manifest(*blobs, annotations={"round": str(rounds)}))
+            assert request(0, "PUT", "a", body) == 201
+            pushed = pool.submit(push_again, body)
+            assert request(0, "DELETE", sha256(body)) == 202
+            assert pushed.result() == 201
+            rounds += 1
+            if request(0, "HEAD", sha256(body)) == 404 and request(0, "HEAD", "a") == 200:
+                dangling = ["a"]
+            request(0, "DELETE", "a")
+
+    assert dangling == [], f"round {rounds}: tag a names a deleted manifest"
     assert rounds > 10

@@ -1,6 +1,7 @@
 """/api/v1/projects/:id/repositories: a project's repositories and tags listed, a tag's detail, and deletes of
 a tag or a whole repository that count and announce exactly as /v2/ deletes do."""
 import json
+import time
 from urllib.parse import quote
 
 import pytest
@@ -134,6 +135,23 @@ def test_a_tag_is_listed_with_its_digest_type_size_and_push_time(admin, admin_ap
     assert item["size"] == full_size(image) and item["manifest_size"] == image.size
     assert item["platforms"] is None and item["referrers_count"] == 0 and item["last_pulled_at"] is None
     assert item["pushed_at"].endswith("Z")
+
+
+def test_pushing_a_tag_again_onto_its_manifest_moves_its_push_time_once_a_second_has_passed(
+        admin, admin_api, project, db):
+    repo = f"{project['name']}/app"
+    image = push_image(admin, repo, "v1")
+    [first] = ok(admin_api.get(tags_path(project, "app")))["items"]
+    assert admin.put_manifest(repo, "v1", image.body).status_code == 201
+    [again] = ok(admin_api.get(tags_path(project, "app")))["items"]
+    time.sleep(1.1)
+    assert admin.put_manifest(repo, "v1", image.body).status_code == 201
+
+    [later] = ok(admin_api.get(tags_path(project, "app")))["items"]
+    assert again["pushed_at"] == first["pushed_at"] < later["pushed_at"]
+    assert later["digest"] == image.digest
+    assert [event["data"]["tags"] for event in db["events"].find(
+        {"type": "PUSH_ARTIFACT", "data.repository": repo, "data.digest": image.digest})] == [["v1"]] * 3
 
 
 def test_tags_are_listed_by_name_a_page_at_a_time(admin, admin_api, project):
