@@ -375,7 +375,7 @@ def test_a_tag_pushed_again_while_its_manifest_is_deleted_never_outlives_it(clus
         time.sleep(random.random() * 0.02)
         return request(1, "PUT", "a", body)
 
-    deadline, rounds, dangling = time.monotonic() + 10, 0, []
+    deadline, rounds, dangling = time.monotonic() + 6, 0, []
     with ThreadPoolExecutor(2) as pool:
         while time.monotonic() < deadline and not dangling:
             body = encode(image_manifest(*blobs, annotations={"round": str(rounds)}))
