@@ -89,14 +89,16 @@ class Blobs:
     async def hold_links(self, repo, digests, refresh_after):
         """Make sure the links of ``digests`` in ``repo`` outlive the manifest about to reference them (the collector
         takes only links untouched for its whole grace period): those untouched for longer than ``refresh_after``
-        (a timedelta, a tenth of that period) are touched, the others are only read. Answers those missing."""
+        (a timedelta, a tenth of that period) or marked by a collection are touched, the others are only read.
+        Answers those missing."""
         wanted = set(digests)
         if not wanted:
             return []
         now = utcnow()
         links = await self.links.find({"repo": repo, "digest": {"$in": list(wanted)}},
-                                      {"digest": 1, "touched_at": 1}).to_list(None)
-        stale = [link["digest"] for link in links if link.get("touched_at", now) < now - refresh_after]
+                                      {"digest": 1, "touched_at": 1, "gc_mark": 1}).to_list(None)
+        stale = [link["digest"] for link in links
+                 if "gc_mark" in link or link.get("touched_at", now) < now - refresh_after]
         if stale:  # one may be collected between the read and the touch: it is missing then
             touched = await self.links.update_many({"repo": repo, "digest": {"$in": stale}}, _touch(now))
             if touched.matched_count < len(stale):

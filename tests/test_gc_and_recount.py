@@ -168,21 +168,26 @@ def test_gc_with_a_grace_period_leaves_a_just_pushed_unreferenced_layer_alone(ad
     assert admin.put_manifest(repo, "v1", body).status_code == 201
 
 
-def test_a_manifest_push_touches_only_the_links_untouched_for_a_tenth_of_the_grace_period(admin, admin_api, store):
-    """The session server's grace period is an hour: a link touched in the last six minutes is only read."""
+def test_a_manifest_push_touches_only_the_links_untouched_for_a_tenth_of_the_grace_period_or_marked(
+        admin, admin_api, store):
+    """The session server's grace period is an hour: a link touched in the last six minutes is only read, unless a
+    collection marked it."""
     project = new_project(admin_api, "touch")
     repo = f"{project['name']}/a"
-    config, layer = push_blob(admin, repo, b'{"os":"linux"}'), push_blob(admin, repo, secrets.token_bytes(3000))
+    config, stale, marked = (push_blob(admin, repo, data) for data in (
+        b'{"os":"linux"}', secrets.token_bytes(3000), secrets.token_bytes(3000)))
     links = store["repository_blobs"]
     recently = links.find_one({"repo": repo, "digest": config["digest"]})["touched_at"]
     long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=7)
-    links.update_one({"repo": repo, "digest": layer["digest"]}, {"$set": {"touched_at": long_ago}})
+    links.update_one({"repo": repo, "digest": stale["digest"]}, {"$set": {"touched_at": long_ago}})
+    links.update_one({"repo": repo, "digest": marked["digest"]}, {"$set": {"gc_mark": "a collection"}})
 
-    assert admin.put_manifest(repo, "v1", encode(image_manifest(config, [layer]))).status_code == 201
+    assert admin.put_manifest(repo, "v1", encode(image_manifest(config, [stale, marked]))).status_code == 201
 
     assert links.find_one({"repo": repo, "digest": config["digest"]})["touched_at"] == recently
-    assert links.find_one({"repo": repo, "digest": layer["digest"]})["touched_at"] > long_ago + datetime.timedelta(
+    assert links.find_one({"repo": repo, "digest": stale["digest"]})["touched_at"] > long_ago + datetime.timedelta(
         minutes=6)
+    assert "gc_mark" not in links.find_one({"repo": repo, "digest": marked["digest"]})
 
 
 # -- recount --------------------------------------------------------------------------------------

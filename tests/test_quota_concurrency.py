@@ -4,6 +4,7 @@ Two registry nodes share one database; skopeo copies and raw monolithic uploads 
 the nodes, into a project whose quota fits about half of what is pushed. Usage is polled in MongoDB while
 they run: it never passes the quota; at the end it equals the recount, and every refused push left nothing.
 """
+import datetime
 import random
 import secrets
 import threading
@@ -358,10 +359,11 @@ def test_a_tag_set_by_a_put_racing_a_delete_never_outlives_its_manifest(cluster_
     assert rounds > 10
 
 
-def test_a_tag_pushed_again_while_its_manifest_is_deleted_never_outlives_it(cluster_api, two_repositories):
-    """Through two nodes, a manifest tagged ``a`` is pushed again under ``a`` (which writes nothing of the tag
-    within a second of its last push) while it is DELETEd by digest: after every round either the manifest is
-    stored or ``a`` names nothing."""
+def test_a_tag_pushed_again_while_its_manifest_is_deleted_never_outlives_it(cluster_api, cluster_store,
+                                                                             two_repositories):
+    """Through two nodes, a manifest tagged ``a`` is pushed again under ``a`` while it is DELETEd by digest; in
+    every other round the tag was set over a second ago (the push writes it again), else just now (the push
+    writes nothing of it). After every round either the manifest is stored or ``a`` names nothing."""
     _, repos, clients, headers = two_repositories
     repo = repos[0]
     blobs = image_blobs_in(clients[0], repo)
@@ -380,6 +382,9 @@ def test_a_tag_pushed_again_while_its_manifest_is_deleted_never_outlives_it(clus
         while time.monotonic() < deadline and not dangling:
             body = encode(image_manifest(*blobs, annotations={"round": str(rounds)}))
             assert request(0, "PUT", "a", body) == 201
+            if rounds % 2:
+                cluster_store["tags"].update_one({"repo": repo, "tag": "a"}, {"$set": {
+                    "updated_at": datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5)}})
             pushed = pool.submit(push_again, body)
             assert request(0, "DELETE", sha256(body)) == 202
             assert pushed.result() == 201
