@@ -256,8 +256,11 @@ class RegistryService:
                 name, project["_id"], parsed, content, sparse, session=session)
             if created:  # in the transaction: a manifest refused over the quota leaves no repository behind
                 await self.collections.repositories.ensure(name, project["_id"], session)
-            moving, refreshing = await self.collections.manifests.tags_to_write(
-                name, tags, parsed.digest, utcnow() - PUSHED_AT_RESOLUTION, session)
+            if created or not tags:  # no tag can be on a manifest stored just now
+                moving, refreshing = tags, []
+            else:
+                moving, refreshing = await self.collections.manifests.tags_to_write(
+                    name, tags, parsed.digest, utcnow() - PUSHED_AT_RESOLUTION, session)
             # Moving a tag onto a manifest this transaction did not create writes the manifest too, so a delete
             # running at the same time conflicts instead of leaving the tag behind: also when another PUT stored it
             # since it was looked at. A tag on it already conflicts with such a delete through its own document.

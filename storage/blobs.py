@@ -94,16 +94,14 @@ class Blobs:
         wanted = set(digests)
         if not wanted:
             return []
-        now = utcnow()
-        links = await self.links.find({"repo": repo, "digest": {"$in": list(wanted)}},
-                                      {"digest": 1, "touched_at": 1, "gc_mark": 1}).to_list(None)
+        now, query = utcnow(), {"repo": repo, "digest": {"$in": list(wanted)}}
+        links = await self.links.find(query, {"digest": 1, "touched_at": 1, "gc_mark": 1}).to_list(None)
         stale = [link["digest"] for link in links
                  if "gc_mark" in link or link.get("touched_at", now) < now - refresh_after]
         if stale:  # one may be collected between the read and the touch: it is missing then
             touched = await self.links.update_many({"repo": repo, "digest": {"$in": stale}}, _touch(now))
             if touched.matched_count < len(stale):
-                links = await self.links.find({"repo": repo, "digest": {"$in": list(wanted)}}, {"digest": 1}).to_list(
-                    None)
+                links = await self.links.find(query, {"digest": 1}).to_list(None)
         return sorted(wanted - {link["digest"] for link in links})
 
     async def unlink(self, repo, digest):
