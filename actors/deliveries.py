@@ -349,8 +349,9 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         if status_code == 410 or attempts_made >= len(self.schedule):
             # Rare: written at once, after the round so far, so the webhook's count sees them in order.
             self._keep_outcome(delivery, attempt, FAILED)
-            self._write_outcomes(health_now=True)
+            # Counted before it is stored (as every outcome): whoever finds it stored finds it counted.
             WEBHOOK_DELIVERIES.labels("failed").inc()
+            self._write_outcomes(health_now=True)
             if status_code == 410:
                 self.webhooks.disable(webhook["_id"], "the endpoint answered 410 Gone")
                 log.warning("webhook disabled: its endpoint answered 410", extra={"webhook_id": webhook["_id"]})
@@ -361,10 +362,10 @@ class DeliveryDispatcher(pykka.ThreadingActor):
             return
         self._keep_outcome(delivery, attempt, PENDING, utcnow() + datetime.timedelta(
             seconds=self._wait(attempts_made, outcome.get("retry_after"))))
+        WEBHOOK_DELIVERIES.labels("retry").inc()
         # Written at once, and looked for at once: the first retry is due immediately.
         self._write_outcomes()
         self.backlog = True
-        WEBHOOK_DELIVERIES.labels("retry").inc()
 
     def _wait(self, attempt, retry_after):
         if retry_after is not None:
