@@ -203,7 +203,7 @@ class RegistryService:
         try:
             if is_digest(reference):
                 parse_digest(reference)
-                doc = await self.collections.manifests.get(name, reference, with_content=False)
+                doc = await self.collections.manifests.describe(name, reference)
                 if doc is None:
                     raise ManifestUnknown(digest=reference)
             else:

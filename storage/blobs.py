@@ -14,6 +14,7 @@ and finds nothing (then the client uploads, as for any missing blob).
 from pymongo import ReturnDocument
 
 from storage.clock import utcnow
+from storage.shared_reads import SharedReads
 
 
 def _touch(now):
@@ -28,6 +29,8 @@ class Blobs:
     def __init__(self, db):
         self.collection = db["blobs"]
         self.links = db["repository_blobs"]
+        # Pulls read links fresh; a hot blob's reads are shared.
+        self.pull_reads = SharedReads()
 
     async def ensure_indexes(self):
         await self.links.create_index([("repo", 1), ("digest", 1)], unique=True)
@@ -70,11 +73,13 @@ class Blobs:
         return await self.links.find_one({"repo": repo, "digest": digest}, {"_id": 1}) is not None
 
     async def linked(self, repo, digest, refresh_after=None):
-        """``{_id, size, ref}`` of the blob when it is linked to ``repo``, else None (one round trip). A link
+        """``{_id, size, ref}`` of the blob when it is linked to ``repo``, else None (one fresh read, shared with
+        the calls that ask meanwhile: ``SharedReads``). A link
         untouched for longer than ``refresh_after`` (a timedelta) is touched: a client that learns here that
         the blob exists may rely on it in the manifest it pushes next. Such a link may be marked by the
         collector, and removed between the read and the touch: then it is unknown, as after the removal."""
-        link = await self.links.find_one({"repo": repo, "digest": digest}, {"size": 1, "ref": 1, "touched_at": 1})
+        link = await self.pull_reads.read((repo, digest), lambda: self.links.find_one(
+            {"repo": repo, "digest": digest}, {"size": 1, "ref": 1, "touched_at": 1}))
         if link is None:
             return None
         now = utcnow()

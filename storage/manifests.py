@@ -4,12 +4,15 @@ from bson import Binary
 from pymongo import UpdateMany, UpdateOne
 
 from storage.clock import utcnow
+from storage.shared_reads import SharedReads
 
 
 class Manifests:
     def __init__(self, db):
         self.collection = db["manifests"]
         self.tags = db["tags"]
+        # Pulls read tags and manifests by digest fresh; a hot one's reads are shared.
+        self.pull_reads = SharedReads()
 
     async def ensure_indexes(self):
         await self.collection.create_index([("repo", 1), ("digest", 1)], unique=True)
@@ -43,6 +46,10 @@ class Manifests:
     async def get(self, repo, digest, with_content=True):
         return await self.collection.find_one({"repo": repo, "digest": digest},
                                               None if with_content else {"content": 0})
+
+    async def describe(self, repo, digest):
+        """The manifest's document without its bytes, or None: read fresh, the read shared (not to be changed)."""
+        return await self.pull_reads.read(("digest", repo, digest), lambda: self.get(repo, digest, with_content=False))
 
     async def hold(self, repo, digest, session):
         """Inside a transaction, mark the manifest as in use (tagged now): False when it is gone, and a
@@ -150,8 +157,9 @@ class Manifests:
         return moving, refreshing
 
     async def resolve_tag(self, repo, tag):
-        """The tag's ``{digest, media_type, size}``, or None."""
-        return await self.tags.find_one({"repo": repo, "tag": tag}, {"digest": 1, "media_type": 1, "size": 1})
+        """The tag's ``{digest, media_type, size}``, or None: read fresh, the read shared (not to be changed)."""
+        return await self.pull_reads.read(("tag", repo, tag), lambda: self.tags.find_one(
+            {"repo": repo, "tag": tag}, {"digest": 1, "media_type": 1, "size": 1}))
 
     async def tag(self, repo, tag):
         """The whole tag document (with ``updated_at``: when it was last set), or None."""

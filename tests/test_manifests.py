@@ -1,5 +1,6 @@
 """Manifests: byte-exact PUT/GET by tag and digest, the media types, references, limits, Accept, deletes."""
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -138,6 +139,38 @@ def test_concurrent_puts_of_one_tag_all_succeed_each_with_its_event_and_the_tag_
     assert statuses == [201] * len(bodies)
     assert get_manifest(admin, repo, "latest").headers["Docker-Content-Digest"] in {sha256(body) for body in bodies}
     assert db.events.count_documents({"type": "PUSH_ARTIFACT", "data.repository": repo}) == len(bodies)
+
+
+def test_a_tag_read_by_many_clients_at_once_answers_each_with_the_manifest_pushed_before_it_asked(admin, repo):
+    config, layers = image_blobs(admin, repo)
+    bodies = [encode({**image_manifest(config, layers), "annotations": {"n": str(n)}}) for n in range(2)]
+    put_manifest(admin, repo, "hot", bodies[0])
+    stop, seen = threading.Event(), []
+
+    def pull_in_a_loop():
+        while not stop.is_set():
+            response = get_manifest(admin, repo, "hot")
+            seen.append((response.status_code, response.headers.get("Docker-Content-Digest")))
+
+    # Reads of the tag overlap all along, so the server shares them; each answer after a push must be that push's.
+    with ThreadPoolExecutor(8) as pool:
+        pullers = [pool.submit(pull_in_a_loop) for _ in range(8)]
+        try:
+            stale = []
+            for round_number in range(40):
+                body = bodies[round_number % 2]
+                put_manifest(admin, repo, "hot", body)
+                answered = get_manifest(admin, repo, "hot").headers["Docker-Content-Digest"]
+                if answered != sha256(body):
+                    stale.append(round_number)
+        finally:
+            stop.set()
+        for puller in pullers:
+            puller.result()
+
+    assert stale == []
+    assert {answer for answer in seen} <= {(200, sha256(body)) for body in bodies}
+    assert len(seen) > 40
 
 
 def test_a_docker_schema2_manifest_round_trips_with_its_media_type(admin, repo):
