@@ -6,33 +6,10 @@ wait watches a duplicate of the socket's descriptor: the original is registered 
 stream, and a second registration of the same descriptor would replace Tornado's.
 """
 import asyncio
-import ipaddress
 import os
-import socket
 
 # The most one call sends: bounds the time a call holds an executor thread.
 SENDFILE_BYTES = 8 * 1024 * 1024
-
-
-def peer_on_this_host(address):
-    """Whether an IP socket's peer address (``getpeername()``) is on this host: a loopback address."""
-    peer = ipaddress.ip_address(address[0].split("%")[0])
-    return (getattr(peer, "ipv4_mapped", None) or peer).is_loopback
-
-
-def fit_send_buffer(sock, local_bytes):
-    """Cap the send buffer of a socket whose peer is on this host at ``local_bytes`` (0: leave the kernel's
-    autotuning). Measured on loopback, a 1 GiB pull by a Python client that hashes what it reads: 1.2 GB/s with
-    the autotuned 4 MiB buffer, 1.7 GB/s with 512 KiB (the kernel doubles it); a loopback round trip takes
-    microseconds, so a small buffer never starves the peer. A remote peer keeps the buffer its round-trip time
-    needs."""
-    if not local_bytes or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    try:
-        if peer_on_this_host(sock.getpeername()):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, local_bytes)
-    except OSError:  # the peer is gone: the send finds it so
-        pass
 
 
 class FileShort(Exception):

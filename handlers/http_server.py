@@ -15,9 +15,11 @@
   longer than the balancer keeps an idle connection, so a request is never sent on a connection
   just as this server closes it (a balancer does not resend a POST or PATCH, nor any request whose
   body it streamed, that failed that way).
+- A connection from this host may get a small send buffer (``fit_send_buffer``).
 """
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import time
 
@@ -101,6 +103,25 @@ def _close_lingering(sock):
     loop.add_reader(fd, readable)
 
 
+def peer_on_this_host(address):
+    """Whether an IP peer address (as ``accept`` gives it) is on this host: a loopback address."""
+    peer = ipaddress.ip_address(address[0].split("%")[0])
+    return (getattr(peer, "ipv4_mapped", None) or peer).is_loopback
+
+
+def fit_send_buffer(sock, address, local_bytes):
+    """Cap the send buffer of a connection from ``address`` at ``local_bytes`` when that peer is on this host
+    (0: leave the kernel's autotuning). Measured on loopback, a 1 GiB pull by a Python client that hashes what
+    it reads: 1.2 GB/s with the autotuned 4 MiB buffer, 1.7 GB/s with 512 KiB (the kernel doubles it); a
+    loopback round trip takes microseconds, so a small buffer never starves the peer. A remote peer keeps the
+    buffer its round-trip time needs. The kernel caps what it is given at ``net.core.wmem_max``."""
+    if local_bytes and sock.family in (socket.AF_INET, socket.AF_INET6) and peer_on_this_host(address):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, local_bytes)
+        except OSError:  # the peer is gone: the first read or write finds it so
+            pass
+
+
 class AnsweringIOStream(tornado.iostream.IOStream):
     """Tornado's stream, saying why before it closes a connection whose request outgrew the header limit, and
     closing only once the peer has stopped sending."""
@@ -165,8 +186,9 @@ def _close_after_answer(request_conn):
 
 
 class RegistryHTTPServer(tornado.httpserver.HTTPServer):
-    def initialize(self, *args, **kwargs):
+    def initialize(self, *args, local_send_buffer_bytes=0, **kwargs):
         super().initialize(*args, max_header_size=MAX_HEADER_BYTES, **kwargs)
+        self.local_send_buffer_bytes = local_send_buffer_bytes
         self.draining = False
         self._idle_since = {}  # connection waiting for its next request -> since when (monotonic)
         self._serving = {}  # connection with a request in flight -> that request's HTTP/1 connection
@@ -204,6 +226,7 @@ class RegistryHTTPServer(tornado.httpserver.HTTPServer):
             finally:
                 stream.close()
             return
+        fit_send_buffer(stream.socket, address, self.local_send_buffer_bytes)
         stream.__class__ = AnsweringIOStream
         super().handle_stream(stream, address)
 

@@ -168,7 +168,7 @@ async def run_node(config, backend, sockets, hint):
     services = build_services(config, backend, JwtCodec(keys), hint)
     app = make_app(config, services)
     server = RegistryHTTPServer(app, xheaders=config["trust_proxy_headers"], max_body_size=MAX_BUFFERED_BODY,
-                                chunk_size=BODY_CHUNK_SIZE)
+                                chunk_size=BODY_CHUNK_SIZE, local_send_buffer_bytes=config["local_send_buffer_bytes"])
     loop = asyncio.get_running_loop()
     imports = ImportActors(SyncImportTasks(backend.sync_db), services.import_pipeline, loop, config)
     services.imports.wake = imports.wake

@@ -5,7 +5,7 @@ import os
 
 from tornado.iostream import StreamClosedError
 
-from handlers.file_sender import fit_send_buffer, send_file, written_by_kernel
+from handlers.file_sender import send_file, written_by_kernel
 from handlers.registry.base import RegistryHandler
 from services.ranges import parse_range
 
@@ -63,7 +63,6 @@ class BlobHandler(RegistryHandler):
     async def stream_file(self, blob, file_fd, start, length):
         stream = self.request.connection.stream
         try:
-            fit_send_buffer(stream.socket, self.config["local_send_buffer_bytes"])
             sent = await self.flushed_in_time() and await send_file(
                 stream.socket, file_fd, start, length, self.config["blob_send_timeout_seconds"])
         except (StreamClosedError, ConnectionError, TimeoutError):  # the client is gone

@@ -2,6 +2,7 @@
 import asyncio
 
 import pytest
+from pymongo.errors import NetworkTimeout
 
 from storage.shared_reads import SharedReads
 
@@ -92,7 +93,37 @@ def test_a_failed_read_fails_its_callers_and_the_next_is_sent_afresh():
         second = asyncio.ensure_future(reads.read("tag", failing_once))
         with pytest.raises(ConnectionError):
             await first
-        return await second, len(calls)
+        return await second, len(calls), reads.keys
+
+    assert asyncio.run(scenario()) == ("answer", 2, {})
+
+
+def test_a_read_that_cannot_start_fails_its_callers_and_leaves_the_key_free():
+    async def scenario():
+        reads = SharedReads()
+
+        def broken():
+            raise ValueError("no query")
+
+        with pytest.raises(ValueError):
+            await reads.read("tag", broken)
+        return reads.keys
+
+    assert asyncio.run(scenario()) == {}
+
+
+def test_a_read_that_takes_too_long_fails_as_a_timeout_and_the_next_is_sent_afresh():
+    async def scenario():
+        reads, calls = SharedReads(read_seconds=0.05), []
+
+        async def stalled_once():
+            calls.append(len(calls))
+            await asyncio.sleep(5 if len(calls) == 1 else 0)
+            return "answer"
+
+        with pytest.raises(NetworkTimeout):
+            await reads.read("tag", stalled_once)
+        return await reads.read("tag", stalled_once), len(calls)
 
     assert asyncio.run(scenario()) == ("answer", 2)
 
@@ -107,8 +138,9 @@ def test_a_cancelled_caller_leaves_the_read_to_the_others():
         waiting[0].cancel()
         answer = await waiting[1]
         await first
-        return answer, waiting[0].cancelled()
+        return answer, waiting[0].cancelled(), reads.keys
 
-    answer, cancelled = asyncio.run(scenario())
+    answer, cancelled, keys = asyncio.run(scenario())
     assert answer["read"] == 2
     assert cancelled
+    assert keys == {}
