@@ -278,18 +278,19 @@ def bench_registry(registry, run_dir, http_layer, skopeo, pulls):
     """Push and pull through one registry; return MB/s by path key.
 
     The HTTP pull runs `pulls` times and counts by its median (one pull of 1 GiB from the page cache
-    lasts under a second, and moves by 15 % from one to the next); its first byte is the first pull's. `skopeo` is a SkopeoSource, or None
-    to skip the skopeo paths.
+    lasts under a second, and moves by 15 % from one to the next); its first byte is the first pull's.
+    `skopeo` is a SkopeoSource, or None to skip the skopeo paths.
     """
     print(f"benchmarking {registry.name} at {registry.base_url} ...", flush=True)
     session = RegistrySession(registry)
     session.authorize(f"repository:{RAW_REPO}:pull,push")
     push_s = http_push_blob(session, RAW_REPO, http_layer)
     timed = [http_pull_blob(session, RAW_REPO, http_layer) for _ in range(pulls)]
+    pull_speeds = [mb_per_s(http_layer.size, pull_s) for pull_s, _ in timed]
     speeds = {
         "http_push": mb_per_s(http_layer.size, push_s),
-        "http_pull": statistics.median(mb_per_s(http_layer.size, pull_s) for pull_s, _ in timed),
-        "http_pull_each": [mb_per_s(http_layer.size, pull_s) for pull_s, _ in timed],
+        "http_pull": statistics.median(pull_speeds),
+        "http_pull_each": pull_speeds,
         "first_byte_ms": 1000 * timed[0][1],  # of the first pull after the push, as the issue asks
     }
     if skopeo:
@@ -343,7 +344,8 @@ def run(args):
                 start_reference(children, run_dir), run_dir, http_layer, skopeo, args.pulls
             )
         for backend in args.backends:
-            results["backends"][backend] = bench_backend(children, services, backend, http_layer, skopeo, args.pulls)
+            results["backends"][backend] = bench_backend(children, services, backend, http_layer, skopeo,
+                                                         args.pulls)
 
         results["peak_rss_mb"]["secantusd"] = peak_rss_mb(mongo.pid)
         if s3:

@@ -13,6 +13,7 @@ def test_a_loopback_peer_is_on_this_host(address):
     assert peer_on_this_host(address)
 
 
+# Data only, never connected to: peer addresses as accept() would give them.
 @pytest.mark.parametrize("address", [("10.1.2.3", 5000), ("192.0.2.1", 443), ("2001:db8::1", 5000, 0, 0),
                                      ("fe80::1%eth0", 5000, 0, 2), ("::ffff:192.0.2.1", 5000, 0, 0)])
 def test_a_peer_elsewhere_is_not_on_this_host(address):
@@ -41,7 +42,7 @@ def test_a_connection_from_a_loopback_peer_gets_the_local_send_buffer(loopback_c
 def test_a_connection_from_a_peer_elsewhere_keeps_the_kernels_buffer(loopback_connection):
     served, _ = loopback_connection
     before = served.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-    fit_send_buffer(served, ("192.0.2.1", 5000), 256 * 1024)
+    fit_send_buffer(served, ("192.0.2.1", 5000), 256 * 1024)  # data only: the socket stays on loopback
     assert served.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == before
 
 
