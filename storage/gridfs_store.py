@@ -14,8 +14,9 @@ from storage.blobstore import BlobStore, StorageUnavailable, UploadWriter, raise
 from storage.clock import utcnow
 from storage.mongo import BULK_DATA
 
-# Chunks sent per insert_many: fewer round trips without holding much in memory.
-CHUNKS_PER_WRITE_MIB = 4
+# Chunks sent per insert_many: fewer round trips without holding much in memory. A 1 GiB push's worker peaked
+# at 93-98 MB with 4 MiB, 84 MB with 2 MiB, at the same speed (139-144 against 143-155 MB/s).
+CHUNKS_PER_WRITE_MIB = 2
 # Bytes fetched per query when reading: each asks for a bounded range of ``n``, so the first byte of any
 # blob comes after one small query (a single sorted query over a large file makes some servers gather
 # every chunk before answering the first).
