@@ -9,6 +9,7 @@ import time
 
 import pytest
 import requests
+from pymongo.uri_parser import parse_uri
 
 from tests.support.api_client import Api, ok
 from tests.support.clients import (
@@ -49,6 +50,16 @@ def test_a_server_without_a_mongo_uri_runs_its_own_database_under_the_data_dir(e
     assert (server.data_dir / "mongo").is_dir()
     assert len(databases) == 1, child_processes(server.process.pid)
     assert str(server.data_dir / "mongo") in dict(child_processes(server.process.pid))[databases[0]]
+
+
+def test_the_embedded_database_is_written_to_without_retryable_writes(embedded):
+    """SecantusDB scans its record of retryable writes on every write (5 ms a write past 10 000 of them), and a
+    retry would ride over a failover that one member never has."""
+    server, _ = embedded
+
+    recorded = lock_record(server.data_dir)["mongo_uri"]  # what the workers and the commands beside them use
+
+    assert parse_uri(recorded)["options"]["retryWrites"] is False
 
 
 def test_sigterm_stops_the_embedded_server_with_status_0_and_its_database_with_it(embedded):
