@@ -314,8 +314,18 @@ def measure_registry(registry, run_dir, http_layer, skopeo, pulls):
         stop_process_group(registry.proc)  # still listed in `children`, for its log tail on failure
 
 
+def settle_disk():
+    """Write back what the measurements before left dirty, so it does not slow the next ones: after the
+    filesystem's gigabytes, SecantusDB's commits waited on that write-back (GridFS pulls at 352-378 MB/s in
+    full runs against 562-580 alone, and one push whose server stopped reading for over 10 s)."""
+    started = time.monotonic()
+    os.sync()
+    print(f"disk settled in {time.monotonic() - started:.1f} s", flush=True)
+
+
 def bench_backend(children, services, backend, http_layer, skopeo, pulls):
     """Raw backend speed, then a fresh cyp server on that backend, back to back."""
+    settle_disk()
     print(f"measuring raw {backend} ...", flush=True)
     raw = RAW_BENCHES[backend](services, http_layer)
     registry = start_cyp(children, services, backend)
@@ -340,6 +350,7 @@ def run(args):
         services = Services(run_dir, mongo_uri, s3)
 
         if not args.skip_reference:
+            settle_disk()
             results["reference"] = measure_registry(
                 start_reference(children, run_dir), run_dir, http_layer, skopeo, args.pulls
             )
