@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 import pymongo
 import pytest
@@ -376,11 +375,7 @@ def test_collections_on_one_node_while_another_pushes_the_same_blobs_lose_nothin
     blobs = {sha256(config): config, sha256(layer): layer}
     body = encode(image_manifest({"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
                                  [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)}]))
-    # Without retryable writes (an option of the connection string): SecantusDB 0.7.0b3 keeps the last 10 000
-    # retryable writes and, once it holds them, sorts that record on every one (0.5 ms per update before, 10 ms
-    # after, measured), which tripled this test's cost per round. Nothing here fails a write for a retry to repair.
-    database = SimpleNamespace(uri=f"{isolated_mongo.uri}?retryWrites=false")
-    with Cluster(database, tmp_path, 2, env) as cluster:
+    with Cluster(isolated_mongo, tmp_path, 2, env) as cluster:
         pusher_node, collector_node = cluster.nodes
         api = Api(pusher_node.url).session("admin", pusher_node.admin_password)
         ok(api.post("/api/v1/projects", json={"name": "race"}))
