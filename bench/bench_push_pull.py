@@ -3,7 +3,7 @@
 
 One run starts SecantusDB (and moto_server when S3 is measured), measures
 Debian's docker-registry (CNCF distribution, filesystem storage) once, then for
-each backend (GridFS, S3, filesystem) measures a raw write/read of the test
+each backend (filesystem, GridFS, S3) measures a raw write/read of the test
 layer driven directly and pushes and pulls that layer through a fresh
 CYP-Registry server (server.py) on that backend, with plain HTTP and another of
 the same size with skopeo.  It reads each server's peak RSS, prints a table

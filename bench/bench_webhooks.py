@@ -519,7 +519,7 @@ def measure_load(args, registry, consumer, api, database, cpu_pids, run_dir):
     rows = []
     # Each operation without webhooks and at once with them, --rounds times: on a shared machine only runs
     # back to back compare. The order alternates between rounds (without first in odd rounds, with first in even
-    # ones), since SecantusDB gets slower as a run writes more (its record of retryable writes), which would
+    # ones), since SecantusDB gets slower as a run writes more, which would
     # otherwise count against the phase that always comes second.
     def phases(load_round):
         order = (0, LOAD_HOOKS) if load_round % 2 else (LOAD_HOOKS, 0)

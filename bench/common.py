@@ -46,7 +46,7 @@ from botocore.config import Config as BotoConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # to start SecantusDB the way the server's embedded database is started
-from storage.embedded_mongo import OPLOG_OPTIONS, URI_OPTIONS  # noqa: E402
+from storage.embedded_mongo import OPLOG_OPTIONS, embedded_uri  # noqa: E402
 REFERENCE_REGISTRY = "/usr/bin/docker-registry"
 SKOPEO = "/usr/bin/skopeo"
 HEY = "/usr/bin/hey"
@@ -409,7 +409,7 @@ def start_secantusdb(children, run_dir):
          "--storage-path", str(run_dir / "secantus-data"), *OPLOG_OPTIONS],
         cwd=run_dir,  # so it does not pick up a ./secantusd.toml from the caller's cwd
     )
-    uri = f"mongodb://127.0.0.1:{port}/?{URI_OPTIONS}"  # as the embedded default runs it
+    uri = embedded_uri("127.0.0.1", port)
     wait_until_ready("secantusd", proc, lambda: mongo_pings(uri))
     return proc, uri
 

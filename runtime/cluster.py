@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from runtime.balancer import balancer_blocks, nginx_command, nginx_config
-from storage.embedded_mongo import OPLOG_OPTIONS, URI_OPTIONS, die_with_parent
+from storage.embedded_mongo import OPLOG_OPTIONS, die_with_parent, embedded_uri
 from storage.embedded_mongo import _executable as secantusd_executable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,7 +236,7 @@ class Cluster:
         storage.mkdir(parents=True, exist_ok=True)
         config = self.directory / "secantusd.toml"
         config.touch()  # an explicit, empty configuration: no secantusd.toml of the machine applies
-        self.mongo_uri = f"mongodb://127.0.0.1:{port}/?{URI_OPTIONS}"
+        self.mongo_uri = embedded_uri("127.0.0.1", port)
         self.database = Process("SecantusDB", [secantusd_executable(), "--config", str(config), "--host",
                                                "127.0.0.1", "--port", str(port), "--storage-path", str(storage),
                                                "--log-level", "WARNING", *OPLOG_OPTIONS],

@@ -53,8 +53,7 @@ def test_a_server_without_a_mongo_uri_runs_its_own_database_under_the_data_dir(e
 
 
 def test_the_embedded_database_is_written_to_without_retryable_writes(embedded):
-    """SecantusDB scans its record of retryable writes on every write (5 ms a write past 10 000 of them), and a
-    retry would ride over a failover that one member never has."""
+    """Why: storage/embedded_mongo.py URI_OPTIONS."""
     server, _ = embedded
 
     recorded = lock_record(server.data_dir)["mongo_uri"]  # what the workers and the commands beside them use

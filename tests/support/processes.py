@@ -12,7 +12,7 @@ from pathlib import Path
 import pymongo
 import requests
 
-from storage.embedded_mongo import OPLOG_OPTIONS, URI_OPTIONS
+from storage.embedded_mongo import OPLOG_OPTIONS, embedded_uri
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ class MongoServer:
         self.storage_path = Path(storage_path)
         self.cache_options = ("--cache-size", cache_size) if cache_size else ()
         self.port = free_port()
-        self.uri = f"mongodb://127.0.0.1:{self.port}/?{URI_OPTIONS}"  # as the embedded default is used
+        self.uri = embedded_uri("127.0.0.1", self.port)
         self.process = None
 
     def start(self):
