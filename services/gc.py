@@ -31,12 +31,13 @@ class GarbageCollector:
 
     async def run_now(self):
         """One collection now (``POST /system/gc``, ``gc run``), under the cluster's lease like a scheduled one,
-        and recorded as done like one (the next scheduled run is an interval later). CollectionRunning when a
-        collection runs anywhere, or its lease was lost to another node meanwhile."""
+        and recorded as done like one when it completes (the next scheduled run is an interval later; one that
+        fails leaves the schedule as it was). CollectionRunning when a collection runs anywhere, or its lease was
+        lost to another node meanwhile."""
         token = await self.lease.take(holder_name(), due_only=False)
         if token is None:
             raise CollectionRunning(await self.lease.holder())
-        result = await _collect_holding(self, token)
+        result = await _collect_holding(self, token, failure_counts_as_done=False)
         if result is None:
             raise CollectionRunning(await self.lease.holder())
         return result
@@ -87,9 +88,10 @@ async def collect_forever(collector, owner):
             log.exception("garbage collection failed")
 
 
-async def _collect_holding(collector, token):
+async def _collect_holding(collector, token, failure_counts_as_done=True):
     """One collection while renewing the lease; its result, or None when the lease was lost. A run cut short
-    (this node stopping) is handed back at once; one that failed counts as done (no node retries it at once)."""
+    (this node stopping) is handed back at once; a scheduled one that failed counts as done (no node retries it
+    at once)."""
     lease = collector.lease
     run = asyncio.ensure_future(collector.run_once())
     finished = False
@@ -98,7 +100,7 @@ async def _collect_holding(collector, token):
             if not await lease.renew(token):
                 log.warning("garbage collection lease lost; another node collects")
                 return None
-        finished = True
+        finished = failure_counts_as_done or run.exception() is None
         return run.result()
     finally:
         run.cancel()

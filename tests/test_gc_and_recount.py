@@ -2,11 +2,14 @@
 import datetime
 import secrets
 
-from tests.support.api_client import create_user, ok, refused
+from tests.support.api_client import admin_api_for, create_user, ok, refused
 from tests.support.manifests import (
     OCI_LAYER_TAR, delete, encode, image_manifest, pull, push, push_blob, push_image, sha256,
 )
-from tests.support.quota_support import gc_lease, gc_lease_held_elsewhere, new_project, recount, run_gc
+from tests.support.processes import RegistryServer
+from tests.support.quota_support import (
+    GC_NOW_ENV, Db, gc_lease, gc_lease_held_elsewhere, new_project, recount, run_gc,
+)
 
 
 def head(client, repo, digest):
@@ -143,6 +146,26 @@ def test_gc_asked_for_runs_under_the_lease_records_when_it_finished_and_hands_th
     assert lease["owner"] is None and lease["until"] < before
     assert lease["done_at"] >= before
     assert set(ok(gc_api.post("/api/v1/system/gc"))) == {"unlinked", "deleted_blobs", "freed_bytes"}  # free again
+
+
+def test_gc_asked_for_that_fails_answers_503_and_leaves_the_schedule_as_it_was(mongo, tmp_path):
+    server = RegistryServer(mongo.uri, tmp_path, env={**GC_NOW_ENV, "CYP_STORAGE_BACKEND": "filesystem"}).start()
+    database = Db(mongo.uri, server.db_name)
+    try:
+        scheduled = gc_lease(database["meta"])["done_at"]
+        # An unlinked blob whose file is the store's root directory: removing it fails as a storage failure does.
+        database["blobs"].insert_one({"_id": "sha256:" + "0" * 64, "size": 1, "ref": {"path": "."},
+                                      "created_at": scheduled, "touched_at": datetime.datetime(2000, 1, 1)})
+
+        response = admin_api_for(server).post("/api/v1/system/gc")
+
+        lease = database["meta"].find_one({"_id": "lease:gc"})
+    finally:
+        database.close()
+        server.stop()
+    assert response.status_code == 503, response.text
+    assert (response.json()["code"], response.headers["Retry-After"]) == (50003, "5")
+    assert lease["owner"] is None and lease["done_at"] == scheduled
 
 
 def test_gc_needs_an_administrator(gc_api):
