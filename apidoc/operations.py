@@ -694,7 +694,8 @@ blobs no repository links. Nothing younger than `gc_grace_seconds` (default 3600
 progress is safe. The cluster also runs one each `gc_interval_seconds`, on one node at a time.
 
 The run holds the cluster's collection lease, as a scheduled one does, and answers when it has finished; it
-counts as the cluster's latest collection (the next scheduled one is `gc_interval_seconds` after it). While a
+counts as the cluster's latest collection (the next scheduled one is `gc_interval_seconds` after it); one that
+fails (503: the database or the blob store could not be reached) leaves the schedule as it was. While a
 collection runs anywhere (scheduled, or asked for on any node, or by `gc run`), no second one starts: the
 answer is 409 at once, and the caller may ask again later.""",
         errors=((20002, "`a garbage collection is already running (held by <host:pid:id>); try again when it has "
