@@ -6,7 +6,7 @@ from tests.support.api_client import admin_api_for, create_user, ok, refused
 from tests.support.manifests import (
     OCI_LAYER_TAR, delete, encode, image_manifest, pull, push, push_blob, push_image, sha256,
 )
-from tests.support.processes import RegistryServer
+from tests.support.processes import started_server
 from tests.support.quota_support import (
     GC_NOW_ENV, Db, gc_lease, gc_lease_held_elsewhere, new_project, recount, run_gc,
 )
@@ -149,9 +149,8 @@ def test_gc_asked_for_runs_under_the_lease_records_when_it_finished_and_hands_th
 
 
 def test_gc_asked_for_that_fails_answers_503_and_leaves_the_schedule_as_it_was(mongo, tmp_path):
-    server = RegistryServer(mongo.uri, tmp_path, env={**GC_NOW_ENV, "CYP_STORAGE_BACKEND": "filesystem"}).start()
-    database = Db(mongo.uri, server.db_name)
-    try:
+    with started_server(mongo, tmp_path, {**GC_NOW_ENV, "CYP_STORAGE_BACKEND": "filesystem"}) as server:
+        database = Db(mongo.uri, server.db_name)
         scheduled = gc_lease(database["meta"])["done_at"]
         # An unlinked blob whose file is the store's root directory: removing it fails as a storage failure does.
         database["blobs"].insert_one({"_id": "sha256:" + "0" * 64, "size": 1, "ref": {"path": "."},
@@ -160,9 +159,7 @@ def test_gc_asked_for_that_fails_answers_503_and_leaves_the_schedule_as_it_was(m
         response = admin_api_for(server).post("/api/v1/system/gc")
 
         lease = database["meta"].find_one({"_id": "lease:gc"})
-    finally:
         database.close()
-        server.stop()
     assert response.status_code == 503, response.text
     assert (response.json()["code"], response.headers["Retry-After"]) == (50003, "5")
     assert lease["owner"] is None and lease["done_at"] == scheduled
