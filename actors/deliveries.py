@@ -13,11 +13,14 @@ can. A tick claims up to ``EVENTS_PER_TICK`` events with one update and reads th
 deliveries it makes wait here, and their first attempt is made before they are stored: within
 ``SEND_LEASE_MARGIN_SECONDS`` of the fan-out (else they are stored pending, and sent like retries), under
 the lease on their event, which outlasts that wait and the attempt; each is then stored once, with that
-attempt's outcome, and an event is marked fanned out once all of its deliveries are stored. A dispatcher
+attempt's outcome (in the history when it has ended: storage/deliveries.py), and an event is marked fanned
+out once all of its deliveries are stored. A dispatcher
 that dies before loses its lease on the event, and another fans it out again: the deliveries not stored
 yet are sent again, under the same event id. Deliveries found by a query (retries come due, a dead
-dispatcher's) are taken with an update, and their outcomes written with one more. Outcomes are written
-together, ``OUTCOME_SECONDS`` after the first of them (one insert and one bulk write).
+dispatcher's) are taken with an update, and their outcomes written with one more (one that has ended is
+inserted in the history, then deleted). Outcomes are written together, ``OUTCOME_SECONDS`` after the first
+of them (an insert to each collection and one bulk write). Every EXPIRE_SECONDS the dispatcher deletes the
+history past its retention.
 """
 import asyncio
 import collections
@@ -56,6 +59,8 @@ OUTCOME_SECONDS = 0.25
 # within this long.
 WEBHOOK_FRESH_SECONDS = 1.0
 JITTER = 0.2
+# How often this dispatcher deletes the deliveries' history past its retention.
+EXPIRE_SECONDS = 60
 
 
 def parse_schedule(text):
@@ -99,6 +104,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         self.write_asked = False
         self.webhook_outcomes = {}  # webhook id: (last status, whether any succeeded), not yet written
         self.health_written = 0.0  # when they were last written (time.monotonic)
+        self.expired = time.monotonic()  # when the history was last expired
 
     def on_receive(self, message):
         try:
@@ -109,6 +115,9 @@ class DeliveryDispatcher(pykka.ThreadingActor):
                 look_again = message == "look" or time.monotonic() >= self.looked_at + LOOK_AGAIN_SECONDS
                 self._fan_out()
                 self._send_due(look_again=look_again or self.backlog)
+                if time.monotonic() >= self.expired + EXPIRE_SECONDS:
+                    self.expired = time.monotonic()
+                    self.deliveries.expire(self.retention)
             elif message == "write":
                 self.write_asked = False
                 self._write_outcomes()
@@ -136,11 +145,11 @@ class DeliveryDispatcher(pykka.ThreadingActor):
             return
         webhooks = self.webhooks.subscribed({event["type"] for event in events})
         self._know(webhooks)
-        made, has_delivery = [], self._deliveries_of(again)
+        made = []
         for event in events:
             rendered = {}  # the body of each format, rendered (and checked against its schema) once per event
             for webhook in webhooks:
-                if not matches(webhook, event) or (event["_id"], webhook["_id"]) in has_delivery:
+                if not matches(webhook, event):
                     continue
                 webhook_format = webhook.get("format", "default")
                 if webhook_format not in rendered:
@@ -151,6 +160,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
                         rendered[webhook_format] = None
                 if rendered[webhook_format] is not None:
                     made.append(new_delivery(event, webhook["_id"], *rendered[webhook_format]))
+        made = self._not_made_before(made, again)
         held = max(0, HELD_CANDIDATES - len(self.due))
         if made[held:]:
             self.deliveries.insert(made[held:])
@@ -163,16 +173,16 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         waiting = self.unstored_of_event
         self.events.dispatched([event for event in events if event["_id"] not in waiting], self.retention)
 
-    def _deliveries_of(self, event_ids):
-        """``{(event id, webhook id)}`` of the deliveries of ``event_ids`` (events claimed again, after their lease
-        ran out) stored already, or held here: a fan-out again makes only the others, so a receiver that had its
-        delivery stored is not sent the event again, and this dispatcher's count of an event's deliveries not
-        stored yet counts each once."""
-        if not event_ids:
-            return set()
-        held = {(delivery["event_id"], delivery["webhook_id"]) for _, delivery in self.unstored.values()
-                if delivery["event_id"] in event_ids}
-        return held | self.deliveries.made_for(event_ids)
+    def _not_made_before(self, made, event_ids):
+        """``made`` but those of events claimed again (``event_ids``: their lease ran out) stored already or held
+        here: a fan-out again makes only the others (a delivery's id is the same each time it is made), so a
+        receiver that had its delivery stored is not sent the event again, and this dispatcher's count of an
+        event's deliveries not stored yet counts each once."""
+        again = [delivery["_id"] for delivery in made if delivery["event_id"] in event_ids]
+        if not again:
+            return made
+        there = self.unstored.keys() | self.deliveries.stored(again)
+        return [delivery for delivery in made if delivery["_id"] not in there]
 
     def _stored(self, delivery_id):
         """Note that a delivery made here is stored (or will be, with the next write of outcomes); its event is
@@ -293,7 +303,8 @@ class DeliveryDispatcher(pykka.ThreadingActor):
     # --- outcomes --------------------------------------------------------------------------------
 
     def _write_outcomes(self, health_now=False):
-        """Write the deliveries and outcomes recorded since the last call (one insert, one bulk write), mark the
+        """Write the deliveries and outcomes recorded since the last call (an insert to each collection, then one
+        bulk write), mark the
         events whose deliveries are all stored (one update), and write the webhooks' health in another when
         ``health_now`` or HEALTH_SECONDS have passed since it was last written."""
         inserts, self.to_insert = self.to_insert, []
@@ -324,12 +335,17 @@ class DeliveryDispatcher(pykka.ThreadingActor):
             pass
 
     def _keep_outcome(self, delivery, attempt, status, next_attempt_at=None):
+        """A delivery made here is stored with this outcome; a stored one that will be sent again is updated, and
+        one that has ended is written to the history and then taken out of ``deliveries``."""
+        after = self.deliveries.with_outcome(delivery, attempt, status, next_attempt_at, self.retention)
         if delivery["_id"] in self.unstored:
             self._stored(delivery["_id"])
-            self.to_insert.append(self.deliveries.with_first_outcome(delivery, attempt, status, next_attempt_at,
-                                                                     self.retention))
-        else:
+            self.to_insert.append(after)
+        elif status == PENDING:
             self.outcomes.append(self.deliveries.outcome(delivery, attempt, status, next_attempt_at, self.retention))
+        else:
+            self.to_insert.append(after)
+            self.outcomes.append(self.deliveries.leave(delivery))
 
     def _record(self, delivery, webhook, outcome):
         self.in_flight[webhook["_id"]] -= 1

@@ -586,7 +586,8 @@ rotated."""),
         "GET", "/api/v1/webhooks/{webhook_id}/deliveries", "listDeliveries", "webhooks", "A webhook's deliveries",
         "owner", page("delivery"), query=("page", "page_size", "delivery_status", "event_type"),
         errors=(WEBHOOK_NOT_FOUND,),
-        description="Newest first. `body` is the exact payload sent; each attempt shows the request (secrets "
+        description="Newest first: an event's delivery by when the event occurred, a redelivery by when it was "
+                    "asked for. `body` is the exact payload sent; each attempt shows the request (secrets "
                     "redacted), the status, the first 4 KiB of the response, the duration and any error. An "
                     "event's delivery is listed once its first attempt has ended (it is stored with its outcome), "
                     "or, when it could not be sent within 5 s, as `pending`: during its first attempt (at most "
@@ -596,7 +597,8 @@ rotated."""),
         "Send a delivery again", "owner", one("delivery"),
         errors=(WEBHOOK_NOT_FOUND, (20001, "`delivery not found`")),
         description="A new delivery of the same event (same `event_id`, same body) to this webhook, answered "
-                    "after its first attempt."),
+                    "after its first attempt. Its `redelivery` is the one of the delivery sent again plus one (0 is "
+                    "the fan-out's own)."),
     Operation(
         "GET", "/api/v1/webhooks/schemas", "listPayloadSchemas", "webhooks",
         "The JSON Schema of every event type's payload", "anyone", one("payload_schemas"),

@@ -297,12 +297,15 @@ class Database:
         return self.db.events.count_documents({"status": "pending"})
 
     def deliveries(self, webhook_ids):
-        """{status: count} and how many needed more than one attempt, for these webhooks."""
+        """{status: count} and how many needed more than one attempt, for these webhooks (those still to be sent,
+        and the history)."""
         query = {"webhook_id": {"$in": list(webhook_ids)}}
-        by_status = {doc["_id"]: doc["n"] for doc in self.db.deliveries.aggregate(
-            [{"$match": query}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
-        retried = self.db.deliveries.count_documents({**query, "attempt_count": {"$gt": 1}})
-        return by_status, retried
+        by_status, retried = Counter(), 0
+        for collection in (self.db.deliveries, self.db.delivery_history):
+            by_status.update({doc["_id"]: doc["n"] for doc in collection.aggregate(
+                [{"$match": query}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}])})
+            retried += collection.count_documents({**query, "attempt_count": {"$gt": 1}})
+        return dict(by_status), retried
 
     def wait_no_pending_events(self, timeout):
         """Wait until the dispatcher has fanned every event out, at most `timeout` s; return (seconds waited,

@@ -4,23 +4,59 @@ attempt made, and when the next is due.
 A delivery's first attempt is usually made before it is stored: the dispatcher that fanned the event out
 sends it while it holds the event's lease, and stores it with that attempt's outcome (a dispatcher that
 dies before loses the lease on the event, and another fans it out again, under the same event id). A
-stored delivery is ``pending`` until its next attempt is due, ``sending`` while a dispatcher holds its
-lease (likewise taken over when its holder dies), and ends ``succeeded`` or ``failed`` (its retries
-exhausted, or the webhook gone or answering 410). Ended deliveries expire (TTL) after the retention period.
+delivery still to be sent lives in ``deliveries``: ``pending`` until its next attempt is due, ``sending``
+while a dispatcher holds its lease (likewise taken over when its holder dies). One that has ended
+(``succeeded``, or ``failed``: its retries exhausted, or the webhook gone or answering 410) lives in
+``delivery_history``, written there once, and is deleted from there after the retention period.
+
+Most deliveries are history from the start (their first attempt succeeds), so that collection has no index
+but ``_id``: every secondary index costs SecantusDB about as much again per document inserted. The ids do
+the indexes' work. They sort a webhook's deliveries by time (``dlv_<webhook>_<milliseconds><event><n>``):
+its listing, its deletion and the expiry are ranges of ``_id``; and a fan-out's delivery has the same id
+each time it is made, so one made twice is stored once. The expiry is this module's own ranged delete
+rather than a TTL index, which SecantusDB serves by reading every document of the collection under its
+global lock, once a minute.
 """
 import datetime
-import uuid
 
-from pymongo import UpdateOne
+from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.clock import utcnow
 from storage.leases import candidates, take_many
 
 PENDING, SENDING, SUCCEEDED, FAILED = "pending", "sending", "succeeded", "failed"
+ENDED = (SUCCEEDED, FAILED)
 DUPLICATE_KEY = 11000
 # Attempts kept on a delivery (the schedule has ten; redeliveries are deliveries of their own).
 KEPT_ATTEMPTS = 20
+HISTORY = "delivery_history"
+# After every character of an id past its webhook's prefix (hexadecimal digits).
+PAST_THE_IDS = "~"
+
+
+def _prefix(webhook_id):
+    return f"dlv_{webhook_id.removeprefix('wh_')}_"
+
+
+def _milliseconds(at):
+    return f"{int(at.timestamp() * 1000):012x}"
+
+
+def delivery_id(webhook_id, at, event_id, redelivery):
+    """The id of a delivery of ``event_id`` to ``webhook_id``, placed at ``at`` among the webhook's deliveries
+    (a fan-out's: when its event occurred, so the same every time it is made)."""
+    return f"{_prefix(webhook_id)}{_milliseconds(at)}{str(event_id).removeprefix('evt_')}{redelivery:x}"
+
+
+def _ids_after(prefix, before=None):
+    """The ``_id`` range of the deliveries under ``prefix`` (placed before ``before``, when given)."""
+    return {"$gt": prefix, "$lt": prefix + (_milliseconds(before) if before else PAST_THE_IDS)}
+
+
+def of_webhook(webhook_id):
+    """The ``_id`` range of a webhook's deliveries."""
+    return _ids_after(_prefix(webhook_id))
 
 
 def _takeable(status, now):
@@ -30,9 +66,11 @@ def _takeable(status, now):
     return {"status": SENDING, "lease_until": {"$lt": now}}
 
 
-def new_delivery(event, webhook_id, body, content_type, redelivery=0):
+def new_delivery(event, webhook_id, body, content_type, redelivery=0, at=None):
+    """``at``: where the delivery is placed among the webhook's (its event's ``occurred_at`` by default)."""
     now = utcnow()
-    return {"_id": f"dlv_{uuid.uuid4().hex}", "event_id": event["_id"], "event_type": event["type"],
+    return {"_id": delivery_id(webhook_id, at or event["occurred_at"], event["_id"], redelivery),
+            "event_id": event["_id"], "event_type": event["type"],
             "webhook_id": webhook_id, "project_id": event.get("project_id"), "redelivery": redelivery,
             "body": body, "content_type": content_type, "status": PENDING, "attempts": [], "attempt_count": 0,
             "next_attempt_at": now, "lease_token": None, "lease_until": None, "created_at": now, "updated_at": now}
@@ -42,9 +80,24 @@ def _outcome_fields(status, next_attempt_at, retention_seconds):
     now = utcnow()
     fields = {"status": status, "next_attempt_at": next_attempt_at, "lease_token": None, "lease_until": None,
               "updated_at": now}
-    if status in (SUCCEEDED, FAILED):
+    if status in ENDED:
         fields["expire_at"] = now + datetime.timedelta(seconds=retention_seconds)
     return fields
+
+
+def _insert_new(collection, docs):
+    """Insert ``docs`` in one round trip; answers those inserted. Ones already there stay as they are."""
+    if not docs:
+        return []
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details["writeErrors"]
+        if any(error["code"] != DUPLICATE_KEY for error in errors):
+            raise
+        there = {error["index"] for error in errors}
+        return [doc for index, doc in enumerate(docs) if index not in there]
+    return docs
 
 
 class Deliveries:
@@ -52,43 +105,49 @@ class Deliveries:
 
     def __init__(self, db):
         self.collection = db["deliveries"]
+        self.history = db[HISTORY]
 
     async def ensure_indexes(self):
-        await self.collection.create_index([("event_id", 1), ("webhook_id", 1), ("redelivery", 1)], unique=True)
         await self.collection.create_index([("status", 1), ("next_attempt_at", 1)])
         await self.collection.create_index([("status", 1), ("lease_until", 1)])
-        await self.collection.create_index([("webhook_id", 1), ("created_at", -1)])
-        await self.collection.create_index("expire_at", expireAfterSeconds=0)
 
     async def insert(self, doc):
         await self.collection.insert_one(doc)
         return doc
 
-    async def get(self, webhook_id, delivery_id):
-        return await self.collection.find_one({"_id": delivery_id, "webhook_id": webhook_id})
+    async def get(self, webhook_id, delivery_id_):
+        """The delivery as it last stood: one that has ended is in the history (and, for the moment between
+        the two writes that move it there, still in ``deliveries``)."""
+        query = {"_id": delivery_id_, "webhook_id": webhook_id}
+        return await self.history.find_one(query) or await self.collection.find_one(query)
 
     async def page(self, webhook_id, status, event_type, skip, limit):
-        query = {"webhook_id": webhook_id, **({"status": status} if status else {}),
+        """Newest first, from both collections: the first ``skip + limit`` of each, merged."""
+        query = {"_id": of_webhook(webhook_id), **({"status": status} if status else {}),
                  **({"event_type": event_type} if event_type else {})}
-        total = await self.collection.count_documents(query)
-        docs = await self.collection.find(query).sort([("created_at", -1), ("_id", 1)]).skip(skip).limit(
-            limit).to_list(None)
-        return docs, total
+        found, total = {}, 0
+        for collection in (self.collection, self.history):  # the history's copy wins over one being moved
+            total += await collection.count_documents(query)
+            async for doc in collection.find(query).sort("_id", -1).limit(skip + limit):
+                found[doc["_id"]] = doc
+        return sorted(found.values(), key=lambda doc: doc["_id"], reverse=True)[skip:skip + limit], total
 
     async def next_redelivery(self, delivery):
-        """A new delivery of the same event and body to the same webhook."""
-        latest = await self.collection.find({"event_id": delivery["event_id"], "webhook_id": delivery["webhook_id"]},
-                                            {"redelivery": 1}).sort("redelivery", -1).limit(1).to_list(None)
-        doc = new_delivery({"_id": delivery["event_id"], "type": delivery["event_type"],
-                            "project_id": delivery.get("project_id")}, delivery["webhook_id"], delivery["body"],
-                           delivery["content_type"], latest[0]["redelivery"] + 1 if latest else 1)
-        try:
-            return await self.insert(doc)
-        except DuplicateKeyError:  # two redeliveries asked at once: the next number
-            return await self.next_redelivery(delivery)
+        """A new delivery of the same event and body to the same webhook, placed now; its ``redelivery`` is
+        the one of ``delivery`` and one more."""
+        at = utcnow()
+        while True:
+            doc = new_delivery({"_id": delivery["event_id"], "type": delivery["event_type"],
+                                "project_id": delivery.get("project_id")}, delivery["webhook_id"], delivery["body"],
+                               delivery["content_type"], delivery.get("redelivery", 0) + 1, at)
+            try:
+                return await self.insert(doc)
+            except DuplicateKeyError:  # the same one asked twice within a millisecond: place it a little later
+                at += datetime.timedelta(milliseconds=1)
 
     async def delete_for_webhook(self, webhook_id):
-        await self.collection.delete_many({"webhook_id": webhook_id})
+        for collection in (self.collection, self.history):
+            await collection.delete_many({"_id": of_webhook(webhook_id)})
 
 
 class SyncDeliveries:
@@ -96,28 +155,22 @@ class SyncDeliveries:
 
     def __init__(self, db):
         self.collection = db["deliveries"]
+        self.history = db[HISTORY]
 
     def insert(self, docs):
-        """Insert deliveries in one round trip; answers those inserted. Ones already there (made by an earlier
-        fan-out of the same event, by a dispatcher whose lease on the event ran out) stay as they are, and are
-        not answered."""
-        if not docs:
-            return []
-        try:
-            self.collection.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details["writeErrors"]
-            if any(error["code"] != DUPLICATE_KEY for error in errors):
-                raise
-            there = {error["index"] for error in errors}
-            return [doc for index, doc in enumerate(docs) if index not in there]
-        return docs
+        """Store deliveries, those ended in the history, in a round trip to each collection; answers those
+        inserted. Ones already there (made by an earlier fan-out of the same event, by a dispatcher whose
+        lease on the event ran out) stay as they are, and are not answered."""
+        return (_insert_new(self.history, [doc for doc in docs if doc["status"] in ENDED])
+                + _insert_new(self.collection, [doc for doc in docs if doc["status"] not in ENDED]))
 
-    def made_for(self, event_ids):
-        """``{(event id, webhook id)}`` of the fan-out deliveries (not redeliveries) of ``event_ids`` stored, on the
-        unique index."""
-        return {(doc["event_id"], doc["webhook_id"]) for doc in self.collection.find(
-            {"event_id": {"$in": list(event_ids)}, "redelivery": 0}, {"event_id": 1, "webhook_id": 1})}
+    def stored(self, delivery_ids):
+        """Those of ``delivery_ids`` stored, in either collection."""
+        ids = list(delivery_ids)
+        if not ids:
+            return set()
+        return {doc["_id"] for collection in (self.collection, self.history)
+                for doc in collection.find({"_id": {"$in": ids}}, {"_id": 1})}
 
     def due(self, limit, busy_webhooks):
         """Up to ``limit`` deliveries due now, earliest first, then ones whose sender died (lease run out),
@@ -154,29 +207,54 @@ class SyncDeliveries:
         return doc["next_attempt_at"] if doc else None
 
     @staticmethod
+    def with_outcome(delivery, attempt, status, next_attempt_at, retention_seconds):
+        """The delivery as it stands after ``attempt``, with what comes next."""
+        return {**delivery, **_outcome_fields(status, next_attempt_at, retention_seconds),
+                "attempt_count": delivery.get("attempt_count", 0) + 1,
+                "attempts": (delivery.get("attempts", []) + [attempt])[-KEPT_ATTEMPTS:]}
+
+    @staticmethod
     def outcome(delivery, attempt, status, next_attempt_at, retention_seconds):
-        """The write keeping the attempt and what comes next, while the lease is still the caller's (for
-        ``record``)."""
+        """The write keeping an attempt of a stored delivery that will be made again, while the lease is still
+        the caller's (for ``record``)."""
         return UpdateOne({"_id": delivery["_id"], "lease_token": delivery["lease_token"]},
                          {"$set": _outcome_fields(status, next_attempt_at, retention_seconds),
                           "$inc": {"attempt_count": 1},
                           "$push": {"attempts": {"$each": [attempt], "$slice": -KEPT_ATTEMPTS}}})
 
     @staticmethod
-    def with_first_outcome(delivery, attempt, status, next_attempt_at, retention_seconds):
-        """A delivery not stored yet, made by a fan-out and sent once, as it is stored with that attempt (for
-        ``insert``)."""
-        return {**delivery, **_outcome_fields(status, next_attempt_at, retention_seconds), "attempt_count": 1,
-                "attempts": [attempt]}
+    def leave(delivery):
+        """The write taking a stored delivery that has ended out of ``deliveries`` once ``insert`` has put it
+        in the history, while the lease is still the caller's (for ``record``)."""
+        return DeleteOne({"_id": delivery["_id"], "lease_token": delivery["lease_token"]})
 
-    def record(self, outcomes):
-        """Write the ``outcome`` writes of a round in one round trip."""
-        if outcomes:
-            self.collection.bulk_write(outcomes, ordered=False)
+    def record(self, writes):
+        """Make the ``outcome`` and ``leave`` writes of a round in one round trip."""
+        if writes:
+            self.collection.bulk_write(writes, ordered=False)
 
     def give_up(self, delivery, reason, retention_seconds):
-        """End a delivery that will not be sent (its webhook was deleted or disabled)."""
+        """End a stored delivery that will not be sent (its webhook was deleted or disabled)."""
         now = utcnow()
-        self.collection.update_one({"_id": delivery["_id"], "lease_token": delivery["lease_token"]}, {"$set": {
-            "status": FAILED, "last_error": reason, "lease_token": None, "lease_until": None, "updated_at": now,
-            "expire_at": now + datetime.timedelta(seconds=retention_seconds)}})
+        self.insert([{**delivery, "status": FAILED, "last_error": reason, "lease_token": None, "lease_until": None,
+                      "updated_at": now, "expire_at": now + datetime.timedelta(seconds=retention_seconds)}])
+        self.record([self.leave(delivery)])
+
+    def expire(self, retention_seconds):
+        """Delete the history past its retention (``expire_at``): one ranged delete per webhook, the webhooks
+        found by skipping along ``_id`` (a webhook deleted meanwhile is found too). Answers how many.
+
+        Deliveries that ended in ``deliveries`` (where a node of the previous version ends them, during a
+        rolling upgrade) expire there, on the status index."""
+        now, after = utcnow(), "dlv_"
+        deleted = self.collection.delete_many({"status": {"$in": list(ENDED)},
+                                               "expire_at": {"$lte": now}}).deleted_count
+        while True:
+            first = self.history.find_one({"_id": {"$gt": after}}, {"_id": 1}, sort=[("_id", 1)])
+            if first is None:
+                return deleted
+            webhook_prefix = first["_id"][:first["_id"].index("_", len("dlv_")) + 1]
+            # An expired delivery ended, so was placed, at least the retention ago: the range stops there.
+            placed = _ids_after(webhook_prefix, now - datetime.timedelta(seconds=retention_seconds))
+            deleted += self.history.delete_many({"_id": placed, "expire_at": {"$lte": now}}).deleted_count
+            after = webhook_prefix + PAST_THE_IDS

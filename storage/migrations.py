@@ -6,6 +6,9 @@ Each step is idempotent: one interrupted half-way runs again whole.
 """
 import logging
 
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from storage.deliveries import ENDED, HISTORY, delivery_id
 from storage.token_keys import LEGACY_KEY_ID, insert_key_set, key_set, new_key
 from storage.users import username_key
 
@@ -79,6 +82,34 @@ async def touch_links(db):
     await db["repository_blobs"].update_many({"touched_at": {"$exists": False}}, [{"$set": {"touched_at": "$created_at"}}])
 
 
+# What version 6 indexed deliveries by, which their ids now do.
+RETIRED_DELIVERY_INDEXES = ("event_id_1_webhook_id_1_redelivery_1", "webhook_id_1_created_at_-1", "expire_at_1")
+
+
+async def split_delivery_history(db):
+    """Version 7: deliveries that have ended move to ``delivery_history``, and every delivery gets an id that
+    places it among its webhook's (storage/deliveries.py). The indexes those ids replace
+    are dropped first: the unique one would refuse a delivery under its new id beside its old self. Each
+    delivery is written under its new id before the old one is deleted."""
+    deliveries, history = db["deliveries"], db[HISTORY]
+    for name in RETIRED_DELIVERY_INDEXES:
+        try:
+            await deliveries.drop_index(name)
+        except OperationFailure:  # not there (a database that never had it, or a run that dropped it)
+            pass
+    async for doc in deliveries.find({"_id": {"$regex": "^dlv_[0-9a-f]{32}$"}}):
+        at = doc["created_at"]
+        if not doc.get("redelivery"):  # a fan-out's is placed when its event occurred, as a fan-out again would
+            event = await db["events"].find_one({"_id": doc["event_id"]}, {"occurred_at": 1})
+            at = event["occurred_at"] if event else at
+        moved = {**doc, "_id": delivery_id(doc["webhook_id"], at, doc["event_id"], doc.get("redelivery", 0))}
+        try:
+            await (history if doc["status"] in ENDED else deliveries).insert_one(moved)
+        except DuplicateKeyError:  # written by a run of this step that stopped before the delete
+            pass
+        await deliveries.delete_one({"_id": doc["_id"]})
+
+
 MIGRATIONS = [
     (1, fold_usernames),
     (2, retire_unfanned_events),
@@ -86,6 +117,7 @@ MIGRATIONS = [
     (4, copy_manifest_types_into_tags),
     (5, name_the_signing_key),
     (6, touch_links),
+    (7, split_delivery_history),
 ]
 LATEST = MIGRATIONS[-1][0]
 

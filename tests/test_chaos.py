@@ -177,7 +177,7 @@ def webhook_trail(store, project, tags, receiver):
             "_id", "status", "attempt_count", "next_attempt_at", "lease_until", "lease_token", "created_at")},
             "attempts": [(attempt["at"], attempt.get("status"), attempt.get("error"))
                          for attempt in delivery["attempts"]]}
-            for delivery in store["deliveries"].find({"event_id": event["_id"]})]
+            for name in ("deliveries", "delivery_history") for delivery in store[name].find({"event_id": event["_id"]})]
         with receiver.lock:
             received = [(item["at"], item["answered"]) for item in receiver.received
                         if item["document"]["id"] == event["_id"]]

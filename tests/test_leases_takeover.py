@@ -279,7 +279,8 @@ def test_a_delivery_whose_sender_is_killed_is_sent_by_another_node_within_the_le
                                     EVENT_LEASE + 5)
         took = arrived[0]["at"] - killed_at if arrived else None
         time.sleep(2)
-        deliveries = list(cluster.db.deliveries.find({"event_id": fanning_out["_id"]}))
+        deliveries = [delivery for stored in (cluster.db.deliveries, cluster.db.delivery_history)
+                      for delivery in stored.find({"event_id": fanning_out["_id"]})]
 
     assert arrived and took <= EVENT_LEASE + 1, took
     assert len([item for item in receiver.received if item["document"]["id"] == fanning_out["_id"]]) == 1
@@ -298,7 +299,7 @@ def test_a_delivery_stored_before_its_dispatcher_is_killed_is_not_sent_again_by_
                                                                                            "hangs")
         receiver.secrets.append(answered["secret"])
         push_small_image(RegistryClient(first.url, "admin", first.admin_password), "hooks/app", "v1")
-        stored = wait_until(lambda: cluster.db.deliveries.find_one(
+        stored = wait_until(lambda: cluster.db.delivery_history.find_one(
             {"webhook_id": answered["id"], "status": "succeeded"}), 20, interval=0.05)
         event = cluster.db.events.find_one({"_id": stored["event_id"]})
         assert event["status"] == "pending" and event["lease_token"]  # still waiting on the hanging one
