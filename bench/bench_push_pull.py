@@ -56,6 +56,7 @@ from common import (
     peak_rss_mb,
     print_table,
     ratio,
+    settle_disk,
     sha256_digest,
     skopeo_copy,
     start_cyp,
@@ -312,16 +313,6 @@ def measure_registry(registry, run_dir, http_layer, skopeo, pulls):
         return {"speeds": speeds, "peak_rss_mb": max(peaks.values()), "process_peak_rss_mb": peaks}
     finally:
         stop_process_group(registry.proc)  # still listed in `children`, for its log tail on failure
-
-
-def settle_disk():
-    """Write back what the measurements before left dirty, so it does not slow the next ones: right after the
-    filesystem's gigabytes, GridFS pulls ran at 352-378 MB/s in full runs against 562-580 alone, and one push's
-    server stopped reading for over 10 s (likely SecantusDB's journaled commits waiting on that write-back; one
-    full run with this met every target, which supports it without proving it)."""
-    started = time.monotonic()
-    os.sync()
-    print(f"disk settled in {time.monotonic() - started:.1f} s", flush=True)
 
 
 def bench_backend(children, services, backend, http_layer, skopeo, pulls):

@@ -186,6 +186,24 @@ def machine_cpu_ticks():
     return sum(ticks) - idle, sum(ticks)
 
 
+def io_stalled_seconds():
+    """Seconds since boot in which every task not idle waited on I/O (the "full" line of /proc/pressure/io); None
+    where the kernel keeps no pressure figures."""
+    try:
+        full = Path("/proc/pressure/io").read_text().splitlines()[1]
+    except (OSError, IndexError):
+        return None
+    return int(full.rsplit("total=", 1)[1]) / 1e6
+
+
+def settle_disk():
+    """Write back what the measurements before left dirty, so it does not slow the next ones (SecantusDB's
+    journaled commits wait on that write-back: bench/README.md)."""
+    started = time.monotonic()
+    os.sync()
+    print(f"disk settled in {time.monotonic() - started:.1f} s", flush=True)
+
+
 def reset_peak_rss(pid):
     """Start the process's VmHWM again from its current RSS (Linux: 5 into /proc/PID/clear_refs)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -231,8 +249,8 @@ def tree_cpu_seconds(pids):
 
 
 class CpuMeter:
-    """CPU seconds of the named groups of processes, the bench itself, its waited children (hey) and the
-    machine's busy share, from construction to read()."""
+    """CPU seconds of the named groups of processes, the bench itself, its waited children (hey), the machine's
+    busy share and the share of the time it stalled on I/O, from construction to read()."""
 
     def __init__(self, pids):
         self.pids = pids  # name: [pid, ...]
@@ -242,14 +260,16 @@ class CpuMeter:
         own = os.times()
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         return ({name: tree_cpu_seconds(pids) for name, pids in self.pids.items()},
-                own.user + own.system, children.ru_utime + children.ru_stime, machine_cpu_ticks())
+                own.user + own.system, children.ru_utime + children.ru_stime, machine_cpu_ticks(),
+                io_stalled_seconds(), time.monotonic())
 
     def read(self):
-        procs, own, waited, (busy, total) = self.sample()
-        procs0, own0, waited0, (busy0, total0) = self.start
+        procs, own, waited, (busy, total), stalled, now = self.sample()
+        procs0, own0, waited0, (busy0, total0), stalled0, now0 = self.start
         result = {f"{name}_cpu_s": procs[name] - procs0[name] for name in procs}
         result.update(bench_cpu_s=own - own0, hey_cpu_s=waited - waited0,
-                      machine_cpu_busy=(busy - busy0) / max(total - total0, 1))
+                      machine_cpu_busy=(busy - busy0) / max(total - total0, 1),
+                      machine_io_stalled=None if stalled is None else (stalled - stalled0) / max(now - now0, 1e-9))
         return result
 
 
