@@ -20,7 +20,7 @@ yet are sent again, under the same event id. Deliveries found by a query (retrie
 dispatcher's) are taken with an update, and their outcomes written with one more (one that has ended is
 inserted in the history, then deleted). Outcomes are written together, ``OUTCOME_SECONDS`` after the first
 of them (an insert to each collection and one bulk write). Every EXPIRE_SECONDS the dispatcher deletes the
-history past its retention.
+history past its retention, a step a tick.
 """
 import asyncio
 import collections
@@ -104,7 +104,8 @@ class DeliveryDispatcher(pykka.ThreadingActor):
         self.write_asked = False
         self.webhook_outcomes = {}  # webhook id: (last status, whether any succeeded), not yet written
         self.health_written = 0.0  # when they were last written (time.monotonic)
-        self.expired = time.monotonic()  # when the history was last expired
+        self.expired = time.monotonic()  # when the last pass of the history's expiry began
+        self.expiring = None  # where a pass cut short goes on from (storage/deliveries.py expire)
 
     def on_receive(self, message):
         try:
@@ -115,9 +116,9 @@ class DeliveryDispatcher(pykka.ThreadingActor):
                 look_again = message == "look" or time.monotonic() >= self.looked_at + LOOK_AGAIN_SECONDS
                 self._fan_out()
                 self._send_due(look_again=look_again or self.backlog)
-                if time.monotonic() >= self.expired + EXPIRE_SECONDS:
-                    self.expired = time.monotonic()
-                    self.deliveries.expire(self.retention)
+                if self.expiring is not None or time.monotonic() >= self.expired + EXPIRE_SECONDS:
+                    self.expired = self.expired if self.expiring else time.monotonic()
+                    _, self.expiring = self.deliveries.expire(self.retention, self.expiring)
             elif message == "write":
                 self.write_asked = False
                 self._write_outcomes()

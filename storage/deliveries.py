@@ -18,6 +18,8 @@ rather than a TTL index, which SecantusDB serves by reading every document of th
 global lock, once a minute.
 """
 import datetime
+import re
+import time
 
 from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -33,6 +35,12 @@ KEPT_ATTEMPTS = 20
 HISTORY = "delivery_history"
 # After every character of an id past its webhook's prefix (hexadecimal digits).
 PAST_THE_IDS = "~"
+# The random ids deliveries had up to version 6 (a node of that version still makes them during an upgrade).
+VERSION_6_ID = re.compile(r"^dlv_[0-9a-f]{32}$")
+# One step of the expiry runs this long at most (on the dispatcher's thread): the next goes on from there.
+EXPIRE_STEP_SECONDS = 0.5
+# Times a redelivery placed in a millisecond already taken is placed a millisecond later before giving up.
+REDELIVERY_PLACES = 10
 
 
 def _prefix(webhook_id):
@@ -47,6 +55,13 @@ def delivery_id(webhook_id, at, event_id, redelivery):
     """The id of a delivery of ``event_id`` to ``webhook_id``, placed at ``at`` among the webhook's deliveries
     (a fan-out's: when its event occurred, so the same every time it is made)."""
     return f"{_prefix(webhook_id)}{_milliseconds(at)}{str(event_id).removeprefix('evt_')}{redelivery:x}"
+
+
+def placed(doc, at):
+    """``doc`` under an id of this version, placed at ``at``, if it has a version-6 id."""
+    if not VERSION_6_ID.match(doc["_id"]):
+        return doc
+    return {**doc, "_id": delivery_id(doc["webhook_id"], at, doc["event_id"], doc.get("redelivery", 0))}
 
 
 def _ids_after(prefix, before=None):
@@ -85,6 +100,13 @@ def _outcome_fields(status, next_attempt_at, retention_seconds):
     return fields
 
 
+def _ids_in(collection, ids):
+    """Those of ``ids`` stored in ``collection``."""
+    if not ids:
+        return set()
+    return {doc["_id"] for doc in collection.find({"_id": {"$in": ids}}, {"_id": 1})}
+
+
 def _insert_new(collection, docs):
     """Insert ``docs`` in one round trip; answers those inserted. Ones already there stay as they are."""
     if not docs:
@@ -116,10 +138,12 @@ class Deliveries:
         return doc
 
     async def get(self, webhook_id, delivery_id_):
-        """The delivery as it last stood: one that has ended is in the history (and, for the moment between
-        the two writes that move it there, still in ``deliveries``)."""
+        """The delivery as it last stood. One that ends is written to the history, then deleted from
+        ``deliveries``: read in that order, a move between the reads finds it in the history, and its
+        history copy wins."""
         query = {"_id": delivery_id_, "webhook_id": webhook_id}
-        return await self.history.find_one(query) or await self.collection.find_one(query)
+        live = await self.collection.find_one(query)
+        return await self.history.find_one(query) or live
 
     async def page(self, webhook_id, status, event_type, skip, limit):
         """Newest first, from both collections: the first ``skip + limit`` of each, merged."""
@@ -135,15 +159,17 @@ class Deliveries:
     async def next_redelivery(self, delivery):
         """A new delivery of the same event and body to the same webhook, placed now; its ``redelivery`` is
         the one of ``delivery`` and one more."""
-        at = utcnow()
-        while True:
+        now = utcnow()
+        for place in range(REDELIVERY_PLACES):
             doc = new_delivery({"_id": delivery["event_id"], "type": delivery["event_type"],
                                 "project_id": delivery.get("project_id")}, delivery["webhook_id"], delivery["body"],
-                               delivery["content_type"], delivery.get("redelivery", 0) + 1, at)
+                               delivery["content_type"], delivery.get("redelivery", 0) + 1,
+                               now + datetime.timedelta(milliseconds=place))
             try:
                 return await self.insert(doc)
             except DuplicateKeyError:  # the same one asked twice within a millisecond: place it a little later
-                at += datetime.timedelta(milliseconds=1)
+                if place == REDELIVERY_PLACES - 1:  # not a clash of places (an index of another version)
+                    raise
 
     async def delete_for_webhook(self, webhook_id):
         for collection in (self.collection, self.history):
@@ -160,17 +186,15 @@ class SyncDeliveries:
     def insert(self, docs):
         """Store deliveries, those ended in the history, in a round trip to each collection; answers those
         inserted. Ones already there (made by an earlier fan-out of the same event, by a dispatcher whose
-        lease on the event ran out) stay as they are, and are not answered."""
-        return (_insert_new(self.history, [doc for doc in docs if doc["status"] in ENDED])
+        lease on the event ran out) stay as they are, and are not answered. One a node of version 6 stored
+        enters the history under an id of this version, placed when it was made, so it is listed."""
+        return (_insert_new(self.history, [placed(doc, doc["created_at"]) for doc in docs if doc["status"] in ENDED])
                 + _insert_new(self.collection, [doc for doc in docs if doc["status"] not in ENDED]))
 
     def stored(self, delivery_ids):
         """Those of ``delivery_ids`` stored, in either collection."""
         ids = list(delivery_ids)
-        if not ids:
-            return set()
-        return {doc["_id"] for collection in (self.collection, self.history)
-                for doc in collection.find({"_id": {"$in": ids}}, {"_id": 1})}
+        return _ids_in(self.collection, ids) | _ids_in(self.history, ids)
 
     def due(self, limit, busy_webhooks):
         """Up to ``limit`` deliveries due now, earliest first, then ones whose sender died (lease run out),
@@ -192,7 +216,11 @@ class SyncDeliveries:
         for status in (PENDING, SENDING):
             batch = [doc for doc in found if doc["status"] == status]
             taken += take_many(self.collection, batch, _takeable(status, now), fields, False, f"{owner}:")
-        return taken
+        # Ended already, by another dispatcher (one whose lease on it, or on its event, ran out while it sent):
+        # its outcome is in the history, and this copy goes without being sent again.
+        ended = _ids_in(self.history, [doc["_id"] for doc in taken])
+        self.record([self.leave(doc) for doc in taken if doc["_id"] in ended])
+        return [doc for doc in taken if doc["_id"] not in ended]
 
     def backlog(self):
         """``{status: (deliveries, oldest created_at)}`` of those not ended (pending, sending), on the status index."""
@@ -240,21 +268,26 @@ class SyncDeliveries:
                       "updated_at": now, "expire_at": now + datetime.timedelta(seconds=retention_seconds)}])
         self.record([self.leave(delivery)])
 
-    def expire(self, retention_seconds):
-        """Delete the history past its retention (``expire_at``): one ranged delete per webhook, the webhooks
-        found by skipping along ``_id`` (a webhook deleted meanwhile is found too). Answers how many.
+    def expire(self, retention_seconds, after=None, seconds=EXPIRE_STEP_SECONDS):
+        """One step of deleting the history past its retention (``expire_at``): one ranged delete per webhook,
+        the webhooks found by skipping along ``_id`` (a webhook deleted meanwhile is found too), from ``after``
+        (None: from the first) for about ``seconds``. Answers how many it deleted, and the ``after`` to go on
+        from (None: every webhook's history was looked at).
 
-        Deliveries that ended in ``deliveries`` (where a node of the previous version ends them, during a
-        rolling upgrade) expire there, on the status index."""
-        now, after = utcnow(), "dlv_"
-        deleted = self.collection.delete_many({"status": {"$in": list(ENDED)},
-                                               "expire_at": {"$lte": now}}).deleted_count
+        Deliveries that ended in ``deliveries`` (where a node of version 6 ends them, during a rolling
+        upgrade) expire there, on the status index, at the first step."""
+        now, stop, deleted = utcnow(), time.monotonic() + seconds, 0
+        if after is None:
+            deleted, after = self.collection.delete_many({"status": {"$in": list(ENDED)},
+                                                          "expire_at": {"$lte": now}}).deleted_count, "dlv_"
         while True:
             first = self.history.find_one({"_id": {"$gt": after}}, {"_id": 1}, sort=[("_id", 1)])
             if first is None:
-                return deleted
+                return deleted, None
             webhook_prefix = first["_id"][:first["_id"].index("_", len("dlv_")) + 1]
             # An expired delivery ended, so was placed, at least the retention ago: the range stops there.
-            placed = _ids_after(webhook_prefix, now - datetime.timedelta(seconds=retention_seconds))
-            deleted += self.history.delete_many({"_id": placed, "expire_at": {"$lte": now}}).deleted_count
+            expired = _ids_after(webhook_prefix, now - datetime.timedelta(seconds=retention_seconds))
+            deleted += self.history.delete_many({"_id": expired, "expire_at": {"$lte": now}}).deleted_count
             after = webhook_prefix + PAST_THE_IDS
+            if time.monotonic() >= stop:
+                return deleted, after

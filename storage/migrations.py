@@ -6,9 +6,9 @@ Each step is idempotent: one interrupted half-way runs again whole.
 """
 import logging
 
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import OperationFailure
 
-from storage.deliveries import ENDED, HISTORY, delivery_id
+from storage.deliveries import ENDED, HISTORY, VERSION_6_ID, placed
 from storage.token_keys import LEGACY_KEY_ID, insert_key_set, key_set, new_key
 from storage.users import username_key
 
@@ -90,24 +90,27 @@ async def split_delivery_history(db):
     """Version 7: deliveries that have ended move to ``delivery_history``, and every delivery gets an id that
     places it among its webhook's (storage/deliveries.py). The indexes those ids replace
     are dropped first: the unique one would refuse a delivery under its new id beside its old self. Each
-    delivery is written under its new id before the old one is deleted."""
+    delivery is written under its new id before the old one is deleted, and deleted only as it was copied:
+    one a node of version 6 took or ended meanwhile (during a rolling upgrade) is copied again."""
     deliveries, history = db["deliveries"], db[HISTORY]
     for name in RETIRED_DELIVERY_INDEXES:
         try:
             await deliveries.drop_index(name)
         except OperationFailure:  # not there (a database that never had it, or a run that dropped it)
             pass
-    async for doc in deliveries.find({"_id": {"$regex": "^dlv_[0-9a-f]{32}$"}}):
+    async for doc in deliveries.find({"_id": {"$regex": VERSION_6_ID.pattern}}):
         at = doc["created_at"]
         if not doc.get("redelivery"):  # a fan-out's is placed when its event occurred, as a fan-out again would
             event = await db["events"].find_one({"_id": doc["event_id"]}, {"occurred_at": 1})
             at = event["occurred_at"] if event else at
-        moved = {**doc, "_id": delivery_id(doc["webhook_id"], at, doc["event_id"], doc.get("redelivery", 0))}
-        try:
-            await (history if doc["status"] in ENDED else deliveries).insert_one(moved)
-        except DuplicateKeyError:  # written by a run of this step that stopped before the delete
-            pass
-        await deliveries.delete_one({"_id": doc["_id"]})
+        while doc is not None:
+            moved = placed(doc, at)
+            into, other = (history, deliveries) if doc["status"] in ENDED else (deliveries, history)
+            await into.replace_one({"_id": moved["_id"]}, moved, upsert=True)
+            await other.delete_one({"_id": moved["_id"]})  # the copy a run of this step cut short made before
+            gone = await deliveries.delete_one({key: doc.get(key) for key in ("_id", "status", "lease_token",
+                                                                              "updated_at")})
+            doc = None if gone.deleted_count else await deliveries.find_one({"_id": doc["_id"]})
 
 
 MIGRATIONS = [
