@@ -595,7 +595,10 @@ rotated."""),
     Operation(
         "POST", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", "redeliver", "webhooks",
         "Send a delivery again", "owner", one("delivery"),
-        errors=(WEBHOOK_NOT_FOUND, (20001, "`delivery not found`")),
+        errors=(WEBHOOK_NOT_FOUND, (20001, "`delivery not found`"),
+                (20002, "`another redelivery of this delivery is still pending; try again once it has ended`: only "
+                        "while a node of the previous version runs beside this one (its unique index refuses a "
+                        "second redelivery of the same number)")),
         description="A new delivery of the same event (same `event_id`, same body) to this webhook, answered "
                     "after its first attempt. Its `redelivery` is the one of the delivery sent again plus one (0 is "
                     "the fan-out's own)."),

@@ -21,7 +21,7 @@ import jsonschema
 
 from services.access import can_write
 from services.credentials import CredentialsUnavailable
-from services.errors import Forbidden, Invalid, NotFound
+from services.errors import Conflict, Forbidden, Invalid, NotFound
 from services.outbound import OutboundRefused
 from services.timestamps import iso_z
 from storage.clock import utcnow
@@ -295,7 +295,10 @@ class WebhookService:
         original = await self.collections.deliveries.get(webhook_id, delivery_id)
         if original is None:
             raise NotFound("delivery not found")
-        return await self._after_first_attempt(await self.collections.deliveries.next_redelivery(original))
+        redelivery = await self.collections.deliveries.next_redelivery(original)
+        if redelivery is None:
+            raise Conflict("another redelivery of this delivery is still pending; try again once it has ended")
+        return await self._after_first_attempt(redelivery)
 
     async def _after_first_attempt(self, delivery):
         self.wake()

@@ -158,7 +158,9 @@ class Deliveries:
 
     async def next_redelivery(self, delivery):
         """A new delivery of the same event and body to the same webhook, placed now; its ``redelivery`` is
-        the one of ``delivery`` and one more."""
+        the one of ``delivery`` and one more. None when none of REDELIVERY_PLACES took it: then it is not a
+        clash of places but a unique index of version 6 (re-created by a node of that version during an
+        upgrade) refusing a second redelivery of the same number."""
         now = utcnow()
         for place in range(REDELIVERY_PLACES):
             doc = new_delivery({"_id": delivery["event_id"], "type": delivery["event_type"],
@@ -168,8 +170,8 @@ class Deliveries:
             try:
                 return await self.insert(doc)
             except DuplicateKeyError:  # the same one asked twice within a millisecond: place it a little later
-                if place == REDELIVERY_PLACES - 1:  # not a clash of places (an index of another version)
-                    raise
+                continue
+        return None
 
     async def delete_for_webhook(self, webhook_id):
         for collection in (self.collection, self.history):

@@ -5,6 +5,7 @@ import base64
 import json
 import time
 
+import pymongo
 import pytest
 import requests
 
@@ -400,6 +401,28 @@ def test_deliveries_record_attempts_with_secrets_redacted_and_redeliver_with_the
     assert [item["headers"]["authorization"] for item in receiver.of_type("PING")] == ["Bearer hush"] * 2
     filtered = ok(admin.get(f"/api/v1/webhooks/{webhook['id']}/deliveries", params={"event_type": "PUSH_ARTIFACT"}))
     assert filtered["items"] == []
+
+
+def test_a_second_redelivery_a_previous_versions_index_refuses_answers_409(mongo, hooks_server, admin, project,
+                                                                           receiver):
+    """During a rolling upgrade a node of version 6 re-creates its unique index on (event, webhook,
+    redelivery): a second redelivery of one delivery while the first is still pending is refused, not looped."""
+    webhook = create_webhook(admin, project, receiver, ["PING"])
+    first = ok(admin.post(f"/api/v1/webhooks/{webhook['id']}/test"))
+    redeliver = f"/api/v1/webhooks/{webhook['id']}/deliveries/{first['id']}/redeliver"
+    store = pymongo.MongoClient(mongo.uri)[hooks_server.db_name]
+    index = store["deliveries"].create_index([("event_id", 1), ("webhook_id", 1), ("redelivery", 1)], unique=True)
+    receiver.status, receiver.delay = 503, 0.5  # the first redelivery stays pending through the second
+    try:
+        pending = ok(admin.post(redeliver))
+        again = admin.post(redeliver)
+    finally:
+        store["deliveries"].drop_index(index)
+
+    assert pending["status"] == "pending"
+    assert "still pending" in refused(again, 20002)
+    assert [delivery["id"] for delivery in ok(admin.get(f"/api/v1/webhooks/{webhook['id']}/deliveries"))["items"]] == [
+        pending["id"], first["id"]]
 
 
 def test_a_rotated_secret_signs_alongside_the_new_one_during_the_overlap(admin, project, receiver):
