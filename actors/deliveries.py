@@ -116,9 +116,7 @@ class DeliveryDispatcher(pykka.ThreadingActor):
                 look_again = message == "look" or time.monotonic() >= self.looked_at + LOOK_AGAIN_SECONDS
                 self._fan_out()
                 self._send_due(look_again=look_again or self.backlog)
-                if self.expiring is not None or time.monotonic() >= self.expired + EXPIRE_SECONDS:
-                    self.expired = self.expired if self.expiring else time.monotonic()
-                    _, self.expiring = self.deliveries.expire(self.retention, self.expiring)
+                self._expire_history()
             elif message == "write":
                 self.write_asked = False
                 self._write_outcomes()
@@ -135,6 +133,14 @@ class DeliveryDispatcher(pykka.ThreadingActor):
             self._write_outcomes(health_now=True)
         except Exception:  # their events' leases run out, and they are sent again under the same event id
             log.exception("writing the last webhook outcomes failed")
+
+    def _expire_history(self):
+        """A step of the history's expiry: a pass begins every EXPIRE_SECONDS and goes on a step a tick."""
+        if self.expiring is None:
+            if time.monotonic() < self.expired + EXPIRE_SECONDS:
+                return
+            self.expired = time.monotonic()
+        _, self.expiring = self.deliveries.expire(self.retention, self.expiring)
 
     # --- fan-out ---------------------------------------------------------------------------------
 
